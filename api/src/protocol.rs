@@ -1,0 +1,419 @@
+//! JSON control messages on the WebSocket between a client and an agent.
+//!
+//! Each text frame is one object whose `type` names the message. Terminal
+//! output never travels here: it goes in binary frames (see [`crate::frame`]).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorCode;
+use crate::session::{SessionId, SessionInfo};
+
+/// Permission modes the Claude CLI accepts for `--permission-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PermissionMode {
+    Default,
+    AcceptEdits,
+    Plan,
+    BypassPermissions,
+}
+
+impl PermissionMode {
+    pub fn as_cli_arg(self) -> &'static str {
+        match self {
+            PermissionMode::Default => "default",
+            PermissionMode::AcceptEdits => "acceptEdits",
+            PermissionMode::Plan => "plan",
+            PermissionMode::BypassPermissions => "bypassPermissions",
+        }
+    }
+}
+
+/// Messages from a client (browser, CLI, test) to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+pub enum ClientMessage {
+    /// Start a shell in a PTY. The reply is `session.created`, then output frames.
+    #[serde(rename = "terminal.start")]
+    TerminalStart {
+        /// Working directory relative to the workspace root (default: the root).
+        #[serde(default)]
+        workspace_path: Option<String>,
+        /// Program to run (default: the user's shell).
+        #[serde(default)]
+        shell: Option<String>,
+        #[serde(default)]
+        env: Option<BTreeMap<String, String>>,
+        cols: u16,
+        rows: u16,
+        #[serde(default)]
+        title: Option<String>,
+    },
+    /// Keystrokes as text. Binary `input` frames carry the same without JSON.
+    #[serde(rename = "terminal.write")]
+    TerminalWrite { id: SessionId, data: String },
+    #[serde(rename = "terminal.resize")]
+    TerminalResize { id: SessionId, cols: u16, rows: u16 },
+    #[serde(rename = "claude.start")]
+    ClaudeStart {
+        /// Claude Code session id of a past conversation to continue.
+        #[serde(default)]
+        resume: Option<String>,
+        #[serde(default)]
+        model: Option<String>,
+        #[serde(default)]
+        permission_mode: Option<PermissionMode>,
+        #[serde(default)]
+        workspace_path: Option<String>,
+    },
+    #[serde(rename = "claude.send")]
+    ClaudeSend { id: SessionId, input: String },
+    /// Answer a permission request. The first answer wins.
+    #[serde(rename = "claude.permission")]
+    ClaudePermission {
+        id: SessionId,
+        request_id: String,
+        allow: bool,
+        /// Replacement tool input when allowing (edited by the user).
+        #[serde(default)]
+        updated_input: Option<serde_json::Value>,
+        /// Why, when denying; shown to the model.
+        #[serde(default)]
+        message: Option<String>,
+        /// Allow this tool for the rest of the session without asking.
+        #[serde(default)]
+        remember: bool,
+    },
+    /// Stop the running Claude turn, keeping the session.
+    #[serde(rename = "claude.interrupt")]
+    ClaudeInterrupt { id: SessionId },
+    /// List past Claude conversations in this workspace.
+    #[serde(rename = "claude.history")]
+    ClaudeHistory {},
+    /// Replay a past conversation's messages into the client.
+    #[serde(rename = "claude.load")]
+    ClaudeLoad { conversation_id: String },
+    /// Receive a session's output. Without `since`, a terminal sends its current
+    /// screen as a snapshot frame; with it, exactly the bytes from that offset.
+    #[serde(rename = "session.attach")]
+    SessionAttach {
+        id: SessionId,
+        #[serde(default)]
+        since: Option<u64>,
+    },
+    #[serde(rename = "session.detach")]
+    SessionDetach { id: SessionId },
+    /// End the session's whole process group.
+    #[serde(rename = "session.stop")]
+    SessionStop { id: SessionId },
+    #[serde(rename = "session.list")]
+    SessionList {},
+}
+
+/// Every `type` a client may send, for telling "unknown type" from "bad shape".
+pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
+    "terminal.start",
+    "terminal.write",
+    "terminal.resize",
+    "claude.start",
+    "claude.send",
+    "claude.permission",
+    "claude.interrupt",
+    "claude.history",
+    "claude.load",
+    "session.attach",
+    "session.detach",
+    "session.stop",
+    "session.list",
+];
+
+/// Why a text frame was not a message; becomes an `error` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The session the message named, when that much could be read.
+    pub id: Option<String>,
+}
+
+impl ClientMessage {
+    /// Parses one text frame, telling apart bad JSON, an unknown `type` and a
+    /// known type with the wrong fields.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ParseError {
+            code: ErrorCode::BadMessage,
+            message: format!("not valid JSON: {e}"),
+            id: None,
+        })?;
+        let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+        let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
+            return Err(ParseError {
+                code: ErrorCode::BadMessage,
+                message: "message has no string field \"type\"".into(),
+                id,
+            });
+        };
+        if !CLIENT_MESSAGE_TYPES.contains(&kind) {
+            return Err(ParseError {
+                code: ErrorCode::UnknownType,
+                message: format!("unknown message type {kind:?}"),
+                id,
+            });
+        }
+        let kind = kind.to_owned();
+        serde_json::from_value(value).map_err(|e| ParseError {
+            code: ErrorCode::BadMessage,
+            message: format!("bad {kind} message: {e}"),
+            id,
+        })
+    }
+}
+
+/// How an attach begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachMode {
+    /// Bytes from the requested offset follow, then live output.
+    Replay,
+    /// A snapshot frame of the current screen follows, then live output.
+    Snapshot,
+}
+
+/// One event of a Claude session, as the CLI printed it, in a small envelope
+/// that lets clients route it without parsing `raw`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaudeEvent {
+    /// The CLI's `type` field (`system`, `assistant`, `user`, `result`,
+    /// `stream_event`, `control_request`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtype: Option<String>,
+    /// Claude Code's own session id (the conversation id), when the event has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Position of this event in the session's event log, for resuming.
+    pub seq: u64,
+    pub raw: serde_json::Value,
+}
+
+/// A past Claude conversation found in the workspace's transcripts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationInfo {
+    pub id: String,
+    pub title: String,
+    pub cwd: String,
+    /// Unix time in milliseconds of the last entry.
+    pub updated: i64,
+    pub messages: u32,
+}
+
+/// Messages from the agent to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+pub enum ServerMessage {
+    /// First message on every connection.
+    #[serde(rename = "hello")]
+    Hello {
+        protocol: u32,
+        workspace: String,
+        agent_version: String,
+    },
+    /// A session started; `info.type` says which kind.
+    #[serde(rename = "session.created")]
+    SessionCreated {
+        id: SessionId,
+        workspace: String,
+        info: SessionInfo,
+    },
+    /// Reply to `session.attach`: says exactly where the stream that follows starts.
+    #[serde(rename = "session.attached")]
+    SessionAttached {
+        id: SessionId,
+        mode: AttachMode,
+        /// Offset of the first byte that follows (replay) or that the snapshot reflects.
+        offset: u64,
+        /// Set when `since` asked for bytes that are gone: the oldest offset still kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lost_before: Option<u64>,
+        info: SessionInfo,
+    },
+    /// The client fell too far behind; a snapshot frame at `offset` follows and
+    /// live output continues from there.
+    #[serde(rename = "session.resync")]
+    SessionResync { id: SessionId, offset: u64 },
+    #[serde(rename = "session.list")]
+    SessionList { sessions: Vec<SessionInfo> },
+    #[serde(rename = "message.delta")]
+    MessageDelta {
+        id: SessionId,
+        events: Vec<ClaudeEvent>,
+    },
+    /// A permission request no longer needs an answer (answered elsewhere,
+    /// cancelled by the CLI, or timed out).
+    #[serde(rename = "claude.permission.resolved")]
+    ClaudePermissionResolved {
+        id: SessionId,
+        request_id: String,
+        allowed: bool,
+        reason: String,
+    },
+    #[serde(rename = "claude.history")]
+    ClaudeHistory {
+        conversations: Vec<ConversationInfo>,
+    },
+    #[serde(rename = "claude.transcript")]
+    ClaudeTranscript {
+        conversation_id: String,
+        entries: Vec<serde_json::Value>,
+    },
+    #[serde(rename = "session.ended")]
+    SessionEnded {
+        id: SessionId,
+        #[serde(default)]
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    #[serde(rename = "error")]
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>, id: Option<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+            id,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising these types cannot fail: every map key is a string.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"type":"error","code":"internal","message":"serialise: {e}"}}"#)
+        })
+    }
+}
+
+impl From<ParseError> for ServerMessage {
+    fn from(e: ParseError) -> Self {
+        ServerMessage::Error {
+            code: e.code,
+            message: e.message,
+            id: e.id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_shapes() {
+        let m = ClientMessage::parse(
+            r#"{"type":"terminal.start","cols":80,"rows":24,"workspacePath":"src"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::TerminalStart {
+                workspace_path: Some("src".into()),
+                shell: None,
+                env: None,
+                cols: 80,
+                rows: 24,
+                title: None
+            }
+        );
+        let m = ClientMessage::parse(r#"{"type":"session.attach","id":"s1","since":42}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::SessionAttach {
+                id: SessionId::new("s1").unwrap(),
+                since: Some(42)
+            }
+        );
+        let m = ClientMessage::parse(
+            r#"{"type":"claude.permission","id":"c","requestId":"r","allow":false}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::ClaudePermission {
+                allow: false,
+                remember: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"session.list"}"#).unwrap(),
+            ClientMessage::SessionList {}
+        );
+    }
+
+    #[test]
+    fn tells_bad_json_unknown_type_and_bad_fields_apart() {
+        assert_eq!(
+            ClientMessage::parse("{nope").unwrap_err().code,
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            ClientMessage::parse("[]").unwrap_err().code,
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"x.y"}"#).unwrap_err().code,
+            ErrorCode::UnknownType
+        );
+        let e =
+            ClientMessage::parse(r#"{"type":"terminal.resize","id":"s1","cols":"wide","rows":1}"#)
+                .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadMessage);
+        assert_eq!(e.id.as_deref(), Some("s1"));
+        let e = ClientMessage::parse(r#"{"type":"terminal.write","id":"../etc","data":"x"}"#)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadMessage);
+        let e =
+            ClientMessage::parse(r#"{"type":"terminal.resize","id":"s1","cols":70000,"rows":1}"#)
+                .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadMessage);
+    }
+
+    #[test]
+    fn every_listed_type_is_a_variant() {
+        for t in CLIENT_MESSAGE_TYPES {
+            let e = ClientMessage::parse(&format!(r#"{{"type":"{t}"}}"#));
+            if let Err(e) = e {
+                assert_eq!(e.code, ErrorCode::BadMessage, "{t}");
+            }
+        }
+    }
+
+    #[test]
+    fn server_messages_use_wire_names() {
+        let m = ServerMessage::SessionEnded {
+            id: SessionId::new("s1").unwrap(),
+            exit_code: Some(3),
+            reason: None,
+        };
+        assert_eq!(
+            m.to_json(),
+            r#"{"type":"session.ended","id":"s1","exitCode":3}"#
+        );
+        let e = ServerMessage::error(ErrorCode::TooLarge, "big", None).to_json();
+        assert_eq!(e, r#"{"type":"error","code":"too_large","message":"big"}"#);
+    }
+}
