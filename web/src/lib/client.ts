@@ -1,0 +1,413 @@
+// One WebSocket per workspace: reconnects with backoff, re-attaches every
+// session from the last offset it received, and routes frames and messages
+// to per-session sinks. No DOM here: the socket and timers are injected, so
+// the whole state machine is unit-tested.
+
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from "./backoff";
+import { decodeFrame, FrameKind, inputFrame } from "./frame";
+import { OffsetTracker } from "./offsets";
+import { parseServerMessage, type ClientMessage, type ServerMessage, type SessionInfo } from "./protocol";
+
+/** The parts of the browser's WebSocket this client uses. */
+export interface SocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  /** Bytes queued in the browser and not yet sent. */
+  readonly bufferedAmount: number;
+  send(data: string | Uint8Array<ArrayBuffer>): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((ev: unknown) => void) | null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null;
+  onerror: ((ev: unknown) => void) | null;
+  onmessage: ((ev: { data: unknown }) => void) | null;
+}
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export type ConnState = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface StateEvent {
+  state: ConnState;
+  /** Failed attempts in a row (0 while open). */
+  attempt: number;
+  /** While reconnecting: when the next attempt starts (Date.now() based). */
+  retryAt?: number;
+}
+
+/** Where one session's output goes (a terminal pane). */
+export interface SessionSink {
+  /** Clear the screen and state: a snapshot follows. */
+  reset(): void;
+  write(bytes: Uint8Array): void;
+  attached?(msg: Extract<ServerMessage, { type: "session.attached" }>): void;
+  ended?(msg: Extract<ServerMessage, { type: "session.ended" }>): void;
+  resync?(offset: number): void;
+  /** Bytes between `from` and `to` never arrived (should not happen; said when it does). */
+  gap?(from: number, to: number): void;
+  error?(msg: Extract<ServerMessage, { type: "error" }>): void;
+  /** Any other message naming this session (Claude events go here). */
+  message?(msg: ServerMessage): void;
+}
+
+export interface ClientOptions {
+  url: string;
+  createSocket: (url: string) => SocketLike;
+  timers?: Timers;
+  backoff?: BackoffPolicy;
+  random?: () => number;
+  now?: () => number;
+  /** Give up waiting for `hello` on an open socket after this long, and retry. */
+  helloTimeoutMs?: number;
+  /** Longest a request (start a terminal, list sessions) waits for its answer. */
+  requestTimeoutMs?: number;
+}
+
+interface Attachment {
+  sink: SessionSink;
+  tracker: OffsetTracker;
+}
+
+interface Pending<T> {
+  resolve: (v: T) => void;
+  reject: (e: Error) => void;
+  timer: unknown;
+}
+
+/** A protocol error returned to a request. */
+export class ProtocolError extends Error {
+  constructor(
+    public code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const OPEN = 1;
+/** Control messages kept while disconnected; more than this and the oldest go. */
+const MAX_QUEUED = 64;
+
+export class WorkspaceClient {
+  private socket: SocketLike | null = null;
+  private state: ConnState = "connecting";
+  private attempt = 0;
+  private retryTimer: unknown = null;
+  private helloTimer: unknown = null;
+  private retryAt: number | undefined;
+  private closed = false;
+  private lastEmitted: StateEvent | null = { state: "connecting", attempt: 0 };
+  private queue: ClientMessage[] = [];
+  private sessions = new Map<string, Attachment>();
+  private stateListeners = new Set<(e: StateEvent) => void>();
+  private messageListeners = new Set<(m: ServerMessage) => void>();
+  private pendingStarts: Pending<SessionInfo>[] = [];
+  private pendingLists: Pending<SessionInfo[]>[] = [];
+  private readonly timers: Timers;
+  private readonly opts: Required<Omit<ClientOptions, "timers">>;
+
+  constructor(options: ClientOptions) {
+    this.timers = options.timers ?? {
+      setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+      clearTimeout: (h) => globalThis.clearTimeout(h as ReturnType<typeof setTimeout>),
+    };
+    this.opts = {
+      url: options.url,
+      createSocket: options.createSocket,
+      backoff: options.backoff ?? DEFAULT_BACKOFF,
+      random: options.random ?? Math.random,
+      now: options.now ?? Date.now,
+      helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
+      requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
+    };
+  }
+
+  /** Opens the connection; call once. */
+  start(): void {
+    this.connect();
+  }
+
+  get connState(): StateEvent {
+    return { state: this.state, attempt: this.attempt, retryAt: this.retryAt };
+  }
+
+  onState(cb: (e: StateEvent) => void): () => void {
+    this.stateListeners.add(cb);
+    cb(this.connState);
+    return () => this.stateListeners.delete(cb);
+  }
+
+  /** Every server message, after the client has routed it. */
+  onMessage(cb: (m: ServerMessage) => void): () => void {
+    this.messageListeners.add(cb);
+    return () => this.messageListeners.delete(cb);
+  }
+
+  /**
+   * Streams a session's output into `sink`, now and after every reconnect.
+   * Without `since` the server sends a snapshot of the current screen; with it,
+   * exactly the bytes from that offset (the whole history of an ended session,
+   * say, from its oldest offset).
+   */
+  attach(id: string, sink: SessionSink, since?: number): void {
+    const tracker = new OffsetTracker();
+    if (since !== undefined) tracker.next = since;
+    this.sessions.set(id, { sink, tracker });
+    if (this.state === "open") this.sendNow({ type: "session.attach", id, ...sinceField(tracker) });
+  }
+
+  detach(id: string): void {
+    if (!this.sessions.delete(id)) return;
+    if (this.state === "open") this.sendNow({ type: "session.detach", id });
+  }
+
+  /** Offset of the next byte expected for a session (what a reconnect asks for). */
+  offsetOf(id: string): number | null {
+    return this.sessions.get(id)?.tracker.next ?? null;
+  }
+
+  /** Sends a control message now, or once connected (bounded queue). */
+  send(msg: ClientMessage): void {
+    if (this.state === "open") {
+      this.sendNow(msg);
+      return;
+    }
+    this.queue.push(msg);
+    if (this.queue.length > MAX_QUEUED) this.queue.shift();
+  }
+
+  /** Keystrokes as a binary Input frame. Dropped (returns false) while disconnected: typing blind into a shell is worse than typing again. */
+  sendInput(id: string, data: string | Uint8Array): boolean {
+    if (this.state !== "open" || !this.socket) return false;
+    this.socket.send(inputFrame(id, data));
+    return true;
+  }
+
+  /** Starts a terminal; resolves with its info once the server created it. */
+  startTerminal(cols: number, rows: number, extra: { title?: string; workspacePath?: string } = {}): Promise<SessionInfo> {
+    return new Promise((resolve, reject) => {
+      const p = this.pending(this.pendingStarts, resolve, reject, "starting a terminal");
+      this.pendingStarts.push(p);
+      this.send({ type: "terminal.start", cols, rows, ...extra });
+    });
+  }
+
+  listSessions(): Promise<SessionInfo[]> {
+    return new Promise((resolve, reject) => {
+      const p = this.pending(this.pendingLists, resolve, reject, "listing sessions");
+      this.pendingLists.push(p);
+      this.send({ type: "session.list" });
+    });
+  }
+
+  /** Closes for good (leaving the workspace view). */
+  close(): void {
+    this.closed = true;
+    this.clearTimers();
+    const s = this.socket;
+    this.socket = null;
+    if (s) {
+      detachHandlers(s);
+      s.close(1000, "closed by client");
+    }
+    for (const p of [...this.pendingStarts, ...this.pendingLists]) {
+      this.timers.clearTimeout(p.timer);
+      p.reject(new ProtocolError("closed", "connection closed"));
+    }
+    this.pendingStarts = [];
+    this.pendingLists = [];
+    this.setState("closed");
+  }
+
+  /** Drops the current socket as a network failure would (tests, and a "retry now" button). */
+  reconnectNow(): void {
+    if (this.closed) return;
+    if (this.retryTimer !== null) {
+      this.timers.clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      this.connect();
+      return;
+    }
+    this.socket?.close(4000, "reconnect requested");
+  }
+
+  private pending<T>(list: Pending<T>[], resolve: (v: T) => void, reject: (e: Error) => void, what: string): Pending<T> {
+    const p: Pending<T> = { resolve, reject, timer: null };
+    p.timer = this.timers.setTimeout(() => {
+      const i = list.indexOf(p);
+      if (i >= 0) list.splice(i, 1);
+      reject(new ProtocolError("timeout", `no answer from the workspace ${what}`));
+    }, this.opts.requestTimeoutMs);
+    return p;
+  }
+
+  private settle<T>(list: Pending<T>[], value: T): void {
+    const p = list.shift();
+    if (!p) return;
+    this.timers.clearTimeout(p.timer);
+    p.resolve(value);
+  }
+
+  private connect(): void {
+    this.retryTimer = null;
+    this.retryAt = undefined;
+    this.setState(this.attempt === 0 && this.state === "connecting" ? "connecting" : "reconnecting");
+    let s: SocketLike;
+    try {
+      s = this.opts.createSocket(this.opts.url);
+    } catch {
+      this.scheduleRetry();
+      return;
+    }
+    this.socket = s;
+    s.binaryType = "arraybuffer";
+    s.onopen = () => {
+      this.helloTimer = this.timers.setTimeout(() => s.close(4001, "no hello"), this.opts.helloTimeoutMs);
+    };
+    s.onmessage = (ev) => this.receive(ev.data);
+    s.onerror = () => {
+      /* a close event always follows */
+    };
+    s.onclose = () => {
+      if (this.socket !== s) return;
+      this.socket = null;
+      if (this.helloTimer !== null) this.timers.clearTimeout(this.helloTimer);
+      this.helloTimer = null;
+      if (!this.closed) this.scheduleRetry();
+    };
+  }
+
+  private scheduleRetry(): void {
+    const delay = backoffDelay(this.attempt, this.opts.backoff, this.opts.random);
+    this.attempt += 1;
+    this.retryAt = this.opts.now() + delay;
+    this.retryTimer = this.timers.setTimeout(() => this.connect(), delay);
+    this.setState("reconnecting");
+  }
+
+  private receive(data: unknown): void {
+    if (typeof data === "string") {
+      const msg = parseServerMessage(data);
+      if (msg) this.route(msg);
+      return;
+    }
+    if (!(data instanceof ArrayBuffer) && !(data instanceof Uint8Array)) return;
+    let frame;
+    try {
+      frame = decodeFrame(data);
+    } catch {
+      return; // a frame this client cannot read is dropped; the stream's offsets tell if bytes went missing
+    }
+    const a = this.sessions.get(frame.id);
+    if (!a) return;
+    if (frame.kind === FrameKind.Snapshot) {
+      a.tracker.snapshot(frame.offset);
+      a.sink.reset();
+      if (frame.payload.length > 0) a.sink.write(frame.payload);
+    } else if (frame.kind === FrameKind.Output) {
+      const r = a.tracker.output(frame.offset, frame.payload);
+      if (r.gap) a.sink.gap?.(r.gap.from, r.gap.to);
+      if (r.bytes.length > 0) a.sink.write(r.bytes);
+    }
+  }
+
+  private route(msg: ServerMessage): void {
+    switch (msg.type) {
+      case "hello":
+        this.onHello();
+        break;
+      case "session.created":
+        if (msg.info?.type === "terminal") this.settle(this.pendingStarts, msg.info);
+        break;
+      case "session.list":
+        this.settle(this.pendingLists, msg.sessions);
+        break;
+      case "session.attached": {
+        const a = this.sessions.get(msg.id);
+        if (a && msg.mode === "replay") a.tracker.startAt(msg.offset);
+        a?.sink.attached?.(msg);
+        break;
+      }
+      case "session.resync":
+        this.sessions.get(msg.id)?.sink.resync?.(msg.offset);
+        break;
+      case "session.ended":
+        this.sessions.get(msg.id)?.sink.ended?.(msg);
+        break;
+      case "error": {
+        const a = msg.id ? this.sessions.get(msg.id) : undefined;
+        if (a) a.sink.error?.(msg);
+        else if (msg.code === "spawn_failed" || msg.code === "session_limit" || msg.code === "path_outside_workspace") {
+          const p = this.pendingStarts.shift();
+          if (p) {
+            this.timers.clearTimeout(p.timer);
+            p.reject(new ProtocolError(msg.code, msg.message));
+          }
+        }
+        break;
+      }
+      default:
+        if ("id" in msg && typeof msg.id === "string") this.sessions.get(msg.id)?.sink.message?.(msg);
+    }
+    for (const l of this.messageListeners) l(msg);
+  }
+
+  private onHello(): void {
+    if (this.helloTimer !== null) this.timers.clearTimeout(this.helloTimer);
+    this.helloTimer = null;
+    this.attempt = 0;
+    this.setState("open");
+    for (const [id, a] of this.sessions) this.sendNow({ type: "session.attach", id, ...sinceField(a.tracker) });
+    const queued = this.queue;
+    this.queue = [];
+    for (const m of queued) this.sendNow(m);
+  }
+
+  private sendNow(msg: ClientMessage): void {
+    if (this.socket && this.socket.readyState === OPEN) this.socket.send(JSON.stringify(msg));
+  }
+
+  private setState(state: ConnState): void {
+    this.state = state;
+    const e = this.connState;
+    const prev = this.lastEmitted;
+    if (prev && prev.state === e.state && prev.attempt === e.attempt && prev.retryAt === e.retryAt) return;
+    this.lastEmitted = e;
+    for (const l of this.stateListeners) l(e);
+  }
+
+  private clearTimers(): void {
+    for (const t of [this.retryTimer, this.helloTimer]) if (t !== null) this.timers.clearTimeout(t);
+    this.retryTimer = null;
+    this.helloTimer = null;
+  }
+}
+
+function sinceField(t: OffsetTracker): { since?: number } {
+  const since = t.since();
+  return since === undefined ? {} : { since };
+}
+
+function detachHandlers(s: SocketLike): void {
+  s.onopen = null;
+  s.onclose = null;
+  s.onerror = null;
+  s.onmessage = null;
+}
+
+/** The workspace's WebSocket URL on the page's own origin (the gateway checks Origin against Host). */
+export function workspaceSocketUrl(loc: { protocol: string; host: string }, workspace: string): string {
+  const scheme = loc.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${loc.host}/api/workspaces/${encodeURIComponent(workspace)}/ws`;
+}
+
+/**
+ * The browser's WebSocket as a SocketLike. It has every member; only its
+ * handler parameter types are narrower (Event subclasses), which the client
+ * never relies on.
+ */
+export function browserSocket(url: string): SocketLike {
+  return new WebSocket(url) as unknown as SocketLike;
+}

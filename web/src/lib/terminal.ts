@@ -1,0 +1,102 @@
+// Builds an xterm.js terminal with the addons the UI relies on. The WebGL
+// renderer is faster, but a machine may lack WebGL or lose the context (GPU
+// reset, too many contexts): then the terminal falls back to the DOM renderer.
+
+import { FitAddon } from "@xterm/addon-fit";
+import { SearchAddon } from "@xterm/addon-search";
+import { Unicode11Addon } from "@xterm/addon-unicode11";
+import { WebLinksAddon } from "@xterm/addon-web-links";
+import { WebglAddon } from "@xterm/addon-webgl";
+import { Terminal, type ITheme } from "@xterm/xterm";
+
+export const THEME: ITheme = {
+  background: "#0b0d11",
+  foreground: "#d8dee9",
+  cursor: "#7aa2ff",
+  cursorAccent: "#0b0d11",
+  selectionBackground: "#2f3d5c",
+  black: "#1d2128",
+  red: "#ff7a85",
+  green: "#5fd3a6",
+  yellow: "#f2c46d",
+  blue: "#7aa2ff",
+  magenta: "#c79bff",
+  cyan: "#6fd0e6",
+  white: "#d8dee9",
+  brightBlack: "#5c6370",
+  brightRed: "#ff98a1",
+  brightGreen: "#86e4bf",
+  brightYellow: "#f7d68f",
+  brightBlue: "#9cbaff",
+  brightMagenta: "#d9b8ff",
+  brightCyan: "#95e0f0",
+  brightWhite: "#ffffff",
+};
+
+export interface BuiltTerminal {
+  term: Terminal;
+  fit: FitAddon;
+  search: SearchAddon;
+  /** "webgl" or "dom"; changes to "dom" if the WebGL context is lost. */
+  renderer: () => string;
+  dispose: () => void;
+}
+
+export function buildTerminal(container: HTMLElement, opts: { readOnly: boolean }): BuiltTerminal {
+  const term = new Terminal({
+    allowProposedApi: true, // the unicode11 addon uses the proposed unicode API
+    cursorBlink: !opts.readOnly,
+    disableStdin: opts.readOnly,
+    fontFamily: "'JetBrains Mono', 'DejaVu Sans Mono', ui-monospace, Menlo, Consolas, monospace",
+    fontSize: 14,
+    lineHeight: 1.15,
+    scrollback: 10_000,
+    theme: THEME,
+    macOptionIsMeta: true,
+  });
+  const fit = new FitAddon();
+  const search = new SearchAddon();
+  term.loadAddon(fit);
+  term.loadAddon(search);
+  term.loadAddon(new WebLinksAddon());
+  term.loadAddon(new Unicode11Addon());
+  term.unicode.activeVersion = "11";
+  term.open(container);
+
+  let renderer = "dom";
+  let webgl: WebglAddon | null = null;
+  try {
+    webgl = new WebglAddon();
+    webgl.onContextLoss(() => {
+      webgl?.dispose();
+      webgl = null;
+      renderer = "dom";
+    });
+    term.loadAddon(webgl);
+    renderer = "webgl";
+  } catch {
+    webgl = null;
+    renderer = "dom";
+  }
+
+  return {
+    term,
+    fit,
+    search,
+    renderer: () => renderer,
+    dispose: () => {
+      webgl?.dispose();
+      term.dispose();
+    },
+  };
+}
+
+/** The buffer's lines from `start` (inclusive) to `end` (exclusive), right-trimmed. */
+export function bufferLines(term: Terminal, start: number, end: number): string[] {
+  const buf = term.buffer.active;
+  const out: string[] = [];
+  for (let i = Math.max(0, start); i < Math.min(end, buf.length); i++) {
+    out.push(buf.getLine(i)?.translateToString(true) ?? "");
+  }
+  return out;
+}

@@ -1,0 +1,35 @@
+// A small read-only window into the UI for the browser tests (and for people
+// debugging in the console): the text of each terminal, which renderer it
+// uses, and the connection states seen. It exposes nothing the page does not
+// already show.
+
+import type { ConnState } from "./client";
+
+export interface PaneHandle {
+  id: string;
+  /** Every line of the buffer (scrollback and screen), right-trimmed. */
+  text(): string;
+  /** The visible screen only. */
+  screen(): string;
+  size(): { cols: number; rows: number };
+  renderer(): string;
+  readOnly(): boolean;
+}
+
+export interface DispatchDebug {
+  panes: Map<string, PaneHandle>;
+  activeSession: string | null;
+  /** Every connection state the workspace view went through, in order. */
+  states: ConnState[];
+}
+
+declare global {
+  interface Window {
+    __dispatch?: DispatchDebug;
+  }
+}
+
+export function debugHook(): DispatchDebug {
+  if (!window.__dispatch) window.__dispatch = { panes: new Map(), activeSession: null, states: [] };
+  return window.__dispatch;
+}

@@ -1,0 +1,8 @@
+import "@xterm/xterm/css/xterm.css";
+import "./app.css";
+import { mount } from "svelte";
+import App from "./App.svelte";
+
+const target = document.getElementById("app");
+if (!target) throw new Error("no #app element");
+export default mount(App, { target });

@@ -1,0 +1,300 @@
+import { beforeEach, describe, expect, it } from "vitest";
+import { WorkspaceClient, workspaceSocketUrl, type SessionSink, type SocketLike, type StateEvent } from "../src/lib/client";
+import { decodeFrame, encodeFrame, FrameKind } from "../src/lib/frame";
+
+// A socket that records what the client sends and lets the test play the server.
+class FakeSocket implements SocketLike {
+  binaryType = "blob";
+  readyState = 0;
+  bufferedAmount = 0;
+  sent: (string | Uint8Array)[] = [];
+  closedWith: number | undefined;
+  onopen: ((ev: unknown) => void) | null = null;
+  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  constructor(public url: string) {}
+  send(data: string | Uint8Array<ArrayBuffer>): void {
+    this.sent.push(typeof data === "string" ? data : data.slice());
+  }
+  close(code?: number): void {
+    this.closedWith = code;
+    this.drop(code ?? 1000);
+  }
+  // server side
+  open(): void {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  hello(): void {
+    this.json({ type: "hello", protocol: 1, workspace: "w", agentVersion: "t" });
+  }
+  json(m: unknown): void {
+    this.onmessage?.({ data: JSON.stringify(m) });
+  }
+  frame(kind: number, id: string, offset: number, text: string): void {
+    const f = encodeFrame(kind as 1 | 2 | 3, id, offset, new TextEncoder().encode(text));
+    this.onmessage?.({ data: f.buffer });
+  }
+  drop(code = 1006): void {
+    this.readyState = 3;
+    this.onclose?.({ code, reason: "" });
+  }
+  messages(): Record<string, unknown>[] {
+    return this.sent.filter((s): s is string => typeof s === "string").map((s) => JSON.parse(s));
+  }
+}
+
+class FakeTimers {
+  now = 0;
+  private seq = 0;
+  tasks = new Map<number, { at: number; fn: () => void }>();
+  setTimeout = (fn: () => void, ms: number): unknown => {
+    const id = ++this.seq;
+    this.tasks.set(id, { at: this.now + ms, fn });
+    return id;
+  };
+  clearTimeout = (h: unknown): void => {
+    this.tasks.delete(h as number);
+  };
+  advance(ms: number): void {
+    const until = this.now + ms;
+    for (;;) {
+      const due = [...this.tasks.entries()].filter(([, t]) => t.at <= until).sort((a, b) => a[1].at - b[1].at)[0];
+      if (!due) break;
+      this.tasks.delete(due[0]);
+      this.now = due[1].at;
+      due[1].fn();
+    }
+    this.now = until;
+  }
+}
+
+class RecordingSink implements SessionSink {
+  screen = "";
+  resets = 0;
+  events: string[] = [];
+  reset(): void {
+    this.resets++;
+    this.screen = "";
+  }
+  write(bytes: Uint8Array): void {
+    this.screen += new TextDecoder().decode(bytes);
+  }
+  attached(m: { mode: string; offset: number; lostBefore?: number }): void {
+    this.events.push(`attached ${m.mode} ${m.offset}${m.lostBefore !== undefined ? ` lost<${m.lostBefore}` : ""}`);
+  }
+  ended(m: { exitCode?: number | null }): void {
+    this.events.push(`ended ${m.exitCode}`);
+  }
+  gap(from: number, to: number): void {
+    this.events.push(`gap ${from}-${to}`);
+  }
+  error(m: { code: string }): void {
+    this.events.push(`error ${m.code}`);
+  }
+}
+
+const info = (id: string) => ({ id, type: "terminal", title: "sh", cwd: ".", created: 0, offset: 0, oldestOffset: 0, attached: 1 });
+
+describe("WorkspaceClient", () => {
+  let sockets: FakeSocket[];
+  let timers: FakeTimers;
+  let states: StateEvent[];
+  let client: WorkspaceClient;
+  const last = () => sockets[sockets.length - 1];
+
+  beforeEach(() => {
+    sockets = [];
+    timers = new FakeTimers();
+    states = [];
+    client = new WorkspaceClient({
+      url: "ws://h/api/workspaces/w/ws",
+      createSocket: (u) => {
+        const s = new FakeSocket(u);
+        sockets.push(s);
+        return s;
+      },
+      timers,
+      random: () => 0.5,
+      now: () => timers.now,
+      backoff: { baseMs: 100, capMs: 1000, factor: 2, jitter: 0.5 },
+    });
+    client.onState((e) => states.push(e));
+    client.start();
+  });
+
+  it("attaches without since on a fresh load and writes the snapshot", () => {
+    const sink = new RecordingSink();
+    client.attach("t1", sink);
+    last().open();
+    expect(last().binaryType).toBe("arraybuffer");
+    expect(last().messages()).toEqual([]); // nothing before hello
+    last().hello();
+    expect(client.connState.state).toBe("open");
+    expect(last().messages()).toEqual([{ type: "session.attach", id: "t1" }]);
+    last().json({ type: "session.attached", id: "t1", mode: "snapshot", offset: 50, info: info("t1") });
+    last().frame(FrameKind.Snapshot, "t1", 50, "$ screen");
+    last().frame(FrameKind.Output, "t1", 50, " more");
+    expect(sink.screen).toBe("$ screen more");
+    expect(sink.resets).toBe(1);
+    expect(client.offsetOf("t1")).toBe(55);
+  });
+
+  it("reconnects with growing backoff and resumes from the last offset without loss or duplicates", () => {
+    const sink = new RecordingSink();
+    client.attach("t1", sink);
+    last().open();
+    last().hello();
+    last().frame(FrameKind.Snapshot, "t1", 0, "");
+    last().frame(FrameKind.Output, "t1", 0, "one\r\n");
+    last().drop();
+    expect(client.connState.state).toBe("reconnecting");
+    expect(sockets.length).toBe(1);
+    timers.advance(74);
+    expect(sockets.length).toBe(1);
+    timers.advance(1); // 100 * (0.5 + 0.5*0.5) = 75
+    expect(sockets.length).toBe(2);
+    last().drop(); // refused: next delay doubles
+    timers.advance(149);
+    expect(sockets.length).toBe(2);
+    timers.advance(1);
+    expect(sockets.length).toBe(3);
+    expect(states.map((s) => `${s.state}${s.attempt}${s.retryAt ?? ""}`)).toEqual(["connecting0", "open0", "reconnecting175", "reconnecting1", "reconnecting2225", "reconnecting2"]);
+    last().open();
+    last().hello();
+    expect(client.connState).toMatchObject({ state: "open", attempt: 0 });
+    expect(last().messages()).toEqual([{ type: "session.attach", id: "t1", since: 5 }]);
+    last().json({ type: "session.attached", id: "t1", mode: "replay", offset: 5, info: info("t1") });
+    // a server that resends an overlapping chunk: only the new tail is written
+    last().frame(FrameKind.Output, "t1", 2, "e\r\ntwo\r\n");
+    expect(sink.screen).toBe("one\r\ntwo\r\n");
+    expect(sink.events).toEqual(["attached replay 5"]);
+  });
+
+  it("moves past bytes the server no longer has and says so", () => {
+    const sink = new RecordingSink();
+    client.attach("t1", sink, 0);
+    last().open();
+    last().hello();
+    expect(last().messages()).toEqual([{ type: "session.attach", id: "t1", since: 0 }]);
+    last().json({ type: "session.attached", id: "t1", mode: "replay", offset: 900, lostBefore: 900, info: info("t1") });
+    last().frame(FrameKind.Output, "t1", 900, "tail");
+    expect(sink.events).toEqual(["attached replay 900 lost<900"]);
+    expect(sink.screen).toBe("tail");
+    expect(client.offsetOf("t1")).toBe(904);
+  });
+
+  it("caps the backoff", () => {
+    client.attach("t1", new RecordingSink());
+    for (let i = 0; i < 20; i++) {
+      last().drop();
+      timers.advance(1000);
+    }
+    expect(sockets.length).toBe(21);
+  });
+
+  it("retries when the socket opens but no hello arrives", () => {
+    last().open();
+    timers.advance(10_000);
+    expect(sockets[0].closedWith).toBe(4001);
+    expect(client.connState.state).toBe("reconnecting");
+  });
+
+  it("handles resync: reset, then the snapshot, then live output", () => {
+    const sink = new RecordingSink();
+    client.attach("t1", sink);
+    last().open();
+    last().hello();
+    last().frame(FrameKind.Snapshot, "t1", 0, "old");
+    last().json({ type: "session.resync", id: "t1", offset: 4000 });
+    last().frame(FrameKind.Snapshot, "t1", 4000, "new screen");
+    last().frame(FrameKind.Output, "t1", 4000, "!");
+    expect(sink.screen).toBe("new screen!");
+    expect(sink.resets).toBe(2);
+  });
+
+  it("routes frames by session and ignores unknown sessions and junk", () => {
+    const a = new RecordingSink();
+    const b = new RecordingSink();
+    client.attach("a", a);
+    client.attach("b", b);
+    last().open();
+    last().hello();
+    last().frame(FrameKind.Snapshot, "a", 0, "");
+    last().frame(FrameKind.Snapshot, "b", 0, "");
+    last().frame(FrameKind.Output, "a", 0, "AAA");
+    last().frame(FrameKind.Output, "b", 0, "BB");
+    last().frame(FrameKind.Output, "zzz", 0, "??");
+    last().onmessage?.({ data: new Uint8Array([9, 9, 9]).buffer });
+    last().onmessage?.({ data: "{not json" });
+    expect(a.screen).toBe("AAA");
+    expect(b.screen).toBe("BB");
+  });
+
+  it("sends keystrokes as binary input frames only while connected", () => {
+    client.attach("t1", new RecordingSink());
+    expect(client.sendInput("t1", "ls\r")).toBe(false);
+    last().open();
+    last().hello();
+    expect(client.sendInput("t1", "ls\r")).toBe(true);
+    const bin = last().sent.filter((s) => typeof s !== "string") as Uint8Array[];
+    expect(bin.length).toBe(1);
+    const f = decodeFrame(bin[0]);
+    expect(f.kind).toBe(FrameKind.Input);
+    expect(f.id).toBe("t1");
+    expect(new TextDecoder().decode(f.payload)).toBe("ls\r");
+  });
+
+  it("starts a terminal and resolves with its info; queues it until connected", async () => {
+    const p = client.startTerminal(100, 30);
+    last().open();
+    last().hello();
+    expect(last().messages()).toEqual([{ type: "terminal.start", cols: 100, rows: 30 }]);
+    last().json({ type: "session.created", id: "t9", workspace: "w", info: info("t9") });
+    await expect(p).resolves.toMatchObject({ id: "t9" });
+  });
+
+  it("rejects a terminal start the server refuses", async () => {
+    last().open();
+    last().hello();
+    const p = client.startTerminal(80, 24);
+    last().json({ type: "error", code: "session_limit", message: "too many sessions" });
+    await expect(p).rejects.toMatchObject({ code: "session_limit" });
+  });
+
+  it("times out requests that get no answer", async () => {
+    last().open();
+    last().hello();
+    const p = client.listSessions();
+    timers.advance(15_000);
+    await expect(p).rejects.toMatchObject({ code: "timeout" });
+  });
+
+  it("passes session errors and endings to the session's sink", () => {
+    const sink = new RecordingSink();
+    client.attach("t1", sink);
+    last().open();
+    last().hello();
+    last().json({ type: "error", code: "rate_limited", message: "slow down", id: "t1" });
+    last().json({ type: "session.ended", id: "t1", exitCode: 130 });
+    expect(sink.events).toEqual(["error rate_limited", "ended 130"]);
+  });
+
+  it("stops for good on close and sends detach for a closed tab", () => {
+    client.attach("t1", new RecordingSink());
+    last().open();
+    last().hello();
+    client.detach("t1");
+    expect(last().messages().pop()).toEqual({ type: "session.detach", id: "t1" });
+    client.close();
+    timers.advance(60_000);
+    expect(sockets.length).toBe(1);
+    expect(client.connState.state).toBe("closed");
+  });
+
+  it("builds the socket URL on the page's origin", () => {
+    expect(workspaceSocketUrl({ protocol: "https:", host: "x.dev" }, "my-ws")).toBe("wss://x.dev/api/workspaces/my-ws/ws");
+    expect(workspaceSocketUrl({ protocol: "http:", host: "127.0.0.1:8787" }, "a")).toBe("ws://127.0.0.1:8787/api/workspaces/a/ws");
+  });
+});

@@ -1,0 +1,67 @@
+import { describe, expect, it } from "vitest";
+import { parseRetryAfter } from "../src/lib/api";
+import { applyCtrl, arrowSequence } from "../src/lib/keys";
+import { isDns1123Label, workspaceNameProblem } from "../src/lib/names";
+import { parseServerMessage } from "../src/lib/protocol";
+import { parseRoute, routeHash } from "../src/lib/route";
+
+describe("workspace names", () => {
+  it("match api::rest::is_dns1123_label", () => {
+    for (const ok of ["a", "ws-1", "0abc", "a".repeat(63)]) expect(isDns1123Label(ok)).toBe(true);
+    for (const bad of ["", "-a", "a-", "A", "a.b", "a/b", "..", "a_b", "a".repeat(64), "é"]) expect(isDns1123Label(bad)).toBe(false);
+  });
+  it("explain what is wrong", () => {
+    expect(workspaceNameProblem("Foo")).toMatch(/lowercase/);
+    expect(workspaceNameProblem("a_b")).toMatch(/only lowercase/);
+    expect(workspaceNameProblem("-a")).toMatch(/Start and end/);
+    expect(workspaceNameProblem("")).toMatch(/Enter/);
+    expect(workspaceNameProblem("x".repeat(64))).toMatch(/63/);
+    expect(workspaceNameProblem("good-1")).toBeNull();
+  });
+});
+
+describe("toolbar keys", () => {
+  it("sends arrows in normal and application cursor mode", () => {
+    expect(arrowSequence("up", false)).toBe("\x1b[A");
+    expect(arrowSequence("left", true)).toBe("\x1bOD");
+  });
+  it("applies a sticky Ctrl to the next key", () => {
+    expect(applyCtrl("c")).toBe("\x03");
+    expect(applyCtrl("C")).toBe("\x03");
+    expect(applyCtrl("[")).toBe("\x1b");
+    expect(applyCtrl("dx")).toBe("\x04x");
+    expect(applyCtrl("?")).toBe("\x7f");
+    expect(applyCtrl("1")).toBe("1");
+    expect(applyCtrl("")).toBe("");
+  });
+});
+
+describe("server messages", () => {
+  it("accept known types and ignore the rest", () => {
+    expect(parseServerMessage('{"type":"session.ended","id":"s1","exitCode":3}')).toEqual({ type: "session.ended", id: "s1", exitCode: 3 });
+    expect(parseServerMessage('{"type":"future.thing"}')).toBeNull();
+    expect(parseServerMessage("{nope")).toBeNull();
+    expect(parseServerMessage("[1]")).toBeNull();
+    expect(parseServerMessage('"hello"')).toBeNull();
+  });
+});
+
+describe("Retry-After", () => {
+  it("reads seconds and dates", () => {
+    expect(parseRetryAfter("30")).toBe(30);
+    expect(parseRetryAfter(null)).toBeUndefined();
+    expect(parseRetryAfter("soon")).toBeUndefined();
+    const now = Date.parse("2026-01-01T00:00:00Z");
+    expect(parseRetryAfter("Thu, 01 Jan 2026 00:00:12 GMT", now)).toBe(12);
+  });
+});
+
+describe("routes", () => {
+  it("round-trip through the hash", () => {
+    for (const r of [{ page: "login" }, { page: "workspaces" }, { page: "workspace", name: "dev" }, { page: "workspace", name: "dev", session: "t-1" }] as const) {
+      expect(parseRoute(routeHash(r))).toEqual(r);
+    }
+    expect(parseRoute("")).toEqual({ page: "workspaces" });
+    expect(parseRoute("#/w/%E0%A4%A")).toEqual({ page: "workspace", name: "%E0%A4%A" });
+  });
+});
