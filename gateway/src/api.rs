@@ -1,0 +1,442 @@
+//! The gateway's REST API and the per-workspace WebSocket route (see the
+//! contracts). Errors are `ApiError {code, message}` with a fitting status.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::header::{
+    CONNECTION, HOST, LOCATION, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_VERSION, SET_COOKIE, UPGRADE,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use dispatch_api::rest::{ApiError, CreateWorkspace, LoginRequest, Me, WorkspaceInfo};
+use dispatch_api::{ErrorCode, SessionInfo};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+use crate::app::AppState;
+use crate::auth::{AuthFailure, Principal, Via, cookie, now_ms, origin::origin_matches_host};
+use crate::backend::BackendError;
+use crate::names::WorkspaceName;
+use crate::proxy;
+
+/// How long a WebSocket upgrade or a sessions call waits for an agent to start.
+const AGENT_WAIT: Duration = Duration::from_secs(20);
+
+/// An error response: status, stable code, message.
+#[derive(Debug)]
+pub struct Fail {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Fail {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Fail {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        let body = ApiError {
+            code: self.code,
+            message: self.message,
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        resp
+    }
+}
+
+impl From<AuthFailure> for Fail {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::Unauthorized(why) => {
+                Fail::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, why)
+            }
+            AuthFailure::RateLimited(after) => Fail {
+                retry_after: Some(after),
+                ..Fail::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    "too many failed attempts from this address; try again later",
+                )
+            },
+        }
+    }
+}
+
+impl From<BackendError> for Fail {
+    fn from(e: BackendError) -> Self {
+        let status = match e {
+            BackendError::NoSuchWorkspace(_) => StatusCode::NOT_FOUND,
+            BackendError::AlreadyExists(_) => StatusCode::CONFLICT,
+            BackendError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            BackendError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("backend: {e}");
+        }
+        Fail::new(status, e.code(), e.to_string())
+    }
+}
+
+fn bad_json(e: JsonRejection) -> Fail {
+    Fail::new(StatusCode::BAD_REQUEST, ErrorCode::BadMessage, e.body_text())
+}
+
+fn workspace_name(name: &str) -> Result<WorkspaceName, Fail> {
+    WorkspaceName::new(name)
+        .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidField, e.to_string()))
+}
+
+/// Authenticates the request; for cookie-authenticated requests that change
+/// something, also refuses a foreign Origin (SameSite=Strict is the first
+/// line against cross-site requests; this is the second).
+fn authenticate(
+    st: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+    peer: SocketAddr,
+) -> Result<Principal, Fail> {
+    let p = st.auth.authenticate(headers, peer.ip())?;
+    if matches!(p.via, Via::Cookie(_))
+        && !matches!(*method, Method::GET | Method::HEAD)
+        && headers.contains_key(ORIGIN)
+        && !origin_ok(headers)
+    {
+        return Err(Fail::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "cross-site request refused",
+        ));
+    }
+    Ok(p)
+}
+
+/// Whether Origin is present and names the Host this request was sent to.
+fn origin_ok(headers: &HeaderMap) -> bool {
+    let get = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
+    match (get(ORIGIN), get(HOST)) {
+        (Some(o), Some(h)) => origin_matches_host(o, h),
+        _ => false,
+    }
+}
+
+fn login_response(st: &AppState, headers: &HeaderMap, token: &str, user: &str, expires: i64) -> Response {
+    let set = cookie::set_session(token, st.auth.ttl().as_secs(), st.auth.cookie_secure(headers));
+    let mut resp = Json(Me {
+        user: user.to_owned(),
+        expires,
+    })
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&set) {
+        resp.headers_mut().insert(SET_COOKIE, v);
+    }
+    resp
+}
+
+fn login_failed(st: &AppState, f: &AuthFailure) {
+    st.metrics.login(match f {
+        AuthFailure::RateLimited(_) => "rate_limited",
+        AuthFailure::Unauthorized(_) => "wrong_key",
+    });
+}
+
+/// `POST /api/login {key}`.
+pub async fn login(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Response, Fail> {
+    let Json(req) = body.map_err(bad_json)?;
+    match st.auth.login(peer.ip(), &req.key) {
+        Ok((token, claims)) => {
+            st.metrics.login("ok");
+            Ok(login_response(&st, &headers, &token, &claims.user, claims.expires))
+        }
+        Err(f) => {
+            login_failed(&st, &f);
+            Err(f.into())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct KeyQuery {
+    key: Option<String>,
+}
+
+/// `GET /login?key=K`: the printed login URL. Sets the cookie and redirects
+/// to `/` (so the key leaves the address bar); without `key` it is the web
+/// UI's login page; with a wrong key, back there with `?error=<code>`.
+pub async fn login_link(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<KeyQuery>,
+    req: Request,
+) -> Response {
+    let Some(key) = q.key else {
+        return crate::web::index(&st, req).await;
+    };
+    let redirect = |to: &str| {
+        (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")))])
+            .into_response()
+    };
+    match st.auth.login(peer.ip(), &key) {
+        Ok((token, claims)) => {
+            st.metrics.login("ok");
+            let mut resp = login_response(&st, req.headers(), &token, &claims.user, claims.expires);
+            *resp.status_mut() = StatusCode::SEE_OTHER;
+            resp.headers_mut().insert(LOCATION, HeaderValue::from_static("/"));
+            resp
+        }
+        Err(f) => {
+            login_failed(&st, &f);
+            let code = match f {
+                AuthFailure::RateLimited(_) => ErrorCode::RateLimited,
+                AuthFailure::Unauthorized(_) => ErrorCode::Unauthorized,
+            };
+            redirect(&format!("/login?error={code}"))
+        }
+    }
+}
+
+/// `POST /api/logout`: revokes the cookie's token and clears the cookie.
+pub async fn logout(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, Fail> {
+    if let Ok(Principal {
+        via: Via::Cookie(claims),
+        ..
+    }) = authenticate(&st, &headers, &method, peer)
+    {
+        st.auth.logout(&claims).await.map_err(|e| {
+            Fail::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e.to_string())
+        })?;
+    }
+    let clear = cookie::clear_session(st.auth.cookie_secure(&headers));
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().insert(SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+/// `GET /api/me`.
+pub async fn me(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Me>, Fail> {
+    let p = authenticate(&st, &headers, &method, peer)?;
+    let expires = match &p.via {
+        Via::Cookie(c) => c.expires,
+        // An access key does not expire; report what a login would give.
+        Via::Bearer => now_ms() + st.auth.ttl().as_millis() as i64,
+    };
+    Ok(Json(Me {
+        user: p.user,
+        expires,
+    }))
+}
+
+/// `GET /api/workspaces`: the caller's workspaces.
+pub async fn list_workspaces(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Vec<WorkspaceInfo>>, Fail> {
+    let p = authenticate(&st, &headers, &method, peer)?;
+    Ok(Json(st.backend.list(&p.user).await?))
+}
+
+/// `POST /api/workspaces {name}` -> 201.
+pub async fn create_workspace(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Json<CreateWorkspace>, JsonRejection>,
+) -> Result<(StatusCode, Json<WorkspaceInfo>), Fail> {
+    let p = authenticate(&st, &headers, &method, peer)?;
+    let Json(req) = body.map_err(bad_json)?;
+    let name = workspace_name(&req.name)?;
+    let info = st.backend.create(&p.user, &name).await?;
+    tracing::info!(user = %p.user, workspace = %name, "workspace created");
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// `GET /api/workspaces/{name}`: one workspace's status.
+pub async fn get_workspace(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<WorkspaceInfo>, Fail> {
+    let p = authenticate(&st, &headers, &method, peer)?;
+    let name = workspace_name(&name)?;
+    Ok(Json(st.backend.status(&p.user, &name).await?))
+}
+
+/// `POST /api/workspaces/{name}/open`: starts its agent.
+pub async fn open_workspace(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<WorkspaceInfo>, Fail> {
+    let p = authenticate(&st, &headers, &method, peer)?;
+    let name = workspace_name(&name)?;
+    Ok(Json(st.backend.open(&p.user, &name).await?))
+}
+
+/// `DELETE /api/workspaces/{name}` -> 204.
+pub async fn delete_workspace(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<StatusCode, Fail> {
+    let p = authenticate(&st, &headers, &method, peer)?;
+    let name = workspace_name(&name)?;
+    st.backend.delete(&p.user, &name).await?;
+    tracing::info!(user = %p.user, workspace = %name, "workspace deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/workspaces/{name}/sessions`: the agent's session list.
+pub async fn list_sessions(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Json<Vec<SessionInfo>>, Fail> {
+    let p = authenticate(&st, &headers, &method, peer)?;
+    let name = workspace_name(&name)?;
+    let ep = st.backend.endpoint(&p.user, &name, AGENT_WAIT).await?;
+    let sessions = crate::agent_client::get_json(&ep, "/sessions")
+        .await
+        .map_err(|e| Fail::new(StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, e))?;
+    Ok(Json(sessions))
+}
+
+fn header_has_token(headers: &HeaderMap, name: axum::http::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// `GET /api/workspaces/{name}/ws`: authenticates, checks Origin, connects
+/// to the agent, and only then answers 101 and proxies. Any refusal is a
+/// plain HTTP error, so no upgrade happens.
+pub async fn workspace_ws(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    mut req: Request,
+) -> Result<Response, Fail> {
+    let headers = req.headers();
+    let p = authenticate(&st, headers, req.method(), peer)?;
+    // Browsers always send Origin on WebSockets, so a cookie without one is
+    // refused; a script with a bearer key may omit it.
+    let origin_required = matches!(p.via, Via::Cookie(_)) || headers.contains_key(ORIGIN);
+    if origin_required && !origin_ok(headers) {
+        return Err(Fail::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "the Origin of this WebSocket is not this site",
+        ));
+    }
+    let key = match headers.get(SEC_WEBSOCKET_KEY) {
+        Some(k)
+            if req.method() == Method::GET
+                && header_has_token(headers, CONNECTION, "upgrade")
+                && header_has_token(headers, UPGRADE, "websocket")
+                && headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13") =>
+        {
+            k.clone()
+        }
+        _ => {
+            return Err(Fail::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadMessage,
+                "expected a WebSocket upgrade (version 13)",
+            ));
+        }
+    };
+    let name = workspace_name(&name)?;
+    let ep = st.backend.endpoint(&p.user, &name, AGENT_WAIT).await?;
+    let agent = proxy::connect_agent(&ep)
+        .await
+        .map_err(|e| Fail::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e))?;
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return Err(Fail::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadMessage,
+            "this connection cannot be upgraded",
+        ));
+    };
+    let accept =
+        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let metrics = st.metrics.clone();
+    let shutdown = st.shutdown.clone();
+    let user = p.user.clone();
+    st.proxies.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let browser = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(proxy::ws_config()),
+                )
+                .await;
+                tracing::debug!(%user, workspace = %name, "websocket proxied");
+                proxy::run(browser, agent, metrics, shutdown).await;
+            }
+            Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
+        }
+    });
+    let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = resp.headers_mut();
+    h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(SEC_WEBSOCKET_ACCEPT, v);
+    }
+    Ok(resp)
+}
+
+/// Unknown `/api/...` routes: a JSON 404, never the web UI's index.
+pub async fn api_not_found() -> Fail {
+    Fail::new(StatusCode::NOT_FOUND, ErrorCode::BadMessage, "no such API route")
+}

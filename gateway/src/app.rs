@@ -1,0 +1,204 @@
+//! Wiring: shared state, the router, and running the server until a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::keys::{self, KeySources};
+use crate::auth::{Auth, AuthSettings, LoginLimiter, TokenSigner};
+use crate::backend::WorkspaceBackend;
+use crate::backend::local::LocalBackend;
+use crate::config::{BackendKind, Config};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::{api, web};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Arc<Auth>,
+    pub backend: Arc<dyn WorkspaceBackend>,
+    pub metrics: Metrics,
+    pub web_dir: Option<PathBuf>,
+    /// Cancelled when the gateway begins to shut down.
+    pub shutdown: CancellationToken,
+    /// The running WebSocket proxies.
+    pub proxies: TaskTracker,
+}
+
+pub fn router(st: AppState) -> Router {
+    let api = Router::new()
+        .route("/login", post(api::login))
+        .route("/logout", post(api::logout))
+        .route("/me", get(api::me))
+        .route(
+            "/workspaces",
+            get(api::list_workspaces).post(api::create_workspace),
+        )
+        .route(
+            "/workspaces/{name}",
+            get(api::get_workspace).delete(api::delete_workspace),
+        )
+        .route("/workspaces/{name}/open", post(api::open_workspace))
+        .route("/workspaces/{name}/sessions", get(api::list_sessions))
+        .route("/workspaces/{name}/ws", get(api::workspace_ws))
+        .fallback(api::api_not_found)
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        ));
+    let [csp, nosniff, frames, referrer, coop] = web::security_headers();
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/login", get(api::login_link))
+        .nest("/api", api)
+        .fallback(spa)
+        .layer(csp)
+        .layer(nosniff)
+        .layer(frames)
+        .layer(referrer)
+        .layer(coop)
+        .with_state(st)
+}
+
+async fn spa(State(st): State<AppState>, req: Request) -> axum::response::Response {
+    web::serve(&st, req).await
+}
+
+async fn metrics(State(st): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        st.metrics.encode(),
+    )
+}
+
+#[cfg(unix)]
+async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Runs the gateway until SIGTERM or SIGINT, then closes the proxied
+/// WebSockets and stops the agents before returning.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let data_dir = cfg.data_dir();
+    create_private_dir(&data_dir)?;
+    let registry = Registry::open(&data_dir.join("gateway.db")).context("opening gateway.db")?;
+
+    let local = cfg.backend == BackendKind::Local;
+    let access_key_path = data_dir.join("access-key");
+    let keys = keys::load_keys(KeySources {
+        key_file: cfg.key_file.as_deref(),
+        env_key: std::env::var("DISPATCH_KEY").ok().filter(|k| !k.is_empty()),
+        users_file: cfg.users_file.as_deref(),
+        generated_key_path: local.then_some(access_key_path.as_path()),
+    })?;
+    // Kept in a file so that logins survive restarts (and, in a cluster,
+    // mounted from one Secret so replicas accept each other's tokens).
+    let signing_key = keys::read_or_create_secret(&data_dir.join("session-key"), 32)?;
+    let auth = Auth::new(
+        AuthSettings {
+            keys,
+            signer: TokenSigner::new(signing_key.as_bytes()),
+            limiter: LoginLimiter::new(cfg.login_burst, cfg.login_per_minute),
+            ttl: cfg.session_ttl(),
+            secure_cookies: cfg.secure_cookies,
+        },
+        registry.clone(),
+    )
+    .await?;
+
+    let metrics = Metrics::default();
+    let backend: Arc<dyn WorkspaceBackend> = match cfg.backend {
+        BackendKind::Local => Arc::new(
+            LocalBackend::new(
+                data_dir.join("workspaces"),
+                registry,
+                cfg.agent_bin(),
+                metrics.clone(),
+            )
+            .context("workspace root")?,
+        ),
+        BackendKind::Kubernetes => {
+            anyhow::bail!("the kubernetes backend is not built yet; use --backend local")
+        }
+    };
+
+    let shutdown = CancellationToken::new();
+    let st = AppState {
+        auth: Arc::new(auth),
+        backend: backend.clone(),
+        metrics,
+        web_dir: cfg.web_dir.clone(),
+        shutdown: shutdown.clone(),
+        proxies: TaskTracker::new(),
+    };
+    let default_key = st.auth.keys().default_user_key();
+    let proxies = st.proxies.clone();
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    announce(addr, local.then_some(default_key).flatten());
+
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        // Terminal echo is latency-bound: no Nagle delay.
+        let _ = tcp.set_nodelay(true);
+    });
+    let app = router(st).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        signalled().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    server.await.context("serving")?;
+    shutdown.cancel();
+    proxies.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), proxies.wait()).await;
+    backend.shutdown().await;
+    Ok(())
+}
+
+/// The lines the contracts promise on stdout.
+fn announce(addr: SocketAddr, key: Option<String>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "DISPATCH_GATEWAY_LISTENING http://{addr}");
+    if let Some(key) = key {
+        let _ = writeln!(out, "Open http://{addr}/login?key={key}");
+    }
+    let _ = out.flush();
+}

@@ -1,0 +1,137 @@
+//! Command-line flags and their environment variables, as fixed in the
+//! contracts (each flag also reads an env var).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// One agent process per workspace on this machine.
+    Local,
+    /// Workspace resources in a cluster (not built yet).
+    Kubernetes,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "dispatch-gateway",
+    version,
+    about = "Dispatch gateway: login, workspaces, WebSocket proxy to agents, web UI"
+)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "DISPATCH_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+
+    #[arg(long, env = "DISPATCH_BACKEND", value_enum, default_value = "local")]
+    pub backend: BackendKind,
+
+    /// Holds gateway.db, the generated access key, the session signing key and
+    /// the workspaces. Default: $XDG_DATA_HOME/dispatch (~/.local/share/dispatch).
+    #[arg(long, env = "DISPATCH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// File holding the access key of the default user `me` (the literal key
+    /// may be given in env DISPATCH_KEY instead).
+    #[arg(long, env = "DISPATCH_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// JSON `[{"user":"alice","key":"..."}]` for several users (keys >= 16 chars).
+    #[arg(long, env = "DISPATCH_USERS_FILE")]
+    pub users_file: Option<PathBuf>,
+
+    /// The web UI's build (web/dist), served at `/`.
+    #[arg(long, env = "DISPATCH_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+
+    /// The agent binary. Default: `dispatch-agent` next to this executable, else on PATH.
+    #[arg(long, env = "DISPATCH_AGENT_BIN")]
+    pub agent_bin: Option<PathBuf>,
+
+    /// Mark the session cookie Secure even when the request did not come over
+    /// TLS (set this behind a TLS-terminating proxy that sends no X-Forwarded-Proto).
+    #[arg(long, env = "DISPATCH_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// How long a login lasts, in seconds.
+    #[arg(long, env = "DISPATCH_SESSION_TTL", default_value_t = 7 * 24 * 3600)]
+    pub session_ttl: u64,
+
+    /// Failed logins allowed in a burst from one client address before 429.
+    #[arg(long, env = "DISPATCH_LOGIN_BURST", default_value_t = 5)]
+    pub login_burst: u32,
+
+    /// Failed logins per minute one client address regains after a burst.
+    #[arg(long, env = "DISPATCH_LOGIN_PER_MINUTE", default_value_t = 5)]
+    pub login_per_minute: u32,
+}
+
+impl Config {
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        default_data_dir(
+            std::env::var_os("XDG_DATA_HOME").map(PathBuf::from),
+            std::env::var_os("HOME").map(PathBuf::from),
+        )
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl.max(60))
+    }
+
+    /// The agent binary: the flag, else `dispatch-agent` beside our own
+    /// executable, else the bare name (looked up on PATH at spawn).
+    pub fn agent_bin(&self) -> PathBuf {
+        if let Some(b) = &self.agent_bin {
+            return b.clone();
+        }
+        if let Ok(exe) = std::env::current_exe()
+            && let Some(dir) = exe.parent()
+        {
+            let beside = dir.join("dispatch-agent");
+            if beside.is_file() {
+                return beside;
+            }
+        }
+        PathBuf::from("dispatch-agent")
+    }
+}
+
+/// `$XDG_DATA_HOME/dispatch`, else `$HOME/.local/share/dispatch`, else `./.dispatch-data`.
+pub fn default_data_dir(xdg_data_home: Option<PathBuf>, home: Option<PathBuf>) -> PathBuf {
+    match (xdg_data_home, home) {
+        (Some(x), _) if x.is_absolute() => x.join("dispatch"),
+        (_, Some(h)) => h.join(".local/share/dispatch"),
+        _ => PathBuf::from(".dispatch-data"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_follows_xdg() {
+        assert_eq!(
+            default_data_dir(Some("/x".into()), Some("/h".into())),
+            PathBuf::from("/x/dispatch")
+        );
+        // XDG says relative values are to be ignored.
+        assert_eq!(
+            default_data_dir(Some("rel".into()), Some("/h".into())),
+            PathBuf::from("/h/.local/share/dispatch")
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::try_parse_from(["dispatch-gateway"]).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8787");
+        assert_eq!(c.backend, BackendKind::Local);
+    }
+}

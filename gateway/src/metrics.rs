@@ -1,0 +1,73 @@
+//! Prometheus metrics (`GET /metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabel {
+    /// `to_agent` or `to_client`.
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Default)]
+pub struct Metrics {
+    /// Logins by result: ok, wrong_key, rate_limited.
+    pub logins: Family<ResultLabel, Counter>,
+    pub ws_open: Gauge,
+    pub proxied_bytes: Family<DirectionLabel, Counter>,
+    pub agent_restarts: Counter,
+}
+
+impl Metrics {
+    pub fn login(&self, result: &'static str) {
+        self.logins.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut reg = Registry::with_prefix("dispatch_gateway");
+        reg.register("logins", "Login attempts by result", self.logins.clone());
+        reg.register(
+            "ws_connections_open",
+            "Proxied WebSocket connections open now",
+            self.ws_open.clone(),
+        );
+        reg.register(
+            "proxied_bytes",
+            "Payload bytes passed through the WebSocket proxy",
+            self.proxied_bytes.clone(),
+        );
+        reg.register(
+            "agent_restarts",
+            "Agent processes restarted after dying",
+            self.agent_restarts.clone(),
+        );
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_prefixed() {
+        let m = Metrics::default();
+        m.login("ok");
+        m.agent_restarts.inc();
+        let text = m.encode();
+        assert!(text.contains("dispatch_gateway_logins_total{result=\"ok\"} 1"), "{text}");
+        assert!(text.contains("dispatch_gateway_agent_restarts_total 1"), "{text}");
+        assert!(text.contains("dispatch_gateway_ws_connections_open 0"), "{text}");
+    }
+}
