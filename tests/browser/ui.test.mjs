@@ -1,0 +1,292 @@
+// The web UI in a real Chromium against the real gateway and agent: login,
+// workspaces, terminals, resize, reload, server-side drop and reconnect,
+// isolation between users, mobile toolbar, login rate limit.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import {
+  activeSession,
+  connStates,
+  launchBrowser,
+  paneScreen,
+  paneSize,
+  paneText,
+  randomKey,
+  randomTag,
+  shot,
+  startGateway,
+  typeLine,
+  until,
+  waitForLine,
+} from "./harness.mjs";
+
+const alice = { user: "alice", key: `alice-${randomKey()}` };
+const bob = { user: "bob", key: `bob-${randomKey()}` };
+const workspace = `ws-${randomTag()}`;
+
+let gw;
+let browser;
+let ctx;
+let page;
+let session; // the terminal opened by the tests
+const consoleErrors = [];
+
+async function login(p, key) {
+  await p.goto(gw.url + "/");
+  await p.getByLabel("Access key").fill(key);
+  await p.getByRole("button", { name: "Sign in" }).click();
+}
+
+/** Opens a new terminal in the current workspace view; returns its session id. */
+async function openTerminal(p) {
+  const before = await activeSession(p);
+  const empty = p.getByRole("button", { name: "Open a terminal" });
+  if (await empty.isVisible()) await empty.click();
+  else await p.getByRole("button", { name: "New terminal" }).click();
+  const id = await until(async () => {
+    const a = await activeSession(p);
+    return a && a !== before && (await paneText(p, a)) !== null ? a : false;
+  }, "a new terminal pane");
+  // the shell is ready once it printed its prompt
+  await until(async () => ((await paneScreen(p, id)) ?? "").trim().length > 0, "a shell prompt");
+  await p.locator(`#panel-${id} .xterm`).click();
+  return id;
+}
+
+describe("web UI in Chromium", () => {
+  before(async () => {
+    gw = await startGateway({ users: [alice, bob], name: "gateway-ui" });
+    browser = await launchBrowser();
+    ctx = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+    page = await ctx.newPage();
+    page.on("console", (m) => {
+      if (m.type() === "error") consoleErrors.push(m.text());
+    });
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await gw?.stop();
+  });
+
+  test("a wrong key is refused with a clear message", async () => {
+    await login(page, "not-the-key-0123456789");
+    const alert = page.getByRole("alert");
+    await alert.waitFor();
+    assert.match(await alert.innerText(), /access key is not valid/);
+    await shot(page, "01-login-refused");
+    const me = await page.evaluate(() => fetch("/api/me").then((r) => r.status));
+    assert.equal(me, 401);
+  });
+
+  test("logs in with the key", async () => {
+    await page.getByLabel("Access key").fill(alice.key);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+    const me = await page.evaluate(() => fetch("/api/me").then((r) => r.json()));
+    assert.equal(me.user, "alice");
+  });
+
+  test("the printed /login?key= link signs in too", async () => {
+    const c = await browser.newContext();
+    const p = await c.newPage();
+    await p.goto(`${gw.url}/login?key=${encodeURIComponent(alice.key)}`);
+    await p.getByRole("heading", { name: "Workspaces" }).waitFor();
+    assert.equal(new URL(p.url()).pathname, "/");
+    await c.close();
+  });
+
+  test("creates a workspace, checking the name first", async () => {
+    const input = page.getByLabel("New workspace");
+    await input.fill("Bad_Name");
+    assert.match(await page.locator("#ws-name-help").innerText(), /lowercase/i);
+    assert.equal(await page.getByRole("button", { name: "Create" }).isDisabled(), true);
+    await input.fill(workspace);
+    await shot(page, "02-workspace-list");
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.waitForURL(new RegExp(`#/w/${workspace}`));
+    await page.getByRole("button", { name: "Open a terminal" }).waitFor();
+    await until(async () => (await connStates(page)).includes("open"), "the workspace connection");
+    const list = await page.evaluate(() => fetch("/api/workspaces").then((r) => r.json()));
+    assert.deepEqual(list.map((w) => w.name), [workspace]);
+  });
+
+  test("opens a terminal and runs a command in it", async () => {
+    session = await openTerminal(page);
+    const tag = `hello-${randomTag()}`;
+    await typeLine(page, `echo ${tag}`);
+    // the command's output is a line of its own, apart from the typed command line
+    const text = await waitForLine(page, session, new RegExp(`^${tag}$`), `the output line ${tag}`);
+    assert.ok(text.includes(`echo ${tag}`), "the typed command is echoed too");
+    await shot(page, "03-terminal");
+  });
+
+  test("resizing the window resizes the terminal (stty size follows)", async () => {
+    for (const viewport of [{ width: 900, height: 520 }, { width: 1280, height: 800 }]) {
+      const before = await paneSize(page, session);
+      await page.setViewportSize(viewport);
+      const size = await until(async () => {
+        const s = await paneSize(page, session);
+        return s && (s.cols !== before.cols || s.rows !== before.rows) ? s : false;
+      }, `the terminal to fit ${viewport.width}x${viewport.height}`);
+      const tag = randomTag();
+      // stty prints "rows cols"; the marker keeps it apart from older output
+      await typeLine(page, `echo size-${tag}=$(stty size)`);
+      await waitForLine(page, session, new RegExp(`^size-${tag}=${size.rows} ${size.cols}$`), `stty size = ${size.rows} ${size.cols}`);
+    }
+    await shot(page, "04-resized");
+  });
+
+  test("a reload shows the same screen", async () => {
+    const tag = randomTag();
+    await typeLine(page, `printf 'colour \\033[32mgreen-${tag}\\033[0m done\\n'`);
+    await waitForLine(page, session, new RegExp(`^colour green-${tag} done$`), "coloured output");
+    // let the screen settle: the prompt after the command
+    await until(async () => (await paneScreen(page, session)).trimEnd().split("\n").pop() !== `colour green-${tag} done`, "the prompt");
+    const before = await paneScreen(page, session);
+    await page.reload();
+    await until(async () => (await activeSession(page)) === session, "the same tab after reload");
+    const after = await until(async () => {
+      const s = await paneScreen(page, session);
+      return s && s === before ? s : false;
+    }, "the screen to match the one before the reload", 15_000).catch(async (e) => {
+      throw new Error(`${e.message}\n--- before ---\n${before}\n--- after ---\n${await paneScreen(page, session)}`);
+    });
+    assert.equal(after, before);
+    await shot(page, "05-after-reload");
+  });
+
+  test("a connection dropped by the server reconnects with no output lost or repeated", async () => {
+    const tag = randomTag();
+    // a steady stream of numbered lines, still running when the connection drops
+    await typeLine(page, `i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo tick-${tag}-$i; sleep 0.02; done`);
+    await waitForLine(page, session, new RegExp(`^tick-${tag}-40$`), "40 ticks");
+    const statesBefore = (await connStates(page)).length;
+    const pid = gw.agentPid(workspace);
+    assert.ok(pid, "the workspace's agent process is found");
+    process.kill(pid, "SIGKILL");
+    await until(async () => (await connStates(page)).slice(statesBefore).includes("reconnecting"), "the reconnecting state");
+    await shot(page, "06-reconnecting");
+    await until(async () => (await connStates(page)).slice(statesBefore).includes("open") && (await connStates(page)).at(-1) === "open", "the connection to come back", 30_000);
+    await page.getByTestId("connection-state").getByText("Connected").waitFor();
+    // every tick that reached the page is there exactly once, in order, with no gap
+    const ticks = async () =>
+      (await paneText(page, session))
+        .split("\n")
+        .map((l) => l.match(new RegExp(`^tick-${tag}-(\\d+)$`)))
+        .filter(Boolean)
+        .map((m) => Number(m[1]));
+    const seen = await ticks();
+    assert.ok(seen.length >= 40, `at least the 40 ticks seen before the drop survive (${seen.length})`);
+    assert.deepEqual(seen, Array.from({ length: seen.length }, (_, i) => i + 1), "ticks 1..n, each once, in order");
+    // the shell died with its agent: the session shows as ended, its history stays
+    await page.getByTestId("session-ended").waitFor({ timeout: 15_000 });
+    await shot(page, "07-reconnected");
+    // a fresh page reads the ended session's whole history, read-only
+    const c = await browser.newContext({ viewport: { width: 1200, height: 760 } });
+    const p = await c.newPage();
+    await p.goto(`${gw.url}/`);
+    await login(p, alice.key);
+    await p.goto(`${gw.url}/#/w/${workspace}/s/${session}`);
+    await until(async () => (await paneText(p, session)) !== null, "the ended session's history");
+    const history = await waitForLine(p, session, new RegExp(`^tick-${tag}-${seen.at(-1)}$`), "the last tick in the history");
+    const replayed = history.split("\n").filter((l) => new RegExp(`^tick-${tag}-\\d+$`).test(l)).map((l) => Number(l.split("-").pop()));
+    assert.deepEqual(replayed.slice(0, seen.length), seen, "the history holds the same ticks");
+    assert.equal(await p.evaluate((id) => window.__dispatch.panes.get(id).readOnly(), session), true);
+    await shot(p, "08-history");
+    await c.close();
+  });
+
+  test("stopping a session shows its exit", async () => {
+    await page.goto(`${gw.url}/#/w/${workspace}`);
+    const id = await openTerminal(page);
+    await page.getByRole("button", { name: "Stop" }).click();
+    await page.getByRole("button", { name: "Stop session" }).click();
+    await until(async () => (await page.locator(`#panel-${id} [data-testid=session-ended]`).count()) === 1, "the ended banner");
+    assert.match(await page.locator(`#panel-${id} [data-testid=session-ended]`).innerText(), /Ended/);
+  });
+
+  test("a second user cannot open the first user's workspace", async () => {
+    const c = await browser.newContext();
+    const p = await c.newPage();
+    await login(p, bob.key);
+    await p.getByRole("heading", { name: "Workspaces" }).waitFor();
+    const list = await p.evaluate(() => fetch("/api/workspaces").then((r) => r.json()));
+    assert.deepEqual(list, []);
+    await p.goto(`${gw.url}/#/w/${workspace}`);
+    await p.getByTestId("workspace-missing").waitFor();
+    const statuses = await p.evaluate(async (ws) => {
+      const open = await fetch(`/api/workspaces/${ws}/open`, { method: "POST" });
+      const sessions = await fetch(`/api/workspaces/${ws}/sessions`);
+      return [open.status, sessions.status];
+    }, workspace);
+    assert.deepEqual(statuses, [404, 404]);
+    // and the WebSocket is refused too: no hello ever arrives
+    const ws = await p.evaluate(
+      (ws) =>
+        new Promise((resolve) => {
+          const s = new WebSocket(`ws://${location.host}/api/workspaces/${ws}/ws`);
+          s.onmessage = (m) => resolve(`message ${m.data}`);
+          s.onclose = () => resolve("closed");
+        }),
+      workspace,
+    );
+    assert.equal(ws, "closed");
+    await shot(p, "09-other-user");
+    await c.close();
+  });
+
+  test("on a phone: responsive layout and the key toolbar with a sticky Ctrl", async () => {
+    const c = await browser.newContext({ viewport: { width: 390, height: 760 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
+    const p = await c.newPage();
+    await login(p, alice.key);
+    await p.goto(`${gw.url}/#/w/${workspace}`);
+    const id = await openTerminal(p);
+    const bar = p.getByRole("toolbar", { name: "Terminal keys" }).last();
+    await bar.waitFor();
+    const tag = randomTag();
+    await typeLine(p, `echo arrow-${tag}`);
+    await waitForLine(p, id, new RegExp(`^arrow-${tag}$`), "the first echo");
+    // Up recalls the last command; Enter runs it again
+    await bar.getByRole("button", { name: "Up arrow" }).tap();
+    await p.keyboard.press("Enter");
+    await until(async () => (await paneText(p, id)).split("\n").filter((l) => l === `arrow-${tag}`).length === 2, "the recalled command's output");
+    // Ctrl then c interrupts a running command
+    await typeLine(p, "sleep 600");
+    await bar.getByRole("button", { name: /^Control/ }).tap();
+    assert.equal(await bar.getByRole("button", { name: /^Control/ }).getAttribute("aria-pressed"), "true");
+    await p.keyboard.type("c");
+    await waitForLine(p, id, /\^C/, "the interrupt (^C)");
+    await typeLine(p, `echo after-${tag}`);
+    await waitForLine(p, id, new RegExp(`^after-${tag}$`), "the shell back after the interrupt");
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+    assert.equal(overflow, false, "nothing overflows the phone's width");
+    await shot(p, "10-mobile");
+    await c.close();
+  });
+
+  test("the page logged no errors", () => {
+    // WebSocket failures while the agent restarts are expected; nothing else is
+    const unexpected = consoleErrors.filter((e) => !/WebSocket connection .* failed/.test(e));
+    assert.deepEqual(unexpected, []);
+  });
+
+  test("repeated wrong keys are rate-limited and the wait is shown", async () => {
+    const c = await browser.newContext();
+    const p = await c.newPage();
+    await p.goto(gw.url + "/");
+    const alert = p.getByRole("alert");
+    await until(async () => {
+      await p.getByLabel("Access key").fill(`wrong-${randomKey()}`);
+      const button = p.getByRole("button", { name: "Sign in" });
+      if (await button.isDisabled()) return false;
+      await button.click();
+      await alert.waitFor();
+      return /Too many failed attempts\. Try again in \d+ s/.test(await alert.innerText());
+    }, "the rate-limit message", 30_000);
+    assert.equal(await p.getByRole("button", { name: "Sign in" }).isDisabled(), true);
+    await shot(p, "11-rate-limited");
+    await c.close();
+  });
+});
