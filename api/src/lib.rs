@@ -3,6 +3,8 @@
 //! the binary frame codec for terminal bytes, stable error codes, and the
 //! shapes of the REST APIs. No I/O lives here.
 
+#[cfg(feature = "crd")]
+pub mod crd;
 pub mod error;
 pub mod frame;
 pub mod protocol;

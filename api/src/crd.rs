@@ -1,0 +1,420 @@
+//! The `Workspace` custom resource (`dispatch.dev/v1alpha1`): what a user
+//! asks for (spec) and what the operator reports (status), plus the names of
+//! the objects the operator makes for it, so that the gateway finds them too.
+//!
+//! Doc comments become the schema's descriptions (`kubectl explain workspace.spec`).
+//! What a JSON schema cannot say is written as CEL rules, so that the
+//! apiserver itself refuses a bad spec with a clear message.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the resource.
+pub const GROUP: &str = "dispatch.dev";
+/// Finalizer the operator puts on every Workspace so that deletion is orderly.
+pub const FINALIZER: &str = "dispatch.dev/cleanup";
+/// Label on every child: the name of the Workspace it belongs to.
+pub const LABEL_WORKSPACE: &str = "dispatch.dev/workspace";
+/// Label on every child: the workspace owner (so the gateway can narrow by it).
+pub const LABEL_OWNER: &str = "dispatch.dev/owner";
+/// Label on every child: which program manages it (for narrow watches).
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`].
+pub const MANAGED_BY: &str = "dispatch-operator";
+/// Key in the token Secret that holds the agent's bearer token.
+pub const TOKEN_KEY: &str = "token";
+/// Port the agent listens on inside the Pod.
+pub const AGENT_PORT: u16 = 8080;
+/// Longest Workspace name: child names add at most 9 characters and must stay
+/// DNS labels (63).
+pub const MAX_NAME_LEN: usize = 54;
+
+/// What the user asks for: whose workspace it is, what runs in it, how much
+/// it may use, and whether it runs at all.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "dispatch.dev",
+    version = "v1alpha1",
+    kind = "Workspace",
+    namespaced,
+    shortname = "ws",
+    status = "WorkspaceStatus",
+    derive = "PartialEq",
+    doc = "A Workspace: one person's isolated environment with terminals and Claude Code sessions, run as one Pod with a persistent volume.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the workspace stands"),
+    printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner", description = "Who the workspace belongs to"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the agent answers"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 54 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label (lower-case letters, digits and '-') of at most 54 characters")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceSpec {
+    /// The user the workspace belongs to; the gateway shows it only to them.
+    /// Letters, digits, '.', '_' and '-' (a Kubernetes label value). Cannot change.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+    )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("owner is immutable"))]
+    pub owner: String,
+
+    /// Container image of the agent. Empty: the operator's configured default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+
+    /// The persistent volume that holds the workspace's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSpec>,
+
+    /// CPU and memory for the workspace Pod. Unset values take the operator's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<WorkspaceResources>,
+
+    /// Extra environment variables for the agent and everything it starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub env: Vec<EnvVar>,
+
+    /// Environment variables whose values come from keys of Secrets in the
+    /// workspace's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub secret_env: Vec<SecretEnvVar>,
+
+    /// The Secret key that holds the Anthropic API key; given to Claude Code as ANTHROPIC_API_KEY.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anthropic_api_key: Option<SecretKeyRef>,
+
+    /// When true the Pod is deleted and the volume kept; set it back to false to resume.
+    #[serde(default)]
+    pub suspended: bool,
+
+    /// Suspend the workspace after this long without attached clients, a
+    /// running Claude turn, or terminal input or output. A Go duration such as
+    /// "30m" or "1h30m", at least "1s". Unset: never suspended for idleness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 32),
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+    )]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("idleTimeout must be a duration of at least 1s, such as 30m or 1h30m"))]
+    pub idle_timeout: Option<String>,
+
+    /// Defaults for new Claude Code sessions in this workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude: Option<ClaudeDefaults>,
+}
+
+/// The persistent volume that holds the workspace's files.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Requested size, a Kubernetes quantity such as "10Gi". May grow, not shrink.
+    /// Unset: the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("storage.size must be a positive quantity such as 10Gi"),
+        validation = Rule::new("!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0").message("storage.size may grow but not shrink")
+    )]
+    pub size: Option<String>,
+
+    /// StorageClass of the volume. Unset: the cluster's default class. Cannot change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage.storageClassName is immutable"))]
+    pub storage_class_name: Option<String>,
+
+    /// Keep the volume (and its files) when the Workspace is deleted.
+    #[serde(default)]
+    pub retain_on_delete: bool,
+}
+
+/// CPU and memory requests and limits of the workspace Pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.requests) || !has(self.limits) || !has(self.requests.cpu) || !has(self.limits.cpu) || quantity(self.limits.cpu).compareTo(quantity(self.requests.cpu)) >= 0").message("resources.limits.cpu must be at least resources.requests.cpu"),
+    validation = Rule::new("!has(self.requests) || !has(self.limits) || !has(self.requests.memory) || !has(self.limits.memory) || quantity(self.limits.memory).compareTo(quantity(self.requests.memory)) >= 0").message("resources.limits.memory must be at least resources.requests.memory")
+)]
+pub struct WorkspaceResources {
+    /// What the Pod is guaranteed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<ComputeResources>,
+    /// The most the Pod may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ComputeResources>,
+}
+
+/// Amounts of CPU and memory.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputeResources {
+    /// CPU, a Kubernetes quantity such as "500m" or "2".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("cpu must be a positive quantity such as 500m or 2"))]
+    pub cpu: Option<String>,
+    /// Memory, a Kubernetes quantity such as "512Mi" or "2Gi".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("memory must be a positive quantity such as 512Mi or 2Gi"))]
+    pub memory: Option<String>,
+}
+
+/// An environment variable with a literal value.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    /// Variable name (letters, digits, '_'; not starting with a digit). Names
+    /// starting with DISPATCH_ are reserved.
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
+    )]
+    #[x_kube(validation = Rule::new("!self.startsWith('DISPATCH_')").message("environment variable names starting with DISPATCH_ are reserved for the operator"))]
+    pub name: String,
+    /// The value.
+    #[serde(default)]
+    #[schemars(length(max = 32768))]
+    pub value: String,
+}
+
+/// An environment variable whose value is a key of a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretEnvVar {
+    /// Variable name (letters, digits, '_'; not starting with a digit). Names
+    /// starting with DISPATCH_ are reserved.
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
+    )]
+    #[x_kube(validation = Rule::new("!self.startsWith('DISPATCH_')").message("environment variable names starting with DISPATCH_ are reserved for the operator"))]
+    pub name: String,
+    /// Which Secret key holds the value.
+    pub secret_key_ref: SecretKeyRef,
+}
+
+/// A key of a Secret in the workspace's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// Defaults for new Claude Code sessions.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaudeDefaults {
+    /// Model name or alias, such as "sonnet" or "opus".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._:\[\]-]*$")
+    )]
+    pub model: Option<String>,
+    /// How Claude Code asks before using tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permission_mode: Option<PermissionMode>,
+}
+
+/// How Claude Code asks before using tools (its --permission-mode).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum PermissionMode {
+    /// Ask for every tool that needs permission.
+    Default,
+    /// Accept file edits without asking.
+    AcceptEdits,
+    /// Plan only; change nothing.
+    Plan,
+    /// Never ask.
+    BypassPermissions,
+}
+
+impl PermissionMode {
+    /// The CLI's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::AcceptEdits => "acceptEdits",
+            Self::Plan => "plan",
+            Self::BypassPermissions => "bypassPermissions",
+        }
+    }
+}
+
+/// What the operator last saw of the workspace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceStatus {
+    /// Where the workspace stands: Pending, Starting, Running, Suspended, Failed or Terminating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<WorkspacePhase>,
+    /// Ready (the agent answers), Progressing (the operator is bringing it to
+    /// the spec) and Degraded (something is wrong; the reason says what).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// URL of the agent inside the cluster (http://<pod IP>:8080), while Running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Name of the Secret whose "token" key the agent requires as a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Last time the operator saw the workspace in use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<Time>,
+}
+
+/// Where a Workspace stands.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WorkspacePhase {
+    /// Accepted; its objects are being made.
+    Pending,
+    /// The Pod exists and is not ready yet.
+    Starting,
+    /// The agent answers at the endpoint.
+    Running,
+    /// The Pod is gone (on request or for idleness); the volume is kept.
+    Suspended,
+    /// The spec cannot be carried out; see the Degraded condition.
+    Failed,
+    /// Being deleted.
+    Terminating,
+}
+
+impl WorkspacePhase {
+    /// Every phase, for metrics.
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Starting,
+        Self::Running,
+        Self::Suspended,
+        Self::Failed,
+        Self::Terminating,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Starting => "Starting",
+            Self::Running => "Running",
+            Self::Suspended => "Suspended",
+            Self::Failed => "Failed",
+            Self::Terminating => "Terminating",
+        }
+    }
+}
+
+impl From<WorkspacePhase> for crate::rest::WorkspacePhase {
+    fn from(p: WorkspacePhase) -> Self {
+        use crate::rest::WorkspacePhase as R;
+        match p {
+            WorkspacePhase::Pending => R::Pending,
+            WorkspacePhase::Starting => R::Starting,
+            WorkspacePhase::Running => R::Running,
+            WorkspacePhase::Suspended => R::Suspended,
+            WorkspacePhase::Failed => R::Failed,
+            WorkspacePhase::Terminating => R::Terminating,
+        }
+    }
+}
+
+/// Names of the objects the operator makes for the Workspace `name`.
+pub mod names {
+    /// The Pod running the agent.
+    pub fn pod(ws: &str) -> String {
+        format!("ws-{ws}")
+    }
+    /// The Service in front of the Pod.
+    pub fn service(ws: &str) -> String {
+        format!("ws-{ws}")
+    }
+    /// The NetworkPolicy admitting only the gateway.
+    pub fn network_policy(ws: &str) -> String {
+        format!("ws-{ws}")
+    }
+    /// The PersistentVolumeClaim holding the files.
+    pub fn pvc(ws: &str) -> String {
+        format!("ws-{ws}-data")
+    }
+    /// The Secret holding the agent's token under key [`super::TOKEN_KEY`].
+    pub fn token_secret(ws: &str) -> String {
+        format!("ws-{ws}-token")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn child_names_stay_dns_labels_for_the_longest_name() {
+        let longest = "a".repeat(MAX_NAME_LEN);
+        for n in [
+            names::pod(&longest),
+            names::service(&longest),
+            names::network_policy(&longest),
+            names::pvc(&longest),
+            names::token_secret(&longest),
+        ] {
+            assert!(crate::rest::is_dns1123_label(&n), "{n}");
+        }
+    }
+
+    #[test]
+    fn crd_has_names_subresource_columns_and_rules() {
+        let crd = Workspace::crd();
+        assert_eq!(crd.spec.names.short_names, Some(vec!["ws".to_string()]));
+        let v = &crd.spec.versions[0];
+        assert!(
+            v.subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
+        let cols: Vec<_> = v
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(cols, ["Phase", "Owner", "Ready", "Age"]);
+        let json = serde_json::to_string(&crd).unwrap();
+        assert!(json.contains("owner is immutable"));
+        assert!(json.contains("duration(self) >= duration('1s')"));
+    }
+
+    #[test]
+    fn spec_round_trips_in_camel_case() {
+        let spec: WorkspaceSpec = serde_json::from_value(serde_json::json!({
+            "owner": "alice",
+            "storage": {"size": "5Gi", "retainOnDelete": true},
+            "idleTimeout": "30m",
+            "claude": {"permissionMode": "acceptEdits"}
+        }))
+        .unwrap();
+        assert_eq!(spec.owner, "alice");
+        assert!(spec.storage.as_ref().unwrap().retain_on_delete);
+        assert_eq!(
+            spec.claude.unwrap().permission_mode,
+            Some(PermissionMode::AcceptEdits)
+        );
+    }
+}

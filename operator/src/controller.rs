@@ -1,0 +1,706 @@
+//! The reconcile pipeline: read, validate, build the desired children, apply
+//! them (server-side apply, field manager `dispatch-operator`), then write the
+//! status. Deletion goes through a finalizer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dispatch_api::crd::{FINALIZER, TOKEN_KEY, Workspace, WorkspacePhase, WorkspaceStatus, names};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::WorkspaceDefaults;
+use crate::desired::{self, Children, Invalid, applied_hash, managed_selector};
+use crate::idle::{self, ActivityClient, Verdict};
+use crate::metrics::Metrics;
+use crate::status::{self, DEGRADED, Observed};
+
+/// Field manager of every server-side apply.
+pub const MANAGER: &str = "dispatch-operator";
+/// Children are applied in full at least this often, even when their hash
+/// annotation says they are current, so that hand edits are undone.
+const FULL_APPLY_EVERY: Duration = Duration::from_secs(600);
+/// With nothing to wait for, look at a Workspace again after this long.
+const RESYNC: Duration = Duration::from_secs(600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// Short reason for the failures metric.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => format!("Api{}", s.code),
+            Error::Kube(_) => "Client".into(),
+            Error::Finalizer(_) => "Finalizer".into(),
+        }
+    }
+}
+
+/// What every reconcile shares: the client, the caches of children, metrics.
+pub struct Context {
+    pub client: Client,
+    pub defaults: WorkspaceDefaults,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub activity: ActivityClient,
+    pub pods: Store<Pod>,
+    pub secrets: Store<Secret>,
+    pub pvcs: Store<PartialObjectMeta<PersistentVolumeClaim>>,
+    pub services: Store<PartialObjectMeta<Service>>,
+    pub policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    full_applies: Mutex<HashMap<String, Instant>>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+fn key(ws: &Workspace) -> String {
+    format!("{}/{}", ws.namespace().unwrap_or_default(), ws.name_any())
+}
+
+fn cached<K: Resource<DynamicType = ()> + Clone>(
+    store: &Store<K>,
+    ns: &str,
+    name: &str,
+) -> Option<Arc<K>> {
+    store.get(&ObjectRef::new(name).within(ns))
+}
+
+/// How the controller runs.
+pub struct Settings {
+    /// Watch only this namespace (`None`: all).
+    pub namespace: Option<String>,
+    pub defaults: WorkspaceDefaults,
+    pub concurrency: u16,
+    pub debounce: Duration,
+    /// This replica's name in Events.
+    pub instance: String,
+}
+
+/// Starts the watches and the controller; returns when `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let Settings {
+        namespace,
+        defaults,
+        concurrency,
+        debounce,
+        instance,
+    } = settings;
+    fn api<K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>>(
+        client: &Client,
+        ns: &Option<String>,
+    ) -> Api<K> {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let children = watcher::Config::default().labels(&managed_selector());
+
+    let (pods, pod_writer) = reflector::store();
+    let pod_stream = watcher(api::<Pod>(&client, &namespace), children.clone())
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(pod_writer)
+        .touched_objects();
+    let (secrets, secret_writer) = reflector::store();
+    let secret_stream = watcher(api::<Secret>(&client, &namespace), children.clone())
+        .default_backoff()
+        .modify(|s| s.managed_fields_mut().clear())
+        .reflect(secret_writer)
+        .touched_objects();
+    let (pvcs, pvc_writer) = reflector::store();
+    let pvc_stream = watcher(
+        api::<PartialObjectMeta<PersistentVolumeClaim>>(&client, &namespace),
+        children.clone(),
+    )
+    .default_backoff()
+    .modify(|m| m.managed_fields_mut().clear())
+    .reflect(pvc_writer)
+    .touched_objects();
+    let (services, svc_writer) = reflector::store();
+    let svc_stream = watcher(
+        api::<PartialObjectMeta<Service>>(&client, &namespace),
+        children.clone(),
+    )
+    .default_backoff()
+    .modify(|m| m.managed_fields_mut().clear())
+    .reflect(svc_writer)
+    .touched_objects();
+    let (policies, np_writer) = reflector::store();
+    let np_stream = watcher(
+        api::<PartialObjectMeta<NetworkPolicy>>(&client, &namespace),
+        children,
+    )
+    .default_backoff()
+    .modify(|m| m.managed_fields_mut().clear())
+    .reflect(np_writer)
+    .touched_objects();
+
+    let (workspaces, ws_writer) = reflector::store();
+    let ws_stream = watcher(
+        api::<Workspace>(&client, &namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|w| w.managed_fields_mut().clear())
+    .reflect(ws_writer)
+    .touched_objects()
+    .predicate_filter(
+        kube::runtime::predicates::resource_version,
+        Default::default(),
+    );
+
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: Some(instance),
+            },
+        ),
+        client,
+        defaults,
+        metrics,
+        activity: ActivityClient::default(),
+        pods: pods.clone(),
+        secrets: secrets.clone(),
+        pvcs: pvcs.clone(),
+        services: services.clone(),
+        policies: policies.clone(),
+        full_applies: Mutex::default(),
+        failures: Mutex::default(),
+    });
+
+    let config = ControllerConfig::default()
+        .concurrency(concurrency)
+        .debounce(debounce);
+    let controller = Controller::for_stream(ws_stream, workspaces)
+        .with_config(config)
+        .owns_stream(pod_stream)
+        .owns_stream(secret_stream)
+        .owns_stream(pvc_stream)
+        .owns_stream(svc_stream)
+        .owns_stream(np_stream)
+        .graceful_shutdown_on(shutdown);
+
+    // The children's caches must be complete before the first reconcile: a
+    // token Secret missing from an unsynced cache must not look absent.
+    let ready = async {
+        let _ = tokio::join!(
+            pods.wait_until_ready(),
+            secrets.wait_until_ready(),
+            pvcs.wait_until_ready(),
+            services.wait_until_ready(),
+            policies.wait_until_ready()
+        );
+        tracing::info!("caches of children synced");
+    };
+    let run = controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile stream");
+            }
+        });
+    // `run` drives the watches; reconciles wait for `ready` through the
+    // reconcile function below only being reached once the stores answer.
+    tokio::join!(ready, run);
+}
+
+async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // Never act on half-filled caches (a restarted operator must not mint a
+    // new token for a Secret it has not listed yet).
+    let _ = tokio::join!(
+        ctx.pods.wait_until_ready(),
+        ctx.secrets.wait_until_ready(),
+        ctx.pvcs.wait_until_ready(),
+        ctx.services.wait_until_ready(),
+        ctx.policies.wait_until_ready()
+    );
+    let started = Instant::now();
+    let ns = ws.namespace().unwrap_or_default();
+    let api: Api<Workspace> = Api::namespaced(ctx.client.clone(), &ns);
+    let k = key(&ws);
+    let result = finalizer(&api, FINALIZER, ws, |event| async {
+        match event {
+            Finalizer::Apply(ws) => apply(&ws, &ctx).await,
+            Finalizer::Cleanup(ws) => cleanup(&ws, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        kube::runtime::finalizer::Error::AddFinalizer(e)
+        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+        other => Error::Finalizer(other.to_string()),
+    });
+    ctx.metrics.reconciled(started.elapsed());
+    if result.is_ok()
+        && let Ok(mut f) = ctx.failures.lock()
+    {
+        f.remove(&k);
+    }
+    result
+}
+
+/// Transient errors back off exponentially per Workspace: 0.5 s, 1 s, 2 s ... 5 min.
+fn error_policy(ws: Arc<Workspace>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(&err.reason());
+    let n = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key(&ws)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    let delay = Duration::from_millis(500u64.saturating_mul(1u64 << n.min(10).saturating_sub(1)))
+        .min(RESYNC / 2);
+    tracing::warn!(workspace = %key(&ws), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
+    let ns = ws.namespace().unwrap_or_default();
+    let name = ws.name_any();
+    let k = key(ws);
+
+    let validated = match desired::validate(ws) {
+        Ok(v) => v,
+        Err(invalid) => return refuse(ws, ctx, &invalid).await,
+    };
+
+    let token = cached(&ctx.secrets, &ns, &names::token_secret(&name))
+        .and_then(|s| {
+            s.data
+                .as_ref()?
+                .get(TOKEN_KEY)
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        })
+        .filter(|t| !t.is_empty());
+    let token_known = token.is_some();
+    let token = token.unwrap_or_else(desired::new_token);
+    let children = desired::desired(ws, &ctx.defaults, &token);
+
+    let full = ctx
+        .full_applies
+        .lock()
+        .map(|m| m.get(&k).is_none_or(|t| t.elapsed() > FULL_APPLY_EVERY))
+        .unwrap_or(true);
+    let apply_error = match apply_children(ws, ctx, &children, full, token_known).await {
+        Ok(()) => {
+            if full && let Ok(mut m) = ctx.full_applies.lock() {
+                m.insert(k.clone(), Instant::now());
+            }
+            None
+        }
+        // The apiserver refused a child (a 4xx other than a conflict): show it,
+        // wait for a change. Anything else is transient and backs off.
+        Err(Error::Kube(kube::Error::Api(e)))
+            if (400..500).contains(&e.code) && e.code != 409 && e.code != 429 =>
+        {
+            Some(format!("{} ({})", e.message, e.reason))
+        }
+        Err(e) => return Err(e),
+    };
+
+    let pod = cached(&ctx.pods, &ns, &names::pod(&name));
+    let obs = Observed {
+        name: &name,
+        generation: ws.metadata.generation,
+        deleting: false,
+        suspended: ws.spec.suspended,
+        invalid: None,
+        pod: pod.as_deref(),
+        apply_error: apply_error.as_deref(),
+    };
+    let mut next = compute_status(&obs, ws);
+    let mut action = Action::requeue(RESYNC);
+
+    if let (Some(timeout), Some(WorkspacePhase::Running), Some(endpoint), Some(pod)) = (
+        validated.idle_timeout,
+        next.phase,
+        next.endpoint.clone(),
+        pod.as_deref(),
+    ) {
+        let since = ready_since_ms(pod).unwrap_or_else(|| Timestamp::now().as_millisecond());
+        match ctx.activity.fetch(&endpoint, &token).await {
+            Ok(activity) => {
+                let now = Timestamp::now().as_millisecond();
+                let (verdict, last) = idle::decide(&activity, since, now, timeout);
+                next.last_activity = Timestamp::from_millisecond(last)
+                    .ok()
+                    .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time);
+                match verdict {
+                    Verdict::Suspend => {
+                        suspend_for_idleness(ws, ctx, timeout).await?;
+                        action = Action::await_change();
+                    }
+                    Verdict::CheckAgainIn(d) => {
+                        action = Action::requeue(d + Duration::from_millis(200))
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::info!(workspace = %k, error = %e, "could not read the agent's activity");
+                action = Action::requeue(
+                    (timeout / 4).clamp(Duration::from_secs(2), Duration::from_secs(300)),
+                );
+            }
+        }
+    }
+
+    write_status(ws, ctx, &next).await?;
+    ctx.metrics.set_phase(&k, next.phase);
+    if apply_error.is_some() {
+        return Ok(Action::await_change());
+    }
+    Ok(action)
+}
+
+fn compute_status(obs: &Observed<'_>, ws: &Workspace) -> WorkspaceStatus {
+    status::compute(obs, ws.status.as_ref(), Timestamp::now())
+}
+
+/// When the Pod's Ready condition last turned true, Unix ms.
+fn ready_since_ms(pod: &Pod) -> Option<i64> {
+    let c = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    Some(c.last_transition_time.as_ref()?.0.as_millisecond())
+}
+
+async fn refuse(ws: &Workspace, ctx: &Context, invalid: &Invalid) -> Result<Action, Error> {
+    let name = ws.name_any();
+    let already = ws.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == invalid.reason)
+            && s.observed_generation == ws.metadata.generation
+    });
+    if !already {
+        tracing::warn!(workspace = %key(ws), reason = invalid.reason, message = %invalid.message, "invalid spec");
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: invalid.reason.into(),
+            note: Some(invalid.message.clone()),
+            action: "Validate".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &ws.object_ref(&())).await {
+            tracing::warn!(error = %e, "could not publish an event");
+        }
+    }
+    let obs = Observed {
+        name: &name,
+        generation: ws.metadata.generation,
+        deleting: false,
+        suspended: ws.spec.suspended,
+        invalid: Some(invalid),
+        pod: None,
+        apply_error: None,
+    };
+    let next = compute_status(&obs, ws);
+    write_status(ws, ctx, &next).await?;
+    ctx.metrics.set_phase(&key(ws), next.phase);
+    // Nothing changes until the spec does.
+    Ok(Action::await_change())
+}
+
+async fn suspend_for_idleness(
+    ws: &Workspace,
+    ctx: &Context,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let api: Api<Workspace> =
+        Api::namespaced(ctx.client.clone(), &ws.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"spec": {"suspended": true}});
+    api.patch(
+        &ws.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    tracing::info!(workspace = %key(ws), ?timeout, "suspended for idleness");
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "IdleSuspended".into(),
+        note: Some(format!("no activity for {}s; suspended", timeout.as_secs())),
+        action: "Suspend".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &ws.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish an event");
+    }
+    Ok(())
+}
+
+fn params() -> PatchParams {
+    PatchParams::apply(MANAGER).force()
+}
+
+/// Applies `desired` unless the cache shows the same hash (and `full` is not asked).
+async fn apply_one<K>(
+    api: &Api<K>,
+    desired: &K,
+    cached_hash: Option<String>,
+    full: bool,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let want = applied_hash(desired.meta()).map(String::from);
+    if !full && want.is_some() && cached_hash == want {
+        return Ok(());
+    }
+    let mut body = serde_json::to_value(desired).map_err(|e| Error::Finalizer(e.to_string()))?;
+    body["apiVersion"] = K::api_version(&()).into();
+    body["kind"] = K::kind(&()).into();
+    api.patch(&desired.name_any(), &params(), &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}
+
+async fn apply_children(
+    ws: &Workspace,
+    ctx: &Context,
+    c: &Children,
+    full: bool,
+    token_known: bool,
+) -> Result<(), Error> {
+    let ns = ws.namespace().unwrap_or_default();
+    let name = ws.name_any();
+    let client = &ctx.client;
+    let hash_of = |m: Option<&kube::core::ObjectMeta>| m.and_then(applied_hash).map(String::from);
+
+    // The token Secret is created, never blindly applied, while we have not
+    // seen it: if it exists after all (a stale cache), keep its token.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    if token_known {
+        let cached = cached(&ctx.secrets, &ns, &names::token_secret(&name));
+        apply_one(
+            &secrets,
+            &c.secret,
+            hash_of(cached.as_deref().map(|s| &s.metadata)),
+            full,
+        )
+        .await?;
+    } else {
+        match secrets
+            .create(
+                &PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                },
+                &c.secret,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                // Someone (a previous run of ours) made it: reconcile again with its token.
+                return Err(Error::Kube(kube::Error::Api(e)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let cached_pvc = cached(&ctx.pvcs, &ns, &names::pvc(&name));
+    apply_one(
+        &pvcs,
+        &c.pvc,
+        hash_of(cached_pvc.as_deref().map(|m| &m.metadata)),
+        full,
+    )
+    .await?;
+
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let cached_svc = cached(&ctx.services, &ns, &names::service(&name));
+    apply_one(
+        &services,
+        &c.service,
+        hash_of(cached_svc.as_deref().map(|m| &m.metadata)),
+        full,
+    )
+    .await?;
+
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+    let cached_np = cached(&ctx.policies, &ns, &names::network_policy(&name));
+    apply_one(
+        &policies,
+        &c.network_policy,
+        hash_of(cached_np.as_deref().map(|m| &m.metadata)),
+        full,
+    )
+    .await?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let current = cached(&ctx.pods, &ns, &names::pod(&name));
+    match (&c.pod, current.as_deref()) {
+        (None, Some(pod)) if pod.metadata.deletion_timestamp.is_none() => {
+            delete_pod(&pods, pod).await?
+        }
+        (None, _) => {}
+        // Terminating: wait for it to go (its deletion triggers a reconcile).
+        (Some(_), Some(pod)) if pod.metadata.deletion_timestamp.is_some() => {}
+        (Some(want), Some(pod))
+            if applied_hash(&pod.metadata) != applied_hash(&want.metadata)
+                || status::pod_finished(pod) =>
+        {
+            // Pods are mostly immutable: a changed spec or a finished Pod means a new Pod.
+            tracing::info!(workspace = %key(ws), "replacing the Pod");
+            delete_pod(&pods, pod).await?;
+        }
+        (Some(want), current) => {
+            apply_one(
+                &pods,
+                want,
+                current
+                    .and_then(|p| applied_hash(&p.metadata))
+                    .map(String::from),
+                full,
+            )
+            .await?
+        }
+    }
+    Ok(())
+}
+
+async fn delete_pod(pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
+    let dp = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: pod.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match pods.delete(&pod.name_any(), &dp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn write_status(ws: &Workspace, ctx: &Context, next: &WorkspaceStatus) -> Result<(), Error> {
+    if ws
+        .status
+        .as_ref()
+        .is_some_and(|cur| !status::differs(cur, next))
+    {
+        return Ok(());
+    }
+    let api: Api<Workspace> =
+        Api::namespaced(ctx.client.clone(), &ws.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": Workspace::api_version(&()),
+        "kind": Workspace::kind(&()),
+        "status": next,
+    });
+    api.patch_status(&ws.name_any(), &params(), &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}
+
+async fn delete_ignoring_absent<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Orderly deletion: the Pod first, then what it used; the volume is kept
+/// (released from the Workspace so garbage collection leaves it) or deleted.
+async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
+    let ns = ws.namespace().unwrap_or_default();
+    let name = ws.name_any();
+    let obs = Observed {
+        name: &name,
+        generation: ws.metadata.generation,
+        deleting: true,
+        suspended: ws.spec.suspended,
+        invalid: None,
+        pod: None,
+        apply_error: None,
+    };
+    if let Err(e) = write_status(ws, ctx, &compute_status(&obs, ws)).await {
+        tracing::debug!(error = %e, "could not mark the workspace Terminating");
+    }
+    let c = &ctx.client;
+    delete_ignoring_absent(&Api::<Pod>::namespaced(c.clone(), &ns), &names::pod(&name)).await?;
+    delete_ignoring_absent(
+        &Api::<Service>::namespaced(c.clone(), &ns),
+        &names::service(&name),
+    )
+    .await?;
+    delete_ignoring_absent(
+        &Api::<NetworkPolicy>::namespaced(c.clone(), &ns),
+        &names::network_policy(&name),
+    )
+    .await?;
+    delete_ignoring_absent(
+        &Api::<Secret>::namespaced(c.clone(), &ns),
+        &names::token_secret(&name),
+    )
+    .await?;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(c.clone(), &ns);
+    let retain = ws.spec.storage.as_ref().is_some_and(|s| s.retain_on_delete);
+    if retain {
+        let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
+        match pvcs
+            .patch(
+                &names::pvc(&name),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        delete_ignoring_absent(&pvcs, &names::pvc(&name)).await?;
+    }
+    let k = key(ws);
+    ctx.metrics.set_phase(&k, None);
+    if let Ok(mut m) = ctx.full_applies.lock() {
+        m.remove(&k);
+    }
+    tracing::info!(workspace = %k, retain_volume = retain, "workspace deleted");
+    Ok(Action::await_change())
+}

@@ -1,0 +1,13 @@
+//! `dispatch-operator`: reconciles `Workspace` resources into isolated agent
+//! Pods. Pure parts (`desired`, `status`, `idle::decide`) are apart from the
+//! I/O (`controller`, `leader`, `http`) so they are unit-tested without a cluster.
+
+pub mod config;
+pub mod controller;
+pub mod crdgen;
+pub mod desired;
+pub mod http;
+pub mod idle;
+pub mod leader;
+pub mod metrics;
+pub mod status;

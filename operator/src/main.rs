@@ -1,0 +1,91 @@
+//! `dispatch-operator`: see the crate docs and `--help`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use dispatch_operator::config::Cli;
+use dispatch_operator::leader::LeaderElector;
+use dispatch_operator::metrics::Metrics;
+use dispatch_operator::{controller, http};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let bound = http::serve(cli.listen, metrics.clone()).await?;
+    println!("DISPATCH_OPERATOR_LISTENING {bound}");
+
+    let client = Client::try_default().await?;
+    let identity = cli.leader.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+
+    let elector = (!cli.leader.no_leader_election).then(|| {
+        let ns = cli
+            .leader
+            .lease_namespace
+            .clone()
+            .or_else(|| cli.namespace.clone())
+            .unwrap_or_else(|| "default".into());
+        LeaderElector::new(
+            Api::<Lease>::namespaced(client.clone(), &ns),
+            cli.leader.lease_name.clone(),
+            identity.clone(),
+            Duration::from_secs(u64::from(cli.leader.lease_seconds.max(2))),
+        )
+    });
+    if let Some(e) = &elector {
+        tracing::info!(identity = e.identity(), "waiting to lead");
+        e.acquire().await;
+        tracing::info!(identity = e.identity(), "leading");
+    }
+
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    };
+    let settings = controller::Settings {
+        namespace: cli.namespace.clone(),
+        defaults: cli.workspace.clone(),
+        concurrency: cli.concurrency.max(1),
+        debounce: Duration::from_millis(cli.debounce_ms),
+        instance: identity,
+    };
+    let run = controller::run(client, settings, metrics, shutdown);
+    match &elector {
+        None => run.await,
+        Some(e) => {
+            tokio::select! {
+                _ = run => e.release().await,
+                _ = e.hold() => {
+                    // Another replica may lead now: stop at once rather than reconcile beside it.
+                    anyhow::bail!("lost leadership");
+                }
+            }
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
