@@ -58,7 +58,8 @@ impl IntoResponse for Fail {
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(after) = self.retry_after {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         resp
     }
@@ -98,12 +99,21 @@ impl From<BackendError> for Fail {
 }
 
 fn bad_json(e: JsonRejection) -> Fail {
-    Fail::new(StatusCode::BAD_REQUEST, ErrorCode::BadMessage, e.body_text())
+    Fail::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::BadMessage,
+        e.body_text(),
+    )
 }
 
 fn workspace_name(name: &str) -> Result<WorkspaceName, Fail> {
-    WorkspaceName::new(name)
-        .map_err(|e| Fail::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidField, e.to_string()))
+    WorkspaceName::new(name).map_err(|e| {
+        Fail::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidField,
+            e.to_string(),
+        )
+    })
 }
 
 /// Authenticates the request; for cookie-authenticated requests that change
@@ -139,8 +149,18 @@ fn origin_ok(headers: &HeaderMap) -> bool {
     }
 }
 
-fn login_response(st: &AppState, headers: &HeaderMap, token: &str, user: &str, expires: i64) -> Response {
-    let set = cookie::set_session(token, st.auth.ttl().as_secs(), st.auth.cookie_secure(headers));
+fn login_response(
+    st: &AppState,
+    headers: &HeaderMap,
+    token: &str,
+    user: &str,
+    expires: i64,
+) -> Response {
+    let set = cookie::set_session(
+        token,
+        st.auth.ttl().as_secs(),
+        st.auth.cookie_secure(headers),
+    );
     let mut resp = Json(Me {
         user: user.to_owned(),
         expires,
@@ -170,7 +190,13 @@ pub async fn login(
     match st.auth.login(peer.ip(), &req.key) {
         Ok((token, claims)) => {
             st.metrics.login("ok");
-            Ok(login_response(&st, &headers, &token, &claims.user, claims.expires))
+            Ok(login_response(
+                &st,
+                &headers,
+                &token,
+                &claims.user,
+                claims.expires,
+            ))
         }
         Err(f) => {
             login_failed(&st, &f);
@@ -197,7 +223,13 @@ pub async fn login_link(
         return crate::web::index(&st, req).await;
     };
     let redirect = |to: &str| {
-        (StatusCode::SEE_OTHER, [(LOCATION, HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")))])
+        (
+            StatusCode::SEE_OTHER,
+            [(
+                LOCATION,
+                HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/")),
+            )],
+        )
             .into_response()
     };
     match st.auth.login(peer.ip(), &key) {
@@ -205,7 +237,8 @@ pub async fn login_link(
             st.metrics.login("ok");
             let mut resp = login_response(&st, req.headers(), &token, &claims.user, claims.expires);
             *resp.status_mut() = StatusCode::SEE_OTHER;
-            resp.headers_mut().insert(LOCATION, HeaderValue::from_static("/"));
+            resp.headers_mut()
+                .insert(LOCATION, HeaderValue::from_static("/"));
             resp
         }
         Err(f) => {
@@ -232,7 +265,11 @@ pub async fn logout(
     }) = authenticate(&st, &headers, &method, peer)
     {
         st.auth.logout(&claims).await.map_err(|e| {
-            Fail::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, e.to_string())
+            Fail::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                e.to_string(),
+            )
         })?;
     }
     let clear = cookie::clear_session(st.auth.cookie_secure(&headers));
@@ -382,7 +419,9 @@ pub async fn workspace_ws(
             if req.method() == Method::GET
                 && header_has_token(headers, CONNECTION, "upgrade")
                 && header_has_token(headers, UPGRADE, "websocket")
-                && headers.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13") =>
+                && headers
+                    .get(SEC_WEBSOCKET_VERSION)
+                    .is_some_and(|v| v == "13") =>
         {
             k.clone()
         }
@@ -406,8 +445,7 @@ pub async fn workspace_ws(
             "this connection cannot be upgraded",
         ));
     };
-    let accept =
-        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let metrics = st.metrics.clone();
     let shutdown = st.shutdown.clone();
     let user = p.user.clone();
@@ -438,5 +476,9 @@ pub async fn workspace_ws(
 
 /// Unknown `/api/...` routes: a JSON 404, never the web UI's index.
 pub async fn api_not_found() -> Fail {
-    Fail::new(StatusCode::NOT_FOUND, ErrorCode::BadMessage, "no such API route")
+    Fail::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::BadMessage,
+        "no such API route",
+    )
 }

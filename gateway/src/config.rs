@@ -19,6 +19,8 @@ pub enum BackendKind {
 #[command(
     name = "dispatch-gateway",
     version,
+    // A flag given twice (run-local.sh's default, then the user's) keeps the last.
+    args_override_self = true,
     about = "Dispatch gateway: login, workspaces, WebSocket proxy to agents, web UI"
 )]
 pub struct Config {
@@ -133,5 +135,14 @@ mod tests {
         let c = Config::try_parse_from(["dispatch-gateway"]).unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8787");
         assert_eq!(c.backend, BackendKind::Local);
+        let c = Config::try_parse_from([
+            "dispatch-gateway",
+            "--listen",
+            "127.0.0.1:8787",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:0");
     }
 }

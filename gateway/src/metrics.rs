@@ -66,8 +66,17 @@ mod tests {
         m.login("ok");
         m.agent_restarts.inc();
         let text = m.encode();
-        assert!(text.contains("dispatch_gateway_logins_total{result=\"ok\"} 1"), "{text}");
-        assert!(text.contains("dispatch_gateway_agent_restarts_total 1"), "{text}");
-        assert!(text.contains("dispatch_gateway_ws_connections_open 0"), "{text}");
+        assert!(
+            text.contains("dispatch_gateway_logins_total{result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dispatch_gateway_agent_restarts_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dispatch_gateway_ws_connections_open 0"),
+            "{text}"
+        );
     }
 }

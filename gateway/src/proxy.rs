@@ -143,12 +143,18 @@ where
     B: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
     A: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
-    let to_agent = metrics.proxied_bytes.get_or_create(&DirectionLabel {
-        direction: "to_agent",
-    }).clone();
-    let to_client = metrics.proxied_bytes.get_or_create(&DirectionLabel {
-        direction: "to_client",
-    }).clone();
+    let to_agent = metrics
+        .proxied_bytes
+        .get_or_create(&DirectionLabel {
+            direction: "to_agent",
+        })
+        .clone();
+    let to_client = metrics
+        .proxied_bytes
+        .get_or_create(&DirectionLabel {
+            direction: "to_client",
+        })
+        .clone();
     let (mut b_tx, mut b_rx) = browser.split();
     let (mut a_tx, mut a_rx) = agent.split();
     metrics.ws_open.inc();

@@ -118,7 +118,11 @@ impl Registry {
         .await
     }
 
-    pub async fn get(&self, owner: &str, name: &str) -> Result<Option<WorkspaceRecord>, RegistryError> {
+    pub async fn get(
+        &self,
+        owner: &str,
+        name: &str,
+    ) -> Result<Option<WorkspaceRecord>, RegistryError> {
         let (owner, name) = (owner.to_owned(), name.to_owned());
         self.call(move |c| {
             Ok(c.query_row(
@@ -184,7 +188,10 @@ impl Registry {
     /// Prunes revocations of tokens expired by `now` and returns the rest.
     pub async fn revocations(&self, now: i64) -> Result<Vec<(String, i64)>, RegistryError> {
         self.call(move |c| {
-            c.execute("DELETE FROM revoked_tokens WHERE expires <= ?1", params![now])?;
+            c.execute(
+                "DELETE FROM revoked_tokens WHERE expires <= ?1",
+                params![now],
+            )?;
             let mut st = c.prepare("SELECT id, expires FROM revoked_tokens")?;
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -220,7 +227,10 @@ mod tests {
         ));
         assert_eq!(r.list("a").await.unwrap(), vec![rec("a", "w1")]);
         r.touch("a", "w1", 7).await.unwrap();
-        assert_eq!(r.get("a", "w1").await.unwrap().unwrap().last_accessed, Some(7));
+        assert_eq!(
+            r.get("a", "w1").await.unwrap().unwrap().last_accessed,
+            Some(7)
+        );
         assert!(r.get("c", "w1").await.unwrap().is_none());
         assert!(r.remove("a", "w1").await.unwrap());
         assert!(!r.remove("a", "w1").await.unwrap());
@@ -237,6 +247,9 @@ mod tests {
         drop(r);
         // Survives a restart; the expired one is pruned.
         let r = Registry::open(&path).unwrap();
-        assert_eq!(r.revocations(150).await.unwrap(), vec![("t2".to_owned(), 200)]);
+        assert_eq!(
+            r.revocations(150).await.unwrap(),
+            vec![("t2".to_owned(), 200)]
+        );
     }
 }

@@ -63,7 +63,10 @@ pub async fn index(st: &AppState, req: Request) -> Response {
     let Some(dir) = st.web_dir.as_deref() else {
         return no_web_dir();
     };
-    match ServeFile::new(Path::new(dir).join("index.html")).oneshot(req).await {
+    match ServeFile::new(Path::new(dir).join("index.html"))
+        .oneshot(req)
+        .await
+    {
         Ok(resp) => with_cache_policy(resp.map(Body::new)),
         Err(e) => match e {},
     }

@@ -39,7 +39,10 @@ mod tests {
     fn finds_our_cookie_among_others() {
         let mut h = HeaderMap::new();
         h.append(COOKIE, HeaderValue::from_static("a=1; dispatch_sessionx=2"));
-        h.append(COOKIE, HeaderValue::from_static("b=3;  dispatch_session=tok.en ; c=4"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("b=3;  dispatch_session=tok.en ; c=4"),
+        );
         assert_eq!(session_cookie(&h), Some("tok.en"));
         assert_eq!(session_cookie(&HeaderMap::new()), None);
     }

@@ -74,7 +74,8 @@ impl KeyStore {
                 "the key of user {user:?} is also another user's key"
             )));
         }
-        self.entries.push((user.to_owned(), key.as_bytes().to_vec()));
+        self.entries
+            .push((user.to_owned(), key.as_bytes().to_vec()));
         Ok(())
     }
 

@@ -146,13 +146,10 @@ impl Auth {
         let Some(token) = cookie::session_cookie(headers) else {
             return Err(AuthFailure::Unauthorized("not logged in"));
         };
-        let claims = self
-            .signer
-            .verify(token, now_ms())
-            .map_err(|e| match e {
-                token::TokenError::Expired => AuthFailure::Unauthorized("login expired"),
-                _ => AuthFailure::Unauthorized("invalid session token"),
-            })?;
+        let claims = self.signer.verify(token, now_ms()).map_err(|e| match e {
+            token::TokenError::Expired => AuthFailure::Unauthorized("login expired"),
+            _ => AuthFailure::Unauthorized("invalid session token"),
+        })?;
         if self.is_revoked(&claims.id) {
             return Err(AuthFailure::Unauthorized("logged out"));
         }

@@ -4,8 +4,7 @@
 /// Scheme, lowercase host and port (explicit or the scheme's default).
 fn parse_origin(origin: &str) -> Option<(&'static str, String, u16)> {
     let (scheme, rest) = origin.split_once("://")?;
-    let (scheme, default_port): (&'static str, u16) = match scheme.to_ascii_lowercase().as_str()
-    {
+    let (scheme, default_port): (&'static str, u16) = match scheme.to_ascii_lowercase().as_str() {
         "http" => ("http", 80),
         "https" => ("https", 443),
         _ => return None,
@@ -62,10 +61,22 @@ mod tests {
 
     #[test]
     fn same_site_matches() {
-        assert!(origin_matches_host("http://127.0.0.1:8787", "127.0.0.1:8787"));
-        assert!(origin_matches_host("http://LocalHost:8787", "localhost:8787"));
-        assert!(origin_matches_host("https://dispatch.example", "dispatch.example"));
-        assert!(origin_matches_host("https://dispatch.example", "dispatch.example:443"));
+        assert!(origin_matches_host(
+            "http://127.0.0.1:8787",
+            "127.0.0.1:8787"
+        ));
+        assert!(origin_matches_host(
+            "http://LocalHost:8787",
+            "localhost:8787"
+        ));
+        assert!(origin_matches_host(
+            "https://dispatch.example",
+            "dispatch.example"
+        ));
+        assert!(origin_matches_host(
+            "https://dispatch.example",
+            "dispatch.example:443"
+        ));
         assert!(origin_matches_host("http://[::1]:9", "[::1]:9"));
     }
 

@@ -85,7 +85,11 @@ impl Backoff {
 
 /// Parses the agent's listening line.
 pub fn parse_listening_line(line: &str) -> Option<std::net::SocketAddr> {
-    line.trim().strip_prefix(LISTENING_PREFIX)?.trim().parse().ok()
+    line.trim()
+        .strip_prefix(LISTENING_PREFIX)?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +147,11 @@ impl LocalBackend {
         self.root.join(owner).join(name.as_str())
     }
 
-    async fn record(&self, owner: &str, name: &WorkspaceName) -> Result<WorkspaceRecord, BackendError> {
+    async fn record(
+        &self,
+        owner: &str,
+        name: &WorkspaceName,
+    ) -> Result<WorkspaceRecord, BackendError> {
         self.registry
             .get(owner, name.as_str())
             .await
@@ -173,14 +181,19 @@ impl LocalBackend {
     }
 
     /// Starts the workspace's supervisor unless it runs; its state watch.
-    fn ensure_agent(&self, rec: &WorkspaceRecord) -> Result<watch::Receiver<AgentState>, BackendError> {
+    fn ensure_agent(
+        &self,
+        rec: &WorkspaceRecord,
+    ) -> Result<watch::Receiver<AgentState>, BackendError> {
         let key = (rec.owner.clone(), rec.name.clone());
         let mut agents = self.agents();
         if let Some(s) = agents.get(&key) {
             return Ok(s.state.clone());
         }
         if self.tasks.is_closed() {
-            return Err(BackendError::Unavailable("the gateway is shutting down".into()));
+            return Err(BackendError::Unavailable(
+                "the gateway is shutting down".into(),
+            ));
         }
         ensure_inside(&self.root, &rec.path)?;
         let (tx, rx) = watch::channel(AgentState::Starting);
@@ -240,7 +253,11 @@ impl WorkspaceBackend for LocalBackend {
         Ok(recs.iter().map(|r| self.info(r)).collect())
     }
 
-    async fn create(&self, owner: &str, name: &WorkspaceName) -> Result<WorkspaceInfo, BackendError> {
+    async fn create(
+        &self,
+        owner: &str,
+        name: &WorkspaceName,
+    ) -> Result<WorkspaceInfo, BackendError> {
         let path = self.dir_of(owner, name);
         let rec = WorkspaceRecord {
             name: name.to_string(),
@@ -250,10 +267,13 @@ impl WorkspaceBackend for LocalBackend {
             last_accessed: None,
             metadata: serde_json::json!({}),
         };
-        self.registry.insert(rec.clone()).await.map_err(|e| match e {
-            RegistryError::AlreadyExists => BackendError::AlreadyExists(name.to_string()),
-            e => internal(e),
-        })?;
+        self.registry
+            .insert(rec.clone())
+            .await
+            .map_err(|e| match e {
+                RegistryError::AlreadyExists => BackendError::AlreadyExists(name.to_string()),
+                e => internal(e),
+            })?;
         let made = tokio::task::spawn_blocking({
             let path = path.clone();
             move || std::fs::create_dir_all(&path)
@@ -271,7 +291,11 @@ impl WorkspaceBackend for LocalBackend {
         Ok(self.info(&rec))
     }
 
-    async fn status(&self, owner: &str, name: &WorkspaceName) -> Result<WorkspaceInfo, BackendError> {
+    async fn status(
+        &self,
+        owner: &str,
+        name: &WorkspaceName,
+    ) -> Result<WorkspaceInfo, BackendError> {
         let rec = self.record(owner, name).await?;
         Ok(self.info(&rec))
     }
@@ -492,7 +516,10 @@ mod tests {
         let ms = Duration::from_millis;
         let mut b = Backoff::new(ms(100), ms(1000), ms(5000));
         let got: Vec<_> = (0..6).map(|_| b.after_run(ms(10))).collect();
-        assert_eq!(got, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
+        assert_eq!(
+            got,
+            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
         assert_eq!(b.after_run(ms(6000)), ms(100));
         assert_eq!(b.after_run(ms(0)), ms(200));
     }

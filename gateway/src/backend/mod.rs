@@ -37,7 +37,11 @@ impl AgentEndpoint {
             .base_url
             .strip_prefix("http://")
             .map(|r| format!("ws://{r}"))
-            .or_else(|| self.base_url.strip_prefix("https://").map(|r| format!("wss://{r}")))
+            .or_else(|| {
+                self.base_url
+                    .strip_prefix("https://")
+                    .map(|r| format!("wss://{r}"))
+            })
             .unwrap_or_else(|| self.base_url.clone());
         format!("{rest}/ws")
     }
@@ -76,12 +80,18 @@ pub trait WorkspaceBackend: Send + Sync + 'static {
     async fn list(&self, owner: &str) -> Result<Vec<WorkspaceInfo>, BackendError>;
 
     /// Creates a workspace (not started).
-    async fn create(&self, owner: &str, name: &WorkspaceName)
-    -> Result<WorkspaceInfo, BackendError>;
+    async fn create(
+        &self,
+        owner: &str,
+        name: &WorkspaceName,
+    ) -> Result<WorkspaceInfo, BackendError>;
 
     /// Where a workspace stands, without changing anything.
-    async fn status(&self, owner: &str, name: &WorkspaceName)
-    -> Result<WorkspaceInfo, BackendError>;
+    async fn status(
+        &self,
+        owner: &str,
+        name: &WorkspaceName,
+    ) -> Result<WorkspaceInfo, BackendError>;
 
     /// Starts (or resumes) the workspace's agent; returns once it is asked to
     /// start, not necessarily running (the phase says).

@@ -1,0 +1,251 @@
+//! Login, cookies, bearer keys, logout, the rate limit, and WebSocket
+//! refusals, against the real gateway binary over real sockets.
+
+mod common;
+
+use common::*;
+use dispatch_gateway::auth::TokenSigner;
+
+#[tokio::test]
+async fn login_sets_a_strict_cookie_and_logout_revokes_it() {
+    let gw = Gateway::start().await;
+    let r = gw
+        .req(
+            "POST",
+            "/api/login",
+            &[("content-type", "application/json")],
+            r#"{"key":"wrong-key-000000000"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.code(), "unauthorized");
+    assert!(r.header("set-cookie").is_none());
+
+    let r = gw
+        .req(
+            "POST",
+            "/api/login",
+            &[("content-type", "application/json")],
+            &format!(r#"{{"key":"{KEY}"}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["user"], "me");
+    let set = r.header("set-cookie").unwrap();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain http: {set}");
+    let cookie = cookie_of(&r);
+
+    let me = gw.api(&cookie, "GET", "/api/me", "").await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["user"], "me");
+
+    // Behind a TLS proxy the cookie is Secure.
+    let r = gw
+        .req(
+            "POST",
+            "/api/login",
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-proto", "https"),
+            ],
+            &format!(r#"{{"key":"{KEY}"}}"#),
+        )
+        .await;
+    assert!(r.header("set-cookie").unwrap().contains("; Secure"));
+
+    let out = gw.api(&cookie, "POST", "/api/logout", "").await;
+    assert_eq!(out.status, 204);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+    let me = gw.api(&cookie, "GET", "/api/me", "").await;
+    assert_eq!(me.status, 401);
+    assert_eq!(me.code(), "unauthorized");
+    // And the revocation survives a restart of the gateway? It lives in
+    // gateway.db; checked by the registry's unit test.
+    assert_eq!(gw.stop().await.code(), Some(0));
+}
+
+#[tokio::test]
+async fn bearer_keys_tampered_and_expired_tokens() {
+    let gw = Gateway::start().await;
+    let bearer = format!("Bearer {KEY}");
+    let r = gw
+        .req("GET", "/api/me", &[("authorization", &bearer)], "")
+        .await;
+    assert_eq!(r.status, 200);
+    let r = gw
+        .req(
+            "GET",
+            "/api/workspaces",
+            &[("authorization", "Bearer nope-nope-nope-nope")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let r = gw.req("GET", "/api/workspaces", &[], "").await;
+    assert_eq!(r.status, 401);
+
+    let cookie = gw.login(KEY).await;
+    let tampered = cookie.replacen(".me.", ".admin.", 1);
+    let r = gw.api(&tampered, "GET", "/api/me", "").await;
+    assert_eq!(r.status, 401);
+
+    // A correctly signed token (the gateway's own key) that has expired.
+    let key = std::fs::read_to_string(gw.data.path().join("session-key")).unwrap();
+    let signer = TokenSigner::new(key.trim().as_bytes());
+    let (expired, _) = signer.issue("me", 1_000);
+    let expired_cookie = format!("dispatch_session={expired}");
+    let r = gw.api(&expired_cookie, "GET", "/api/me", "").await;
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("expired"), "{}", r.body);
+    // The same signer with a future expiry works: the expiry is what failed.
+    let (fresh, _) = signer.issue("me", i64::MAX / 2);
+    let r = gw
+        .api(&format!("dispatch_session={fresh}"), "GET", "/api/me", "")
+        .await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn the_login_link_sets_the_cookie_and_redirects_home() {
+    let gw = Gateway::start().await;
+    let url = gw.login_url.clone().unwrap();
+    assert_eq!(url, format!("{}/login?key={KEY}", gw.base));
+    let r = gw.req("GET", &format!("/login?key={KEY}"), &[], "").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/"));
+    let cookie = cookie_of(&r);
+    assert_eq!(gw.api(&cookie, "GET", "/api/me", "").await.status, 200);
+    let r = gw
+        .req("GET", "/login?key=wrong-wrong-wrong-wrong", &[], "")
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/login?error=unauthorized"));
+    assert!(r.header("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn a_generated_key_is_stored_privately_and_printed() {
+    use std::os::unix::fs::PermissionsExt;
+    let gw = Gateway::start_with(Opts {
+        env_key: None,
+        ..Opts::default()
+    })
+    .await;
+    let path = gw.data.path().join("access-key");
+    let key = std::fs::read_to_string(&path).unwrap().trim().to_owned();
+    assert!(key.len() >= 32);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        gw.login_url.clone().unwrap(),
+        format!("{}/login?key={key}", gw.base)
+    );
+    gw.login(&key).await;
+}
+
+#[tokio::test]
+async fn repeated_bad_logins_are_rate_limited() {
+    let gw = Gateway::start().await;
+    let bad = r#"{"key":"wrong-key-000000000"}"#;
+    let json = [("content-type", "application/json")];
+    // The default burst is 5 failures.
+    for i in 0..5 {
+        let r = gw.req("POST", "/api/login", &json, bad).await;
+        assert_eq!(r.status, 401, "attempt {i}");
+    }
+    let r = gw.req("POST", "/api/login", &json, bad).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.code(), "rate_limited");
+    let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(after >= 1);
+    // While limited, even the right key is refused without being checked.
+    let r = gw
+        .req(
+            "POST",
+            "/api/login",
+            &json,
+            &format!(r#"{{"key":"{KEY}"}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 429);
+    let r = gw
+        .req(
+            "GET",
+            "/api/me",
+            &[("authorization", &format!("Bearer {KEY}"))],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 429);
+    let metrics = gw.req("GET", "/metrics", &[], "").await.body;
+    assert!(
+        metrics.contains(r#"dispatch_gateway_logins_total{result="rate_limited"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"dispatch_gateway_logins_total{result="wrong_key"} 5"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn websocket_upgrades_need_a_valid_cookie_and_our_origin() {
+    let gw = Gateway::start().await;
+    let cookie = gw.login(KEY).await;
+    gw.create_workspace(&cookie, "w1").await;
+    let url = format!("ws://{}/api/workspaces/w1/ws", gw.host);
+    let origin = gw.origin();
+
+    let e = ws_connect(&url, &[("origin", &origin)]).await.unwrap_err();
+    assert_eq!(refused_status(&e), 401, "no cookie");
+    let e = ws_connect(
+        &url,
+        &[
+            ("origin", &origin),
+            ("cookie", "dispatch_session=v1.me.00.99999999999999.00"),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused_status(&e), 401, "bad cookie");
+    let key = std::fs::read_to_string(gw.data.path().join("session-key")).unwrap();
+    let (expired, _) = TokenSigner::new(key.trim().as_bytes()).issue("me", 1_000);
+    let e = ws_connect(
+        &url,
+        &[
+            ("origin", &origin),
+            ("cookie", &format!("dispatch_session={expired}")),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused_status(&e), 401, "expired cookie");
+    let e = ws_connect(
+        &url,
+        &[("origin", "http://evil.example"), ("cookie", &cookie)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused_status(&e), 403, "foreign origin");
+    let e = ws_connect(&url, &[("cookie", &cookie)]).await.unwrap_err();
+    assert_eq!(refused_status(&e), 403, "cookie without origin");
+    // None of these started the workspace's agent.
+    assert!(gw.agents_started().is_empty());
+
+    let mut ws = ws_connect(&url, &[("origin", &origin), ("cookie", &cookie)])
+        .await
+        .unwrap();
+    let hello = next_json(&mut ws, "hello").await;
+    assert_eq!(hello["workspace"], "w1");
+    // A script with the bearer key needs no Origin.
+    let bearer = format!("Bearer {KEY}");
+    let mut ws2 = ws_connect(&url, &[("authorization", &bearer)])
+        .await
+        .unwrap();
+    next_json(&mut ws2, "hello").await;
+}

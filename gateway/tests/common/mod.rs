@@ -1,0 +1,465 @@
+//! Test harness: the real `dispatch-gateway` binary with the real
+//! `dispatch-agent` beside it, a tiny HTTP/1.1 client and WebSocket helpers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub const KEY: &str = "test-key-0123456789abcdef";
+pub const ALICE_KEY: &str = "alice-key-0123456789abcdef";
+pub const BOB_KEY: &str = "bob-key-0123456789abcdef";
+pub const STEP: Duration = Duration::from_secs(20);
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The agent binary cargo built next to the gateway.
+pub fn agent_bin() -> PathBuf {
+    let gw = PathBuf::from(env!("CARGO_BIN_EXE_dispatch-gateway"));
+    let agent = gw.with_file_name("dispatch-agent");
+    assert!(
+        agent.is_file(),
+        "{} is missing: build it first (cargo build --workspace --bins)",
+        agent.display()
+    );
+    agent
+}
+
+pub struct Gateway {
+    pub child: Child,
+    pub base: String,
+    pub host: String,
+    pub data: tempfile::TempDir,
+    pub login_url: Option<String>,
+    /// Lines the gateway wrote to stderr so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+pub struct Opts {
+    pub env_key: Option<&'static str>,
+    pub users: bool,
+    pub extra: Vec<String>,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            env_key: Some(KEY),
+            users: false,
+            extra: vec![],
+        }
+    }
+}
+
+impl Gateway {
+    pub async fn start() -> Gateway {
+        Self::start_with(Opts::default()).await
+    }
+
+    pub async fn start_with(opts: Opts) -> Gateway {
+        let data = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatch-gateway"));
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--agent-bin")
+            .arg(agent_bin())
+            .args(&opts.extra)
+            .env_remove("DISPATCH_KEY")
+            .env_remove("DISPATCH_KEY_FILE")
+            .env_remove("DISPATCH_USERS_FILE")
+            .env("RUST_LOG", "info,dispatch_gateway=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(k) = opts.env_key {
+            cmd.env("DISPATCH_KEY", k);
+        }
+        if opts.users {
+            let users = data.path().join("users.json");
+            std::fs::write(
+                &users,
+                format!(
+                    r#"[{{"user":"alice","key":"{ALICE_KEY}"}},{{"user":"bob","key":"{BOB_KEY}"}}]"#
+                ),
+            )
+            .unwrap();
+            cmd.arg("--users-file").arg(users);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr_lines = Arc::new(Mutex::new(Vec::new()));
+        let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+        let sink = stderr_lines.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err.next_line().await {
+                eprintln!("[gateway] {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut base = None;
+        let mut login_url = None;
+        let deadline = Instant::now() + STEP;
+        // A login URL is printed whenever the default user has a key.
+        let expect_open = opts.env_key.is_some() || !opts.users;
+        while base.is_none() || (expect_open && login_url.is_none()) {
+            let line = tokio::time::timeout_at(deadline.into(), out.next_line())
+                .await
+                .expect("gateway announced itself in time")
+                .unwrap()
+                .expect("gateway exited before listening");
+            if let Some(b) = line.strip_prefix("DISPATCH_GATEWAY_LISTENING ") {
+                base = Some(b.to_owned());
+            } else if let Some(u) = line.strip_prefix("Open ") {
+                login_url = Some(u.to_owned());
+            }
+        }
+        let base = base.unwrap();
+        let host = base.trim_start_matches("http://").to_owned();
+        Gateway {
+            child,
+            base,
+            host,
+            data,
+            login_url,
+            stderr: stderr_lines,
+        }
+    }
+
+    pub fn origin(&self) -> String {
+        self.base.clone()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        tokio::time::timeout(STEP, self.child.wait())
+            .await
+            .expect("gateway exits after SIGTERM")
+            .unwrap()
+    }
+
+    pub async fn req(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Resp {
+        http(&self.host, method, path, headers, body).await
+    }
+
+    /// Logs in with `key`; the cookie header value `dispatch_session=...`.
+    pub async fn login(&self, key: &str) -> String {
+        let r = self
+            .req(
+                "POST",
+                "/api/login",
+                &[("content-type", "application/json")],
+                &format!(r#"{{"key":"{key}"}}"#),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        cookie_of(&r)
+    }
+
+    /// An authenticated JSON request with a cookie.
+    pub async fn api(&self, cookie: &str, method: &str, path: &str, body: &str) -> Resp {
+        let origin = self.origin();
+        self.req(
+            method,
+            path,
+            &[
+                ("cookie", cookie),
+                ("content-type", "application/json"),
+                ("origin", &origin),
+            ],
+            body,
+        )
+        .await
+    }
+
+    pub async fn create_workspace(&self, cookie: &str, name: &str) {
+        let r = self
+            .api(
+                cookie,
+                "POST",
+                "/api/workspaces",
+                &format!(r#"{{"name":"{name}"}}"#),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+
+    /// Opens the workspace's WebSocket through the gateway.
+    pub async fn ws(
+        &self,
+        cookie: &str,
+        name: &str,
+    ) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let origin = self.origin();
+        ws_connect(
+            &format!("ws://{}/api/workspaces/{name}/ws", self.host),
+            &[("cookie", cookie), ("origin", &origin)],
+        )
+        .await
+    }
+
+    /// Waits until a stderr line satisfies `f`; returns it.
+    pub async fn wait_stderr(&self, f: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(l) = self.stderr.lock().unwrap().iter().rev().find(|l| f(l)) {
+                return l.clone();
+            }
+            assert!(Instant::now() < deadline, "no matching gateway log line");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every `agent running` log line, in order: (url, pid).
+    pub fn agents_started(&self) -> Vec<(String, u32)> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("agent running"))
+            .filter_map(|l| {
+                let url = l
+                    .split("url=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .to_owned();
+                let pid = l
+                    .split("pid=Some(")
+                    .nth(1)?
+                    .split(')')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((url, pid))
+            })
+            .collect()
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: HashMap<String, Vec<String>>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+pub fn cookie_of(r: &Resp) -> String {
+    let set = r.header("set-cookie").expect("set-cookie");
+    set.split(';').next().unwrap().to_owned()
+}
+
+pub async fn http(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
+    let stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+    let resp = tokio::time::timeout(STEP, sender.send_request(req))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let status = resp.status().as_u16();
+    let mut hm: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in resp.headers() {
+        hm.entry(k.as_str().to_owned())
+            .or_default()
+            .push(v.to_str().unwrap_or("").to_owned());
+    }
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp {
+        status,
+        headers: hm,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+pub async fn ws_connect(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// The HTTP status a refused WebSocket handshake got.
+pub fn refused_status(e: &tokio_tungstenite::tungstenite::Error) -> u16 {
+    match e {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => resp.status().as_u16(),
+        other => panic!("expected an HTTP refusal, got {other}"),
+    }
+}
+
+/// Next message within the step deadline (None when the stream ended).
+pub async fn next(ws: &mut Ws) -> Option<Message> {
+    match tokio::time::timeout(STEP, ws.next())
+        .await
+        .expect("a message in time")
+    {
+        Some(Ok(m)) => Some(m),
+        Some(Err(_)) | None => None,
+    }
+}
+
+/// Reads until a JSON text message with this `type`; returns it.
+pub async fn next_json(ws: &mut Ws, ty: &str) -> serde_json::Value {
+    loop {
+        match next(ws).await {
+            Some(Message::Text(t)) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == ty {
+                    return v;
+                }
+            }
+            Some(_) => {}
+            None => panic!("stream ended while waiting for {ty}"),
+        }
+    }
+}
+
+pub async fn send_json(ws: &mut Ws, v: serde_json::Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// Starts `/bin/sh` in a PTY; returns the session id.
+pub async fn start_shell(ws: &mut Ws) -> String {
+    send_json(
+        ws,
+        serde_json::json!({"type":"terminal.start","shell":"/bin/sh","cols":120,"rows":40}),
+    )
+    .await;
+    let created = next_json(ws, "session.created").await;
+    created["id"].as_str().unwrap().to_owned()
+}
+
+pub fn input_frame(id: &str, data: &[u8]) -> Message {
+    let sid = dispatch_api::SessionId::new(id).unwrap();
+    Message::Binary(
+        dispatch_api::Frame::new(dispatch_api::FrameKind::Input, &sid, 0, data)
+            .encode()
+            .into(),
+    )
+}
+
+/// Output bytes of session `id` gathered from `ws`, indexed by offset.
+#[derive(Default)]
+pub struct Output {
+    pub start: Option<u64>,
+    pub bytes: Vec<u8>,
+}
+
+impl Output {
+    pub fn end(&self) -> u64 {
+        self.start.unwrap_or(0) + self.bytes.len() as u64
+    }
+
+    /// Adds a frame's payload at its offset (overlaps are checked, gaps fail).
+    pub fn add(&mut self, offset: u64, payload: &[u8]) {
+        let start = *self.start.get_or_insert(offset);
+        let end = start + self.bytes.len() as u64;
+        assert!(
+            offset <= end,
+            "gap in output: have up to {end}, got frame at {offset}"
+        );
+        let skip = (end - offset) as usize;
+        if skip < payload.len() {
+            // Overlapping bytes must agree.
+            let overlap = &payload[..skip];
+            let have = &self.bytes[(offset - start) as usize..];
+            assert_eq!(&have[..overlap.len()], overlap);
+            self.bytes.extend_from_slice(&payload[skip..]);
+        }
+    }
+}
+
+/// Reads frames until the output of `id` contains `needle`; JSON messages are ignored.
+pub async fn read_until(ws: &mut Ws, id: &str, out: &mut Output, needle: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !contains(&out.bytes, needle) {
+        let m = tokio::time::timeout_at(deadline.into(), ws.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{:?} did not appear; have {} bytes ending {:?}",
+                    String::from_utf8_lossy(needle),
+                    out.bytes.len(),
+                    String::from_utf8_lossy(&out.bytes[out.bytes.len().saturating_sub(200)..])
+                )
+            });
+        match m {
+            Some(Ok(Message::Binary(b))) => {
+                let f = dispatch_api::Frame::decode(&b).unwrap();
+                if f.id == id && f.kind == dispatch_api::FrameKind::Output {
+                    out.add(f.offset, f.payload);
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("stream ended: {other:?}"),
+        }
+    }
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+pub fn read_file(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
