@@ -1,0 +1,109 @@
+//! Child processes that never outlive their owner: each runs in its own process group,
+//! its output goes to a log file, and dropping the handle ends the whole group
+//! (SIGTERM, then SIGKILL after a grace period).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// A running child in its own process group.
+#[derive(Debug)]
+pub struct ManagedProcess {
+    name: String,
+    child: Child,
+    pgid: Pid,
+    log: PathBuf,
+}
+
+impl ManagedProcess {
+    /// Starts `cmd` in a new process group with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> std::io::Result<ManagedProcess> {
+        let out = File::options().create(true).append(true).open(log)?;
+        let err = out.try_clone()?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = cmd.spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| std::io::Error::other(format!("{name} exited at once")))?;
+        let pgid = Pid::from_raw(i32::try_from(pid).map_err(std::io::Error::other)?);
+        Ok(ManagedProcess {
+            name: name.to_string(),
+            child,
+            pgid,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pgid.as_raw()
+    }
+
+    /// The last `max` bytes of the log, for error messages.
+    pub fn log_tail(&self, max: usize) -> String {
+        log_tail(&self.log, max)
+    }
+
+    /// `Some(exit status)` once the process has ended.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits for the process to end.
+    pub async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait().await
+    }
+
+    /// SIGTERM to the group, SIGKILL after `grace`; returns once the leader is gone.
+    pub async fn terminate(&mut self, grace: Duration) {
+        let _ = killpg(self.pgid, Signal::SIGTERM);
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = killpg(self.pgid, Signal::SIGKILL);
+            let _ = self.child.wait().await;
+        }
+        // Stragglers that ignored SIGTERM in the group (the leader is gone already).
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+    }
+
+    /// Blocking variant for `Drop`, where no await is possible.
+    fn terminate_blocking(&mut self, grace: Duration) {
+        if self.try_wait().is_none() {
+            let _ = killpg(self.pgid, Signal::SIGTERM);
+            let deadline = Instant::now() + grace;
+            while self.try_wait().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Drop for ManagedProcess {
+    fn drop(&mut self) {
+        self.terminate_blocking(Duration::from_secs(3));
+    }
+}
+
+pub fn log_tail(path: &Path, max: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else {
+        return String::new();
+    };
+    let start = bytes.len().saturating_sub(max);
+    String::from_utf8_lossy(&bytes[start..]).into_owned()
+}
