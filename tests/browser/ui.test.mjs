@@ -204,7 +204,9 @@ describe("web UI in Chromium", () => {
     await page.getByRole("button", { name: "Stop" }).click();
     await page.getByRole("button", { name: "Stop session" }).click();
     await until(async () => (await page.locator(`#panel-${id} [data-testid=session-ended]`).count()) === 1, "the ended banner");
-    assert.match(await page.locator(`#panel-${id} [data-testid=session-ended]`).innerText(), /Ended/);
+    assert.match(await page.locator(`#panel-${id} [data-testid=session-ended]`).textContent(), /Ended\s*exit code \d+ · stopped/);
+    const tab = page.getByRole("tab", { selected: true });
+    assert.match(await tab.textContent(), /\d/, "the tab shows the exit code");
   });
 
   test("a second user cannot open the first user's workspace", async () => {
@@ -266,9 +268,41 @@ describe("web UI in Chromium", () => {
     await c.close();
   });
 
+  test("WebGL renderer, and the DOM renderer when its context is lost", async () => {
+    const c = await browser.newContext({ viewport: { width: 1000, height: 700 } });
+    // headless Chromium has only software WebGL, which the UI skips unless told
+    await c.addInitScript(() => localStorage.setItem("dispatchRenderer", "webgl"));
+    const p = await c.newPage();
+    await login(p, alice.key);
+    await p.goto(`${gw.url}/#/w/${workspace}`);
+    const id = await openTerminal(p);
+    assert.equal(await p.evaluate((id) => window.__dispatch.panes.get(id).renderer(), id), "webgl");
+    const lost = await p.evaluate((id) => {
+      for (const canvas of document.querySelectorAll(`#panel-${id} canvas`)) {
+        const gl = canvas.getContext("webgl2");
+        const ext = gl?.getExtension("WEBGL_lose_context");
+        if (ext) {
+          ext.loseContext();
+          return true;
+        }
+      }
+      return false;
+    }, id);
+    assert.ok(lost, "the terminal's WebGL canvas is found");
+    await until(async () => (await p.evaluate((id) => window.__dispatch.panes.get(id).renderer(), id)) === "dom", "the DOM renderer", 20_000);
+    const tag = randomTag();
+    await p.locator(`#panel-${id} .xterm`).click();
+    await typeLine(p, `echo dom-${tag}`);
+    // the DOM renderer draws rows as elements: the text is really on screen
+    await until(async () => (await p.locator(`#panel-${id} .xterm-rows`).innerText()).includes(`\ndom-${tag}`) || (await p.locator(`#panel-${id} .xterm-rows`).innerText()).startsWith(`dom-${tag}`), "the output drawn by the DOM renderer");
+    await shot(p, "12-dom-after-context-loss");
+    await c.close();
+  });
+
   test("the page logged no errors", () => {
-    // WebSocket failures while the agent restarts are expected; nothing else is
-    const unexpected = consoleErrors.filter((e) => !/WebSocket connection .* failed/.test(e));
+    // Expected: WebSocket failures while the agent restarts, and the 401s of
+    // checking the login before signing in and of the refused key. Nothing else.
+    const unexpected = consoleErrors.filter((e) => !/WebSocket connection .* failed/.test(e) && !/status of 401 \(Unauthorized\)/.test(e));
     assert.deepEqual(unexpected, []);
   });
 

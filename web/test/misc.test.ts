@@ -4,6 +4,7 @@ import { applyCtrl, arrowSequence } from "../src/lib/keys";
 import { isDns1123Label, workspaceNameProblem } from "../src/lib/names";
 import { parseServerMessage } from "../src/lib/protocol";
 import { parseRoute, routeHash } from "../src/lib/route";
+import { isSoftwareRenderer } from "../src/lib/terminal";
 
 describe("workspace names", () => {
   it("match api::rest::is_dns1123_label", () => {
@@ -63,5 +64,14 @@ describe("routes", () => {
     }
     expect(parseRoute("")).toEqual({ page: "workspaces" });
     expect(parseRoute("#/w/%E0%A4%A")).toEqual({ page: "workspace", name: "%E0%A4%A" });
+  });
+});
+
+describe("renderer choice", () => {
+  it("treats software WebGL as no GPU", () => {
+    expect(isSoftwareRenderer("ANGLE (Google, Vulkan 1.3.0 (SwiftShader Device (Subzero) (0x0000C0DE)), SwiftShader driver)")).toBe(true);
+    expect(isSoftwareRenderer("llvmpipe (LLVM 15.0.6, 256 bits)")).toBe(true);
+    expect(isSoftwareRenderer("ANGLE (NVIDIA, NVIDIA GeForce RTX 3070 Direct3D11 vs_5_0 ps_5_0)")).toBe(false);
+    expect(isSoftwareRenderer("Apple M2")).toBe(false);
   });
 });

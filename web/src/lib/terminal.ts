@@ -65,18 +65,20 @@ export function buildTerminal(container: HTMLElement, opts: { readOnly: boolean 
 
   let renderer = "dom";
   let webgl: WebglAddon | null = null;
-  try {
-    webgl = new WebglAddon();
-    webgl.onContextLoss(() => {
-      webgl?.dispose();
-      webgl = null;
-      renderer = "dom";
-    });
-    term.loadAddon(webgl);
-    renderer = "webgl";
-  } catch {
+  const useDom = () => {
+    webgl?.dispose();
     webgl = null;
     renderer = "dom";
+  };
+  if (chooseRenderer() === "webgl") {
+    try {
+      webgl = new WebglAddon();
+      webgl.onContextLoss(useDom);
+      term.loadAddon(webgl);
+      renderer = "webgl";
+    } catch {
+      useDom();
+    }
   }
 
   return {
@@ -89,6 +91,43 @@ export function buildTerminal(container: HTMLElement, opts: { readOnly: boolean 
       term.dispose();
     },
   };
+}
+
+/**
+ * WebGL when the GPU draws it. A software WebGL (SwiftShader, llvmpipe: no
+ * GPU, or GPU disabled) is slower than the DOM renderer and has been seen to
+ * paint nothing on high-density screens, so the DOM renderer is used there.
+ * `localStorage.dispatchRenderer = "webgl" | "dom"` overrides the choice.
+ */
+export function chooseRenderer(): "webgl" | "dom" {
+  let forced: string | null = null;
+  try {
+    forced = localStorage.getItem("dispatchRenderer");
+  } catch {
+    /* storage disabled */
+  }
+  if (forced === "webgl" || forced === "dom") return forced;
+  probed ??= probeRenderer();
+  return probed;
+}
+
+let probed: "webgl" | "dom" | undefined;
+
+function probeRenderer(): "webgl" | "dom" {
+  try {
+    const gl = document.createElement("canvas").getContext("webgl2");
+    if (!gl) return "dom";
+    const info = gl.getExtension("WEBGL_debug_renderer_info");
+    const name = info ? String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL)) : "";
+    gl.getExtension("WEBGL_lose_context")?.loseContext();
+    return isSoftwareRenderer(name) ? "dom" : "webgl";
+  } catch {
+    return "dom";
+  }
+}
+
+export function isSoftwareRenderer(name: string): boolean {
+  return /swiftshader|llvmpipe|softpipe|software|basic render driver/i.test(name);
 }
 
 /** The buffer's lines from `start` (inclusive) to `end` (exclusive), right-trimmed. */
