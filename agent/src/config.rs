@@ -1,0 +1,61 @@
+//! Command-line flags, each also an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "dispatch-agent",
+    version,
+    about = "Dispatch workspace agent: PTY and Claude sessions over a WebSocket"
+)]
+pub struct Config {
+    /// Address to listen on. Once bound, one line `DISPATCH_AGENT_LISTENING <ip>:<port>` goes to stdout.
+    #[arg(long, env = "DISPATCH_AGENT_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+
+    /// Workspace root (created if missing); agent state lives in `<root>/.dispatch/`.
+    #[arg(long, env = "DISPATCH_WORKSPACE")]
+    pub workspace: PathBuf,
+
+    /// Workspace name reported in `hello` (default: the root directory's name).
+    #[arg(long, env = "DISPATCH_WORKSPACE_NAME")]
+    pub name: Option<String>,
+
+    /// File holding the bearer token clients must present. Without it, the
+    /// token is taken from the DISPATCH_AGENT_TOKEN environment variable.
+    #[arg(long, env = "DISPATCH_AGENT_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Bytes of recent output kept in memory per session.
+    #[arg(long, env = "DISPATCH_RING_BYTES", default_value_t = 2 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(4096..=1 << 32))]
+    pub ring_bytes: u64,
+
+    /// Bytes of output kept on disk per session (older output is deleted).
+    #[arg(long, env = "DISPATCH_RETENTION_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub retention_bytes: u64,
+
+    /// Sessions that may run at once in this workspace.
+    #[arg(long, env = "DISPATCH_MAX_SESSIONS", default_value_t = 32)]
+    pub max_sessions: u32,
+
+    /// Largest WebSocket message accepted from a client, in bytes.
+    #[arg(long, env = "DISPATCH_MAX_FRAME_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=64 << 20))]
+    pub max_frame_bytes: u64,
+
+    /// Input bytes per second per session (bursts up to the same amount).
+    #[arg(long, env = "DISPATCH_INPUT_RATE", default_value_t = 1024 * 1024)]
+    pub input_rate: u64,
+
+    /// The Claude Code CLI, for Claude sessions.
+    #[arg(long, env = "DISPATCH_CLAUDE_BIN", default_value = "claude")]
+    pub claude_bin: String,
+
+    /// Ended sessions listed after a restart (the newest ones).
+    #[arg(long, env = "DISPATCH_KEEP_SESSIONS", default_value_t = 200)]
+    pub keep_sessions: u32,
+}

@@ -1,0 +1,103 @@
+//! HTTP routes. Everything but /healthz, /readyz and /metrics needs the
+//! workspace token as a bearer; without it the answer is 401 and nothing else
+//! happens.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State, WebSocketUpgrade};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use dispatch_api::ErrorCode;
+use dispatch_api::rest::ApiError;
+
+use crate::state::AgentState;
+
+pub fn router(state: Arc<AgentState>) -> Router {
+    let protected = Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/sessions", get(sessions))
+        .route("/activity", get(activity))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(protected)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<Arc<AgentState>>, req: Request, next: Next) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !state.token.accepts_header(header) {
+        state.services.metrics.error(ErrorCode::Unauthorized);
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(ApiError {
+                code: ErrorCode::Unauthorized,
+                message: "missing or wrong bearer token".into(),
+            }),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+async fn ws_upgrade(State(state): State<Arc<AgentState>>, ws: WebSocketUpgrade) -> Response {
+    // Messages over `max_frame_bytes` get a `too_large` reply and the
+    // connection carries on; the transport limit is higher so that they can be
+    // read at all, and bounds what one message can cost.
+    let hard = (state.config.max_frame_bytes as usize)
+        .saturating_mul(4)
+        .max(4 << 20);
+    ws.max_message_size(hard)
+        .max_frame_size(hard)
+        .on_upgrade(move |socket| crate::ws::serve(socket, state))
+}
+
+async fn sessions(State(state): State<Arc<AgentState>>) -> Response {
+    Json(state.session_infos()).into_response()
+}
+
+async fn activity(State(state): State<Arc<AgentState>>) -> Response {
+    Json(state.activity()).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AgentState>>) -> Response {
+    let shutting_down = *state.shutdown.borrow();
+    let body = serde_json::json!({
+        "ready": !shutting_down,
+        "workspace": state.name,
+        "claude": {
+            "available": state.claude_available(),
+            "bin": state.config.claude_bin,
+        },
+    });
+    let status = if shutting_down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AgentState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.services.metrics.encode(),
+    )
+        .into_response()
+}

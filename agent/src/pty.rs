@@ -1,0 +1,165 @@
+//! Starting a program in a PTY and ending it with everything it started.
+//!
+//! portable-pty starts the child with `setsid()`, so the child leads a new
+//! session and process group whose ids are its pid. Job-control shells move
+//! background jobs into process groups of their own, so ending "the process
+//! group" is not enough: [`kill_session`] signals every process still in the
+//! child's session, found through /proc.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
+
+pub struct SpawnSpec {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub rows: u16,
+    pub cols: u16,
+}
+
+pub struct Spawned {
+    pub pid: i32,
+    pub master: Box<dyn MasterPty + Send>,
+    pub reader: Box<dyn Read + Send>,
+    pub writer: Box<dyn Write + Send>,
+    /// The master's fd, for `poll` in the reader.
+    pub master_fd: Option<RawFd>,
+}
+
+pub fn size(rows: u16, cols: u16) -> PtySize {
+    PtySize {
+        rows,
+        cols,
+        pixel_width: 0,
+        pixel_height: 0,
+    }
+}
+
+pub fn spawn(spec: &SpawnSpec) -> anyhow::Result<Spawned> {
+    let pair = native_pty_system().openpty(size(spec.rows, spec.cols))?;
+    let mut cmd = CommandBuilder::new(&spec.program);
+    cmd.args(&spec.args);
+    cmd.cwd(&spec.cwd);
+    // The agent's own credential is not the program's business.
+    cmd.env_remove("DISPATCH_AGENT_TOKEN");
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    let child = pair.slave.spawn_command(cmd)?;
+    let pid = child
+        .process_id()
+        .ok_or_else(|| anyhow::anyhow!("spawned child has no pid"))? as i32;
+    // The exit status is collected by `wait_exit` on the pid; the handle is not needed.
+    drop(child);
+    // Close our copy of the slave so that the reader sees EOF once the
+    // session's processes have all closed theirs.
+    drop(pair.slave);
+    let reader = pair.master.try_clone_reader()?;
+    let writer = pair.master.take_writer()?;
+    let master_fd = pair.master.as_raw_fd();
+    Ok(Spawned {
+        pid,
+        master: pair.master,
+        reader,
+        writer,
+        master_fd,
+    })
+}
+
+/// Blocks until `pid` exits; returns its exit code, 128 + signal number when a
+/// signal ended it (as shells report it).
+pub fn wait_exit(pid: i32) -> Option<i32> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Some(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Some(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Session id of a process, from `/proc/<pid>/stat` (field 6, after the
+/// parenthesised command name, which may itself contain spaces or parens).
+pub fn session_of(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // state, ppid, pgrp, session
+    fields.nth(3)?.parse().ok()
+}
+
+fn state_of(stat: &str) -> Option<char> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().next()?.chars().next()
+}
+
+/// Live (not zombie) processes whose session id is `sid`.
+pub fn session_members(sid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if session_of(&stat) == Some(sid) && state_of(&stat) != Some('Z') {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Sends `sig` to the session's process group and to every other process left
+/// in its session.
+pub fn kill_session(sid: i32, sig: Signal) {
+    let _ = killpg(Pid::from_raw(sid), sig);
+    for pid in session_members(sid) {
+        let _ = kill(Pid::from_raw(pid), sig);
+    }
+}
+
+/// Whether `pid` is gone (or a zombie waiting to be reaped).
+pub fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => state_of(&stat) == Some('Z'),
+        Err(_) => true,
+    }
+}
+
+/// Waits until `readable(fd)` or `timeout_ms` passes; true when data is ready.
+pub fn poll_readable(fd: RawFd, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on the stack for the duration of the call.
+    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    r > 0 && (pfd.revents & libc::POLLIN) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_session_from_stat_with_odd_names() {
+        let stat = "1234 (we ird) name)) S 1 1234 1230 34816 1234 4194560 0";
+        assert_eq!(session_of(stat), Some(1230));
+        assert_eq!(state_of(stat), Some('S'));
+        assert_eq!(session_of("garbage"), None);
+    }
+}

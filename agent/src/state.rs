@@ -1,0 +1,282 @@
+//! The agent's state: configuration, the session registry, services, and the
+//! operations that create sessions.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dispatch_api::rest::Activity;
+use dispatch_api::{ErrorCode, SessionId, SessionInfo};
+use tokio::sync::watch;
+
+use crate::auth::Token;
+use crate::config::Config;
+use crate::db::{self, Db};
+use crate::metrics::Metrics;
+use crate::paths::{self, PathError};
+use crate::pty::SpawnSpec;
+use crate::registry::Registry;
+use crate::screen_worker::ScreenWorker;
+use crate::session::{Services, Session, now_ms};
+use crate::terminal::{ClientError, Limits, StartSpec, TerminalSession};
+
+pub const MAX_COLS_ROWS: u16 = 1000;
+const MAX_ENV_VARS: usize = 256;
+const MAX_TITLE: usize = 200;
+
+pub struct AgentState {
+    pub config: Config,
+    /// Canonical workspace root.
+    pub root: PathBuf,
+    /// `<root>/.dispatch`
+    pub state_dir: PathBuf,
+    pub name: String,
+    pub token: Token,
+    pub services: Arc<Services>,
+    pub registry: Registry,
+    pub limits: Limits,
+    /// Held while checking the session limit and registering a new session, so
+    /// that two concurrent starts cannot both take the last place.
+    start_lock: tokio::sync::Mutex<()>,
+    /// Set when the agent is shutting down; connections close.
+    pub shutdown: watch::Sender<bool>,
+}
+
+/// A `terminal.start` request.
+#[derive(Debug, Default, Clone)]
+pub struct TerminalRequest {
+    pub workspace_path: Option<String>,
+    pub shell: Option<String>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub cols: u16,
+    pub rows: u16,
+    pub title: Option<String>,
+}
+
+fn invalid(msg: impl Into<String>) -> ClientError {
+    (ErrorCode::InvalidField, msg.into())
+}
+
+pub fn check_size(cols: u16, rows: u16) -> Result<(), ClientError> {
+    if cols == 0 || rows == 0 || cols > MAX_COLS_ROWS || rows > MAX_COLS_ROWS {
+        return Err(invalid(format!(
+            "cols and rows must be 1..={MAX_COLS_ROWS}, got {cols}x{rows}"
+        )));
+    }
+    Ok(())
+}
+
+fn default_shell() -> String {
+    if let Ok(s) = std::env::var("SHELL")
+        && !s.is_empty()
+        && std::path::Path::new(&s).exists()
+    {
+        return s;
+    }
+    for s in ["/bin/bash", "/bin/sh"] {
+        if std::path::Path::new(s).exists() {
+            return s.into();
+        }
+    }
+    "sh".into()
+}
+
+impl AgentState {
+    /// Opens the workspace: creates it if needed, opens the database, marks
+    /// sessions an earlier run left running as ended, and lists past sessions.
+    pub fn open(config: Config, token: Token) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(&config.workspace)?;
+        let root = config.workspace.canonicalize()?;
+        let state_dir = root.join(".dispatch");
+        std::fs::create_dir_all(state_dir.join("logs"))?;
+        let name = config.name.clone().unwrap_or_else(|| {
+            root.file_name()
+                .map_or_else(|| "workspace".into(), |n| n.to_string_lossy().into_owned())
+        });
+        let db = Db::open(&state_dir.join("agent.db"))?;
+        let now = now_ms();
+        let keep = config.keep_sessions;
+        let rows = db.call_blocking(move |c| {
+            let n = db::mark_left_running(c, now)?;
+            if n > 0 {
+                tracing::info!(
+                    sessions = n,
+                    "marked sessions of the previous run as ended by the restart"
+                );
+            }
+            db::load_sessions(c, keep)
+        })?;
+        let services = Arc::new(Services::new(db, Metrics::new(), ScreenWorker::start()?));
+        let limits = Limits {
+            ring_bytes: config.ring_bytes as usize,
+            retention_bytes: config.retention_bytes,
+            input_rate: config.input_rate,
+        };
+        let registry = Registry::default();
+        for row in &rows {
+            // Other kinds restore themselves where they are implemented.
+            if row.kind == "terminal"
+                && let Some(s) = TerminalSession::restore(services.clone(), row, limits)
+            {
+                registry.insert(s);
+            }
+        }
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(AgentState {
+            config,
+            root,
+            state_dir,
+            name,
+            token,
+            services,
+            registry,
+            limits,
+            start_lock: tokio::sync::Mutex::new(()),
+            shutdown,
+        }))
+    }
+
+    pub fn new_session_id(prefix: char) -> SessionId {
+        let u = uuid::Uuid::new_v4().simple().to_string();
+        // 16 hex digits of randomness is plenty within one workspace.
+        SessionId::new(&format!("{prefix}{}", &u[..16])).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Checks a `terminal.start`, starts the program and registers the session.
+    pub async fn start_terminal(
+        self: &Arc<Self>,
+        req: TerminalRequest,
+    ) -> Result<Arc<TerminalSession>, ClientError> {
+        check_size(req.cols, req.rows)?;
+        let title = req.title.unwrap_or_default();
+        if title.len() > MAX_TITLE || title.contains('\0') {
+            return Err(invalid(format!(
+                "title must be at most {MAX_TITLE} bytes without NUL"
+            )));
+        }
+        let mut env = BTreeMap::new();
+        env.insert("TERM".to_owned(), "xterm-256color".to_owned());
+        env.insert("COLORTERM".to_owned(), "truecolor".to_owned());
+        let user_env = req.env.unwrap_or_default();
+        if user_env.len() > MAX_ENV_VARS {
+            return Err(invalid(format!("at most {MAX_ENV_VARS} env entries")));
+        }
+        for (k, v) in user_env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                return Err(invalid(format!("bad env entry {k:?}")));
+            }
+            env.insert(k, v);
+        }
+        let program = match req.shell {
+            Some(s) if s.is_empty() || s.contains('\0') => {
+                return Err(invalid("shell must be a non-empty program name or path"));
+            }
+            Some(s) => s,
+            None => default_shell(),
+        };
+        let rel = req.workspace_path.unwrap_or_default();
+        let cwd = paths::resolve_dir(&self.root, &rel).map_err(|e| match e {
+            PathError::Outside(_) => (ErrorCode::PathOutsideWorkspace, e.to_string()),
+            PathError::NotADirectory(_) => (ErrorCode::InvalidField, e.to_string()),
+        })?;
+        let cwd_display = paths::relative_display(&self.root, &cwd);
+
+        let _guard = self.start_lock.lock().await;
+        let running = self.registry.running();
+        if running >= self.config.max_sessions as usize {
+            return Err((
+                ErrorCode::SessionLimit,
+                format!("this workspace already runs {running} sessions, the most it may"),
+            ));
+        }
+        let id = Self::new_session_id('t');
+        env.insert("DISPATCH_SESSION_ID".to_owned(), id.as_str().to_owned());
+        let title = if title.is_empty() {
+            std::path::Path::new(&program)
+                .file_name()
+                .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned())
+        } else {
+            title
+        };
+        let spec = StartSpec {
+            title,
+            cwd_display,
+            log_dir: self.state_dir.join("logs").join(id.as_str()),
+            spawn: SpawnSpec {
+                program: program.clone(),
+                args: Vec::new(),
+                cwd,
+                env,
+                rows: req.rows,
+                cols: req.cols,
+            },
+        };
+        let services = self.services.clone();
+        let limits = self.limits;
+        let sid = id.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            TerminalSession::start(services, sid, spec, limits)
+        })
+        .await
+        .map_err(|e| (ErrorCode::Internal, format!("spawn task failed: {e}")))?;
+        let session = started.map_err(|e| {
+            self.services.metrics.error(ErrorCode::SpawnFailed);
+            (
+                ErrorCode::SpawnFailed,
+                format!("could not start {program:?}: {e:#}"),
+            )
+        })?;
+        self.registry.insert(session.clone());
+        self.services.event(Some(&id), "start", Some(program));
+        tracing::info!(session = %id, "terminal started");
+        Ok(session)
+    }
+
+    pub fn activity(&self) -> Activity {
+        let sessions = self.registry.all();
+        Activity {
+            attached_clients: self.services.metrics.connections.get().max(0) as u32,
+            running_sessions: sessions.iter().filter(|s| s.is_running()).count() as u32,
+            claude_turn_running: false,
+            last_activity: self.services.last_activity(),
+        }
+    }
+
+    /// Whether the Claude CLI can be found (on PATH or as a path).
+    pub fn claude_available(&self) -> bool {
+        let bin = &self.config.claude_bin;
+        if bin.contains('/') {
+            return std::path::Path::new(bin).is_file();
+        }
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+    }
+
+    pub fn session_infos(&self) -> Vec<SessionInfo> {
+        self.registry.infos()
+    }
+
+    /// Stops every running session and waits (bounded) for them to end.
+    pub async fn stop_all(&self, reason: &str) {
+        let running: Vec<Arc<dyn Session>> = self
+            .registry
+            .all()
+            .into_iter()
+            .filter(|s| s.is_running())
+            .collect();
+        for s in &running {
+            s.stop(reason);
+        }
+        let deadline =
+            tokio::time::Instant::now() + crate::terminal::STOP_GRACE + Duration::from_secs(2);
+        for s in &running {
+            if let Some(t) = crate::session::downcast::<TerminalSession>(s.clone()) {
+                let mut rx = t.subscribe();
+                let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
+            }
+        }
+        // Let the database thread write what the sessions reported.
+        let _ = self.services.db.call(|_| Ok(())).await;
+    }
+}

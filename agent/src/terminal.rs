@@ -1,0 +1,647 @@
+//! A terminal session: a program in a PTY, its output stream (ring, on-disk
+//! log, emulated screen), and the threads that move bytes.
+//!
+//! Threads per running session, all off the async runtime:
+//! - reader: blocking reads from the PTY master; writes each batch to the log,
+//!   then the ring, then publishes the new end offset. Nothing it does waits on
+//!   a subscriber or on the emulator.
+//! - writer: blocking writes of client input to the PTY, from a bounded queue.
+//! - waiter: `waitpid` on the child; then ends what the child left in its
+//!   session, waits for the reader to drain, and reports the end.
+
+use std::any::Any;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use dispatch_api::frame::{FrameKind, encode_header_into, header_len};
+use dispatch_api::{ErrorCode, ServerMessage, SessionId, SessionInfo, SessionKind};
+use nix::sys::signal::Signal;
+use portable_pty::MasterPty;
+use tokio::sync::watch;
+
+use crate::db::{self, SessionRow};
+use crate::output_log::{LogRead, OutputLog, read_located};
+use crate::pty::{self, SpawnSpec};
+use crate::ratelimit::TokenBucket;
+use crate::ring::{Lapped, Ring};
+use crate::screen::Screen;
+use crate::session::{Services, Session, lock, now_ms};
+
+/// Largest payload in one output frame.
+pub const MAX_CHUNK: usize = 128 * 1024;
+/// Input writes queued per session before `terminal.write` is refused.
+const INPUT_QUEUE: usize = 256;
+/// Grace between SIGTERM and SIGKILL when stopping.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub ring_bytes: usize,
+    pub retention_bytes: u64,
+    pub input_rate: u64,
+}
+
+/// Where the output stream stands, published to subscribers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub end: u64,
+    pub ended: bool,
+}
+
+/// An error for the client: a stable code and what went wrong.
+pub type ClientError = (ErrorCode, String);
+
+struct Meta {
+    title: String,
+    cwd: String,
+    created: i64,
+    ended: Option<i64>,
+    exit_code: Option<i32>,
+    end_reason: Option<String>,
+    cols: u16,
+    rows: u16,
+}
+
+struct Running {
+    master: Box<dyn MasterPty + Send>,
+    input: mpsc::SyncSender<Vec<u8>>,
+}
+
+pub struct TerminalSession {
+    id: SessionId,
+    services: Arc<Services>,
+    meta: Mutex<Meta>,
+    ring: Mutex<Ring>,
+    log: Mutex<Option<OutputLog>>,
+    log_dir: Option<PathBuf>,
+    progress: watch::Sender<Progress>,
+    screen: Mutex<Screen>,
+    screen_queued: AtomicBool,
+    running: Mutex<Option<Running>>,
+    pid: Option<i32>,
+    bucket: Mutex<TokenBucket>,
+    attached: AtomicU32,
+    stop_reason: Mutex<Option<String>>,
+}
+
+/// What `terminal.start` asks for, checked and resolved.
+pub struct StartSpec {
+    pub title: String,
+    /// Working directory relative to the workspace root, for display.
+    pub cwd_display: String,
+    pub spawn: SpawnSpec,
+    /// Directory for this session's output log.
+    pub log_dir: PathBuf,
+}
+
+/// How an attach begins, decided under the ring lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayPlan {
+    pub from: u64,
+    pub lost_before: Option<u64>,
+}
+
+/// A read from disk for a subscriber catching up.
+pub enum DiskChunk {
+    Frame(Vec<u8>, usize),
+    AtEnd,
+    Gone { oldest: u64 },
+}
+
+impl TerminalSession {
+    /// Starts the program (blocking: fork/exec and file creation).
+    pub fn start(
+        services: Arc<Services>,
+        id: SessionId,
+        spec: StartSpec,
+        limits: Limits,
+    ) -> anyhow::Result<Arc<Self>> {
+        let log = match OutputLog::create(&spec.log_dir, limits.retention_bytes) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, session = %id, "no output log; replay limited to memory");
+                None
+            }
+        };
+        let spawned = pty::spawn(&spec.spawn)?;
+        let (input_tx, input_rx) = mpsc::sync_channel::<Vec<u8>>(INPUT_QUEUE);
+        let created = now_ms();
+        let rows = spec.spawn.rows;
+        let cols = spec.spawn.cols;
+        let session = Arc::new(TerminalSession {
+            id: id.clone(),
+            services: services.clone(),
+            meta: Mutex::new(Meta {
+                title: spec.title.clone(),
+                cwd: spec.cwd_display.clone(),
+                created,
+                ended: None,
+                exit_code: None,
+                end_reason: None,
+                cols,
+                rows,
+            }),
+            ring: Mutex::new(Ring::new(limits.ring_bytes, 0)),
+            log: Mutex::new(log),
+            log_dir: Some(spec.log_dir.clone()),
+            progress: watch::Sender::new(Progress {
+                end: 0,
+                ended: false,
+            }),
+            screen: Mutex::new(Screen::new(rows, cols, 0)),
+            screen_queued: AtomicBool::new(false),
+            running: Mutex::new(Some(Running {
+                master: spawned.master,
+                input: input_tx,
+            })),
+            pid: Some(spawned.pid),
+            bucket: Mutex::new(TokenBucket::new(
+                limits.input_rate,
+                limits.input_rate.max(4096),
+                Instant::now(),
+            )),
+            attached: AtomicU32::new(0),
+            stop_reason: Mutex::new(None),
+        });
+        let row = SessionRow {
+            id: id.as_str().to_owned(),
+            kind: "terminal".into(),
+            title: spec.title,
+            cwd: spec.cwd_display,
+            created,
+            ended: None,
+            exit_code: None,
+            end_reason: None,
+            cols: Some(cols),
+            rows: Some(rows),
+            log_dir: Some(spec.log_dir.display().to_string()),
+            oldest_offset: 0,
+            end_offset: 0,
+        };
+        services
+            .db
+            .fire("insert session", move |c| db::insert_session(c, &row));
+
+        let (reader_done_tx, reader_done_rx) = mpsc::channel::<()>();
+        let s = session.clone();
+        let mut reader = spawned.reader;
+        let fd = spawned.master_fd;
+        std::thread::Builder::new()
+            .name(format!("pty-read-{id}"))
+            .spawn(move || {
+                s.read_loop(&mut reader, fd);
+                let _ = reader_done_tx.send(());
+            })?;
+        let mut writer = spawned.writer;
+        std::thread::Builder::new()
+            .name(format!("pty-write-{id}"))
+            .spawn(move || {
+                for buf in input_rx {
+                    if writer.write_all(&buf).is_err() {
+                        break;
+                    }
+                    let _ = writer.flush();
+                }
+            })?;
+        let s = session.clone();
+        let pid = spawned.pid;
+        std::thread::Builder::new()
+            .name(format!("pty-wait-{id}"))
+            .spawn(move || {
+                let code = pty::wait_exit(pid);
+                // Like a terminal window closing: what the program left behind goes too.
+                pty::kill_session(pid, Signal::SIGHUP);
+                if reader_done_rx
+                    .recv_timeout(Duration::from_millis(500))
+                    .is_err()
+                {
+                    pty::kill_session(pid, Signal::SIGKILL);
+                    let _ = reader_done_rx.recv_timeout(Duration::from_secs(2));
+                }
+                pty::kill_session(pid, Signal::SIGKILL);
+                s.finish(code);
+            })?;
+        services.metrics.sessions_started.inc();
+        services.metrics.sessions_running.inc();
+        Ok(session)
+    }
+
+    /// An ended session from an earlier run of the agent: its output log is
+    /// readable by attach; nothing runs.
+    pub fn restore(services: Arc<Services>, row: &SessionRow, limits: Limits) -> Option<Arc<Self>> {
+        let id = SessionId::new(&row.id).ok()?;
+        let log_dir = row.log_dir.as_ref().map(PathBuf::from);
+        let log = log_dir.as_ref().and_then(|d| {
+            OutputLog::open_existing(d, limits.retention_bytes, row.end_offset)
+                .map_err(|e| tracing::warn!(error = %e, session = %row.id, "output log unreadable"))
+                .ok()
+        });
+        let end = log
+            .as_ref()
+            .map_or(row.end_offset, |l| l.end().max(row.end_offset));
+        let oldest = log.as_ref().map_or(end, |l| l.oldest());
+        let rows = row.rows.unwrap_or(24);
+        let cols = row.cols.unwrap_or(80);
+        Some(Arc::new(TerminalSession {
+            id,
+            services,
+            meta: Mutex::new(Meta {
+                title: row.title.clone(),
+                cwd: row.cwd.clone(),
+                created: row.created,
+                ended: row.ended.or(Some(now_ms())),
+                exit_code: row.exit_code,
+                end_reason: row.end_reason.clone(),
+                cols,
+                rows,
+            }),
+            // Small: nothing more is appended.
+            ring: Mutex::new(Ring::new(1, end)),
+            log: Mutex::new(log),
+            log_dir,
+            progress: watch::Sender::new(Progress { end, ended: true }),
+            screen: Mutex::new(Screen::new(rows, cols, oldest)),
+            screen_queued: AtomicBool::new(false),
+            running: Mutex::new(None),
+            pid: None,
+            bucket: Mutex::new(TokenBucket::new(0, 0, Instant::now())),
+            attached: AtomicU32::new(0),
+            stop_reason: Mutex::new(None),
+        }))
+    }
+
+    fn read_loop(self: &Arc<Self>, reader: &mut Box<dyn Read + Send>, fd: Option<i32>) {
+        let mut buf = vec![0u8; MAX_CHUNK];
+        loop {
+            let mut len = match reader.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // EIO: every process holding the slave side has closed it.
+                Err(_) => return,
+            };
+            // A PTY read returns at most a few KiB. Gathering what is already
+            // there into one batch costs a poll(0) per read and saves a log
+            // write, a lock and a wake-up per few KiB under a flood; a lone
+            // keystroke echo goes out at once.
+            if let Some(fd) = fd {
+                while len + 4096 <= buf.len() && pty::poll_readable(fd, 0) {
+                    match reader.read(&mut buf[len..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => len += n,
+                    }
+                }
+            }
+            self.push_output(&buf[..len]);
+        }
+    }
+
+    fn push_output(self: &Arc<Self>, data: &[u8]) {
+        // Disk first, so that every offset a subscriber can see is on disk too.
+        {
+            let mut log = lock(&self.log);
+            if let Some(l) = log.as_mut() {
+                match l.append(data) {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        let id = self.id.as_str().to_owned();
+                        let starts = l.segment_starts();
+                        let (oldest, end) = (l.oldest(), l.end());
+                        self.services.db.fire("segments", move |c| {
+                            db::set_segments(c, &id, &starts, oldest, end)
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, session = %self.id, "output log write failed; log disabled");
+                        *log = None;
+                    }
+                }
+            }
+        }
+        let end = {
+            let mut ring = lock(&self.ring);
+            ring.append(data);
+            ring.end()
+        };
+        self.progress.send_modify(|p| p.end = end);
+        self.services.metrics.output_bytes.inc_by(data.len() as u64);
+        self.services.touch();
+        if !self.screen_queued.swap(true, Ordering::AcqRel) {
+            self.services.screen_worker.queue(self);
+        }
+    }
+
+    fn finish(&self, exit_code: Option<i32>) {
+        let reason = lock(&self.stop_reason).take();
+        // Closes the master and ends the writer thread.
+        lock(&self.running).take();
+        let ended = now_ms();
+        {
+            let mut m = lock(&self.meta);
+            m.ended = Some(ended);
+            m.exit_code = exit_code;
+            m.end_reason = reason.clone();
+        }
+        let (oldest, end) = self.oldest_and_end();
+        self.progress.send_modify(|p| p.ended = true);
+        let id = self.id.as_str().to_owned();
+        let r = reason.clone();
+        self.services.db.fire("end session", move |c| {
+            db::end_session(c, &id, ended, exit_code, r.as_deref(), oldest, end)
+        });
+        self.services.event(
+            Some(&self.id),
+            "end",
+            Some(format!("exit code {exit_code:?}, reason {reason:?}")),
+        );
+        self.services.metrics.sessions_running.dec();
+        let _ = self.services.events.send(ServerMessage::SessionEnded {
+            id: self.id.clone(),
+            exit_code,
+            reason,
+        });
+        tracing::info!(session = %self.id, ?exit_code, "session ended");
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.pid
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    pub fn progress(&self) -> Progress {
+        *self.progress.borrow()
+    }
+
+    pub fn attached(&self) -> &AtomicU32 {
+        &self.attached
+    }
+
+    fn oldest_and_end(&self) -> (u64, u64) {
+        let ring = lock(&self.ring);
+        let log_oldest = lock(&self.log).as_ref().map(|l| l.oldest());
+        let oldest = log_oldest.map_or(ring.start(), |o| o.min(ring.start()));
+        (oldest, ring.end())
+    }
+
+    /// Queues keystrokes for the program.
+    pub fn write(&self, data: Vec<u8>) -> Result<(), ClientError> {
+        let running = lock(&self.running);
+        let Some(r) = running.as_ref() else {
+            return Err((
+                ErrorCode::SessionEnded,
+                format!("session {} has ended", self.id),
+            ));
+        };
+        if !lock(&self.bucket).try_take(data.len() as u64, Instant::now()) {
+            return Err((
+                ErrorCode::RateLimited,
+                format!("input to session {} is over the rate limit", self.id),
+            ));
+        }
+        let n = data.len() as u64;
+        match r.input.try_send(data) {
+            Ok(()) => {
+                self.services.metrics.input_bytes.inc_by(n);
+                self.services.touch();
+                Ok(())
+            }
+            Err(mpsc::TrySendError::Full(_)) => Err((
+                ErrorCode::RateLimited,
+                format!("session {} is not reading its input", self.id),
+            )),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err((
+                ErrorCode::SessionEnded,
+                format!("session {} has ended", self.id),
+            )),
+        }
+    }
+
+    pub fn resize(&self, cols: u16, rows: u16) -> Result<(), ClientError> {
+        let running = lock(&self.running);
+        let Some(r) = running.as_ref() else {
+            return Err((
+                ErrorCode::SessionEnded,
+                format!("session {} has ended", self.id),
+            ));
+        };
+        r.master
+            .resize(pty::size(rows, cols))
+            .map_err(|e| (ErrorCode::Internal, format!("resize failed: {e}")))?;
+        // The bytes read so far were laid out for the old size.
+        let at = lock(&self.ring).end();
+        lock(&self.screen).resize_at(at, rows, cols);
+        {
+            let mut m = lock(&self.meta);
+            m.cols = cols;
+            m.rows = rows;
+        }
+        let id = self.id.as_str().to_owned();
+        self.services
+            .db
+            .fire("resize", move |c| db::update_size(c, &id, cols, rows));
+        Ok(())
+    }
+
+    /// Where a replay from `since` starts.
+    pub fn plan_replay(&self, since: u64) -> Result<ReplayPlan, ClientError> {
+        let (oldest, end) = self.oldest_and_end();
+        if since > end {
+            return Err((
+                ErrorCode::InvalidField,
+                format!("since {since} is past the end of the output ({end})"),
+            ));
+        }
+        if since < oldest {
+            return Ok(ReplayPlan {
+                from: oldest,
+                lost_before: Some(oldest),
+            });
+        }
+        Ok(ReplayPlan {
+            from: since,
+            lost_before: None,
+        })
+    }
+
+    /// An output frame of up to `max` bytes from `from`, copied straight from
+    /// the ring into the frame; `None` when there is nothing new.
+    pub fn ring_frame(&self, from: u64, max: usize) -> Result<Option<Vec<u8>>, Lapped> {
+        let ring = lock(&self.ring);
+        let (a, b) = ring.slices(from, max)?;
+        if a.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(header_len(self.id.as_str().len()) + a.len() + b.len());
+        encode_header_into(FrameKind::Output, self.id.as_str(), from, &mut out);
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        Ok(Some(out))
+    }
+
+    /// An output frame read from the on-disk log (blocking).
+    pub fn disk_frame(&self, from: u64, max: usize) -> DiskChunk {
+        let (loc, dir) = {
+            let log = lock(&self.log);
+            match log.as_ref() {
+                Some(l) => (l.locate(from), l.dir().to_owned()),
+                None => {
+                    return DiskChunk::Gone {
+                        oldest: lock(&self.ring).start(),
+                    };
+                }
+            }
+        };
+        let mut out = Vec::with_capacity(header_len(self.id.as_str().len()) + max.min(MAX_CHUNK));
+        encode_header_into(FrameKind::Output, self.id.as_str(), from, &mut out);
+        match read_located(&dir, loc, max, &mut out) {
+            Ok(LogRead::Bytes(n)) => DiskChunk::Frame(out, n),
+            Ok(LogRead::AtEnd) => DiskChunk::AtEnd,
+            Ok(LogRead::Gone { oldest }) => DiskChunk::Gone { oldest },
+            Err(e) => {
+                tracing::warn!(error = %e, session = %self.id, "reading output log");
+                DiskChunk::Gone {
+                    oldest: lock(&self.ring).start(),
+                }
+            }
+        }
+    }
+
+    /// Brings the emulator up to the current end and serialises the screen
+    /// (blocking: may parse and read the log). Returns the offset the screen
+    /// reflects and the snapshot bytes.
+    pub fn snapshot(&self) -> (u64, Vec<u8>) {
+        let mut screen = lock(&self.screen);
+        self.catch_up(&mut screen, usize::MAX);
+        (screen.parsed_upto(), screen.snapshot())
+    }
+
+    /// The emulator's screen brought up to date, for callers that inspect it.
+    pub fn with_screen<R>(&self, f: impl FnOnce(&Screen) -> R) -> R {
+        let mut screen = lock(&self.screen);
+        self.catch_up(&mut screen, usize::MAX);
+        f(&screen)
+    }
+
+    pub(crate) fn catch_up_screen_in_background(&self) {
+        self.screen_queued.store(false, Ordering::Release);
+        // A snapshot in progress is catching up already.
+        let Ok(mut screen) = self.screen.try_lock() else {
+            return;
+        };
+        // Bounded per turn so that the lock is released now and then.
+        self.catch_up(&mut screen, 4 << 20);
+    }
+
+    /// Feeds the emulator from where it stands to the end of the output (or
+    /// `budget` bytes), reading from the ring, else from the log.
+    fn catch_up(&self, screen: &mut Screen, budget: usize) {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut fed = 0usize;
+        while fed < budget {
+            let from = screen.parsed_upto();
+            buf.clear();
+            let got = lock(&self.ring).copy_into(from, 64 * 1024, &mut buf);
+            match got {
+                Ok(0) => return,
+                Ok(n) => {
+                    screen.feed(from, &buf);
+                    fed += n;
+                }
+                Err(Lapped { start }) => {
+                    let loc_dir = lock(&self.log)
+                        .as_ref()
+                        .map(|l| (l.locate(from), l.dir().to_owned()));
+                    let read =
+                        loc_dir.map(|(loc, dir)| read_located(&dir, loc, 256 * 1024, &mut buf));
+                    match read {
+                        Some(Ok(LogRead::Bytes(n))) => {
+                            screen.feed(from, &buf);
+                            fed += n;
+                        }
+                        Some(Ok(LogRead::Gone { oldest })) if oldest > from => {
+                            screen.skip_to(oldest.min(start));
+                        }
+                        _ => screen.skip_to(start),
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn log_dir(&self) -> Option<&Path> {
+        self.log_dir.as_deref()
+    }
+}
+
+impl Session for TerminalSession {
+    fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    fn kind(&self) -> SessionKind {
+        SessionKind::Terminal
+    }
+
+    fn info(&self) -> SessionInfo {
+        let (oldest, end) = self.oldest_and_end();
+        let m = lock(&self.meta);
+        SessionInfo {
+            id: self.id.clone(),
+            kind: SessionKind::Terminal,
+            title: m.title.clone(),
+            cwd: m.cwd.clone(),
+            created: m.created,
+            ended: m.ended,
+            exit_code: m.exit_code,
+            end_reason: m.end_reason.clone(),
+            offset: end,
+            oldest_offset: oldest,
+            attached: self.attached.load(Ordering::Relaxed),
+            cols: Some(m.cols),
+            rows: Some(m.rows),
+        }
+    }
+
+    fn is_running(&self) -> bool {
+        lock(&self.running).is_some()
+    }
+
+    fn stop(&self, reason: &str) {
+        let Some(pid) = self.pid else { return };
+        if !self.is_running() {
+            return;
+        }
+        lock(&self.stop_reason).get_or_insert_with(|| reason.to_owned());
+        pty::kill_session(pid, Signal::SIGHUP);
+        pty::kill_session(pid, Signal::SIGTERM);
+        let mut rx = self.progress.subscribe();
+        let escalate = async move {
+            let ended = tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended)).await;
+            if ended.is_err() {
+                tracing::warn!(pid, "session ignored SIGTERM; killing it");
+                pty::kill_session(pid, Signal::SIGKILL);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn(escalate);
+            }
+            Err(_) => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(STOP_GRACE);
+                    pty::kill_session(pid, Signal::SIGKILL);
+                });
+            }
+        }
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}

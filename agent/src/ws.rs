@@ -1,0 +1,544 @@
+//! One WebSocket connection: JSON control messages and binary frames in, and
+//! out through one writer task that takes, in turn, control replies and each
+//! attached session's frames.
+//!
+//! Each attachment is a task with a cursor (the next offset to send) and a
+//! small bounded queue to the writer. It reads straight from the session's ring
+//! into frames. When the client is slow its queue fills, the task waits, the
+//! ring moves on, and the next read finds the cursor lapped: the subscriber gets
+//! `session.resync` and a snapshot instead of an ever-growing backlog. Sessions
+//! never wait for subscribers, and the writer alternates between sessions, so a
+//! flood in one session adds at most one frame of delay to another's echo.
+
+use std::collections::{HashMap, HashSet};
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use axum::extract::ws::{Message, WebSocket};
+use dispatch_api::frame::{Frame, FrameKind, encode_header_into, header_len};
+use dispatch_api::protocol::AttachMode;
+use dispatch_api::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId};
+use futures_util::stream::SplitSink;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::session::{Services, Session};
+use crate::state::{AgentState, TerminalRequest, check_size};
+use crate::terminal::{ClientError, DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
+
+/// Frames queued per attachment before its task waits for the writer.
+const ATTACH_QUEUE: usize = 4;
+/// Error replies per connection that are also written to the event log.
+const LOGGED_ERRORS: u32 = 100;
+
+pub async fn serve(socket: WebSocket, state: Arc<AgentState>) {
+    let (sink, mut stream) = socket.split();
+    let (ctl_tx, ctl_rx) = mpsc::channel::<Message>(64);
+    let (reg_tx, reg_rx) = mpsc::unbounded_channel::<mpsc::Receiver<Message>>();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        Outbox {
+            ctl: ctl_rx,
+            reg: reg_rx,
+            queues: Vec::new(),
+            next: 0,
+        },
+    ));
+    state.services.metrics.connections.inc();
+    let mut conn = Conn {
+        state: state.clone(),
+        ctl: ctl_tx,
+        reg: reg_tx,
+        attachments: HashMap::new(),
+        created: HashSet::new(),
+        errors: 0,
+    };
+    conn.send(ServerMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        workspace: state.name.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+    })
+    .await;
+    let mut events = state.services.events.subscribe();
+    let mut shutdown = state.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(m)) => conn.handle(m).await,
+            },
+            ev = events.recv() => match ev {
+                Ok(m) => conn.forward_event(m).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                let _ = conn.ctl.send(Message::Close(None)).await;
+                break;
+            }
+        }
+    }
+    for (_, h) in conn.attachments.drain() {
+        h.abort();
+    }
+    drop(conn);
+    let _ = writer.await;
+    state.services.metrics.connections.dec();
+}
+
+struct Conn {
+    state: Arc<AgentState>,
+    ctl: mpsc::Sender<Message>,
+    reg: mpsc::UnboundedSender<mpsc::Receiver<Message>>,
+    attachments: HashMap<SessionId, JoinHandle<()>>,
+    /// Sessions this connection started (it had `session.created` as a reply).
+    created: HashSet<SessionId>,
+    errors: u32,
+}
+
+fn text(m: &ServerMessage) -> Message {
+    Message::Text(m.to_json().into())
+}
+
+impl Conn {
+    async fn send(&self, m: ServerMessage) {
+        let _ = self.ctl.send(text(&m)).await;
+    }
+
+    async fn error(&mut self, (code, message): ClientError, id: Option<String>) {
+        self.state.services.metrics.error(code);
+        if self.errors < LOGGED_ERRORS {
+            self.errors += 1;
+            let sid = id.as_deref().and_then(|i| SessionId::new(i).ok());
+            self.state
+                .services
+                .event(sid.as_ref(), "error", Some(format!("{code}: {message}")));
+        }
+        tracing::debug!(%code, %message, "error reply");
+        self.send(ServerMessage::error(code, message, id)).await;
+    }
+
+    async fn forward_event(&mut self, m: ServerMessage) {
+        match &m {
+            // The starter had it as the reply already.
+            ServerMessage::SessionCreated { id, .. } if self.created.contains(id) => {}
+            // Attached connections get it from the attachment, after the last bytes.
+            ServerMessage::SessionEnded { id, .. } if self.attachments.contains_key(id) => {}
+            _ => self.send(m).await,
+        }
+    }
+
+    async fn handle(&mut self, msg: Message) {
+        let max = self.state.config.max_frame_bytes as usize;
+        match msg {
+            Message::Text(t) => {
+                if t.len() > max {
+                    let e = (
+                        ErrorCode::TooLarge,
+                        format!("message of {} bytes is over the limit of {max}", t.len()),
+                    );
+                    return self.error(e, None).await;
+                }
+                match ClientMessage::parse(t.as_str()) {
+                    Ok(m) => self.dispatch(m).await,
+                    Err(e) => {
+                        let id = e.id.clone();
+                        self.error((e.code, e.message), id).await
+                    }
+                }
+            }
+            Message::Binary(b) => {
+                if b.len() > max {
+                    let e = (
+                        ErrorCode::TooLarge,
+                        format!("frame of {} bytes is over the limit of {max}", b.len()),
+                    );
+                    return self.error(e, None).await;
+                }
+                match Frame::decode(&b) {
+                    Ok(f) if f.kind == FrameKind::Input => {
+                        let Ok(id) = SessionId::new(f.id) else {
+                            return;
+                        };
+                        let r = self
+                            .state
+                            .registry
+                            .terminal(&id)
+                            .and_then(|s| s.write(f.payload.to_vec()));
+                        if let Err(e) = r {
+                            self.error(e, Some(id.to_string())).await;
+                        }
+                    }
+                    Ok(f) => {
+                        let e = (
+                            ErrorCode::BadFrame,
+                            format!("clients send only input frames (kind 3), not {:?}", f.kind),
+                        );
+                        self.error(e, Some(f.id.to_owned())).await
+                    }
+                    Err(e) => self.error((ErrorCode::BadFrame, e.to_string()), None).await,
+                }
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+        }
+    }
+
+    async fn dispatch(&mut self, m: ClientMessage) {
+        let result: Result<(), ClientError> = match m {
+            ClientMessage::TerminalStart {
+                workspace_path,
+                shell,
+                env,
+                cols,
+                rows,
+                title,
+            } => {
+                let req = TerminalRequest {
+                    workspace_path,
+                    shell,
+                    env,
+                    cols,
+                    rows,
+                    title,
+                };
+                match self.state.start_terminal(req).await {
+                    Ok(s) => {
+                        let id = s.id().clone();
+                        self.created.insert(id.clone());
+                        let info = s.info();
+                        self.send(ServerMessage::SessionCreated {
+                            id: id.clone(),
+                            workspace: self.state.name.clone(),
+                            info: info.clone(),
+                        })
+                        .await;
+                        let _ = self
+                            .state
+                            .services
+                            .events
+                            .send(ServerMessage::SessionCreated {
+                                id,
+                                workspace: self.state.name.clone(),
+                                info,
+                            });
+                        // The starter is attached from the first byte.
+                        self.attach_terminal(
+                            s,
+                            Some(ReplayPlan {
+                                from: 0,
+                                lost_before: None,
+                            }),
+                        );
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            ClientMessage::TerminalWrite { id, data } => {
+                let r = self
+                    .state
+                    .registry
+                    .terminal(&id)
+                    .and_then(|s| s.write(data.into_bytes()));
+                return self.reply_err(r, &id).await;
+            }
+            ClientMessage::TerminalResize { id, cols, rows } => {
+                let r = check_size(cols, rows)
+                    .and_then(|()| self.state.registry.terminal(&id))
+                    .and_then(|s| s.resize(cols, rows));
+                return self.reply_err(r, &id).await;
+            }
+            m @ (ClientMessage::ClaudeStart { .. }
+            | ClientMessage::ClaudeSend { .. }
+            | ClientMessage::ClaudePermission { .. }
+            | ClientMessage::ClaudeInterrupt { .. }
+            | ClientMessage::ClaudeHistory {}
+            | ClientMessage::ClaudeLoad { .. }) => self.claude(m).await,
+            ClientMessage::SessionAttach { id, since } => {
+                let r = self.attach(&id, since);
+                return self.reply_err(r, &id).await;
+            }
+            ClientMessage::SessionDetach { id } => {
+                if let Some(h) = self.attachments.remove(&id) {
+                    h.abort();
+                    Ok(())
+                } else if self.state.registry.get(&id).is_none() {
+                    Err((ErrorCode::NoSuchSession, format!("no session {id}")))
+                } else {
+                    Ok(())
+                }
+            }
+            ClientMessage::SessionStop { id } => {
+                let r = match self.state.registry.get(&id) {
+                    None => Err((ErrorCode::NoSuchSession, format!("no session {id}"))),
+                    Some(s) if !s.is_running() => {
+                        Err((ErrorCode::SessionEnded, format!("session {id} has ended")))
+                    }
+                    Some(s) => {
+                        s.stop("stopped");
+                        self.state.services.event(Some(&id), "stop", None);
+                        Ok(())
+                    }
+                };
+                return self.reply_err(r, &id).await;
+            }
+            ClientMessage::SessionList {} => {
+                self.send(ServerMessage::SessionList {
+                    sessions: self.state.session_infos(),
+                })
+                .await;
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            self.error(e, None).await;
+        }
+    }
+
+    async fn reply_err(&mut self, r: Result<(), ClientError>, id: &SessionId) {
+        if let Err(e) = r {
+            self.error(e, Some(id.to_string())).await;
+        }
+    }
+
+    /// THE place where Claude sessions plug in: every `claude.*` message lands
+    /// here. Until the Claude integration exists, each gets `claude_unavailable`.
+    async fn claude(&mut self, m: ClientMessage) -> Result<(), ClientError> {
+        let _ = m;
+        Err((
+            ErrorCode::ClaudeUnavailable,
+            format!(
+                "Claude sessions are not available in this agent (CLI {:?})",
+                self.state.config.claude_bin
+            ),
+        ))
+    }
+
+    fn attach(&mut self, id: &SessionId, since: Option<u64>) -> Result<(), ClientError> {
+        let t = self.state.registry.terminal(id)?;
+        let plan = match since {
+            Some(s) => Some(t.plan_replay(s)?),
+            None => None,
+        };
+        self.state
+            .services
+            .event(Some(id), "attach", since.map(|s| format!("since {s}")));
+        self.attach_terminal(t, plan);
+        Ok(())
+    }
+
+    /// Starts (or restarts) the attachment task; `plan` None means a snapshot.
+    fn attach_terminal(&mut self, s: Arc<TerminalSession>, plan: Option<ReplayPlan>) {
+        let (tx, rx) = mpsc::channel(ATTACH_QUEUE);
+        if self.reg.send(rx).is_err() {
+            return;
+        }
+        let id = s.id().clone();
+        let services = self.state.services.clone();
+        let task = tokio::spawn(run_attachment(s, plan, tx, services));
+        if let Some(old) = self.attachments.insert(id, task) {
+            old.abort();
+        }
+    }
+}
+
+/// Counts the attachment for `attached` in session info while it lives.
+struct AttachedGuard(Arc<TerminalSession>);
+
+impl Drop for AttachedGuard {
+    fn drop(&mut self) {
+        self.0.attached().fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn snapshot_frame(id: &SessionId, offset: u64, snap: &[u8]) -> Message {
+    let mut out = Vec::with_capacity(header_len(id.as_str().len()) + snap.len());
+    encode_header_into(FrameKind::Snapshot, id.as_str(), offset, &mut out);
+    out.extend_from_slice(snap);
+    Message::Binary(out.into())
+}
+
+async fn take_snapshot(s: &Arc<TerminalSession>) -> Option<(u64, Vec<u8>)> {
+    let s = s.clone();
+    tokio::task::spawn_blocking(move || s.snapshot()).await.ok()
+}
+
+/// Streams one session to one client: the start the client asked for, then
+/// live output, then `session.ended`. Returns when the client's connection
+/// goes (the queue closes) or the session has ended and everything was sent.
+async fn run_attachment(
+    s: Arc<TerminalSession>,
+    plan: Option<ReplayPlan>,
+    tx: mpsc::Sender<Message>,
+    services: Arc<Services>,
+) {
+    s.attached().fetch_add(1, Ordering::Relaxed);
+    let _guard = AttachedGuard(s.clone());
+    let id = s.id().clone();
+    let mut rx = s.subscribe();
+    let (mut cursor, mut replaying) = match plan {
+        Some(p) => {
+            let m = ServerMessage::SessionAttached {
+                id: id.clone(),
+                mode: AttachMode::Replay,
+                offset: p.from,
+                lost_before: p.lost_before,
+                info: s.info(),
+            };
+            if tx.send(text(&m)).await.is_err() {
+                return;
+            }
+            (p.from, true)
+        }
+        None => {
+            let Some((offset, snap)) = take_snapshot(&s).await else {
+                return;
+            };
+            let m = ServerMessage::SessionAttached {
+                id: id.clone(),
+                mode: AttachMode::Snapshot,
+                offset,
+                lost_before: None,
+                info: s.info(),
+            };
+            if tx.send(text(&m)).await.is_err()
+                || tx.send(snapshot_frame(&id, offset, &snap)).await.is_err()
+            {
+                return;
+            }
+            (offset, false)
+        }
+    };
+    loop {
+        let p = *rx.borrow_and_update();
+        if cursor < p.end {
+            let frame = match s.ring_frame(cursor, MAX_CHUNK) {
+                Ok(Some(f)) => {
+                    replaying = false;
+                    Some(f)
+                }
+                Ok(None) => None,
+                Err(_) if replaying => {
+                    let (s2, c) = (s.clone(), cursor);
+                    match tokio::task::spawn_blocking(move || s2.disk_frame(c, MAX_CHUNK)).await {
+                        Ok(DiskChunk::Frame(f, _)) => Some(f),
+                        _ => None,
+                    }
+                }
+                Err(_) => None,
+            };
+            match frame {
+                Some(f) => {
+                    let n = (f.len() - header_len(id.as_str().len())) as u64;
+                    if tx.send(Message::Binary(f.into())).await.is_err() {
+                        return;
+                    }
+                    cursor += n;
+                }
+                None => {
+                    // Fell behind what is kept: start over from the screen.
+                    services.metrics.resyncs.inc();
+                    let Some((offset, snap)) = take_snapshot(&s).await else {
+                        return;
+                    };
+                    let m = ServerMessage::SessionResync {
+                        id: id.clone(),
+                        offset,
+                    };
+                    if tx.send(text(&m)).await.is_err()
+                        || tx.send(snapshot_frame(&id, offset, &snap)).await.is_err()
+                    {
+                        return;
+                    }
+                    cursor = offset;
+                    replaying = false;
+                }
+            }
+            continue;
+        }
+        if p.ended {
+            let info = s.info();
+            let m = ServerMessage::SessionEnded {
+                id: id.clone(),
+                exit_code: info.exit_code,
+                reason: info.end_reason,
+            };
+            let _ = tx.send(text(&m)).await;
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What the writer sends next: control messages first, then the attachment
+/// queues in turn.
+struct Outbox {
+    ctl: mpsc::Receiver<Message>,
+    reg: mpsc::UnboundedReceiver<mpsc::Receiver<Message>>,
+    queues: Vec<mpsc::Receiver<Message>>,
+    next: usize,
+}
+
+impl Outbox {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        while let Poll::Ready(Some(q)) = self.reg.poll_recv(cx) {
+            self.queues.push(q);
+        }
+        match self.ctl.poll_recv(cx) {
+            Poll::Ready(m) => return Poll::Ready(m),
+            Poll::Pending => {}
+        }
+        let mut idx = self.next;
+        let mut remaining = self.queues.len();
+        while remaining > 0 && !self.queues.is_empty() {
+            if idx >= self.queues.len() {
+                idx = 0;
+            }
+            match self.queues[idx].poll_recv(cx) {
+                Poll::Ready(Some(m)) => {
+                    self.next = idx + 1;
+                    return Poll::Ready(Some(m));
+                }
+                Poll::Ready(None) => {
+                    self.queues.swap_remove(idx);
+                }
+                Poll::Pending => idx += 1,
+            }
+            remaining -= 1;
+        }
+        Poll::Pending
+    }
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut out: Outbox) {
+    // Messages gathered into one flush when several are ready at once.
+    const BATCH: usize = 16;
+    while let Some(first) = poll_fn(|cx| out.poll_next(cx)).await {
+        let closing = matches!(first, Message::Close(_));
+        if sink.feed(first).await.is_err() {
+            return;
+        }
+        if !closing {
+            for _ in 0..BATCH {
+                match poll_fn(|cx| out.poll_next(cx)).now_or_never() {
+                    Some(Some(m)) => {
+                        if sink.feed(m).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(None) | None => break,
+                }
+            }
+        }
+        if sink.flush().await.is_err() || closing {
+            let _ = sink.close().await;
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}

@@ -1,0 +1,362 @@
+//! A test client for the real `dispatch-agent` binary: starts it on a temp
+//! workspace, speaks the WebSocket protocol with tokio-tungstenite, and keeps
+//! each session's output stream, checking that frame offsets are contiguous.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dispatch_api::frame::{Frame, FrameKind};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+pub const TOKEN: &str = "test-token-0123456789";
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct Agent {
+    pub child: Child,
+    pub addr: String,
+    pub workspace: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Agent {
+    /// Starts the agent on a fresh temp workspace.
+    pub fn start(args: &[&str]) -> Agent {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        let mut a = Agent::start_in(&ws, args);
+        a._tmp = Some(tmp);
+        a
+    }
+
+    /// Starts the agent on `workspace` (kept by the caller).
+    pub fn start_in(workspace: &Path, args: &[&str]) -> Agent {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"))
+            .arg("--workspace")
+            .arg(workspace)
+            .args(args)
+            .env("DISPATCH_AGENT_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("DISPATCH_AGENT_LISTENING ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Agent {
+            child,
+            addr,
+            workspace: workspace.to_owned(),
+            _tmp: None,
+        }
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(&self.addr, Some(TOKEN)).await.unwrap()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, sig);
+        }
+    }
+
+    /// Waits for the process to exit, up to the deadline.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < end, "agent did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` until it holds or the deadline passes.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub async fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default();
+    // chunked bodies: good enough for JSON tests to strip chunk sizes
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+#[derive(Default, Debug)]
+pub struct Stream {
+    /// Offset of `bytes[0]`.
+    pub base: u64,
+    pub bytes: Vec<u8>,
+    /// Offset the next output frame must have.
+    pub next: Option<u64>,
+    pub snapshots: Vec<(u64, Vec<u8>)>,
+    pub resyncs: u32,
+}
+
+impl Stream {
+    pub fn end(&self) -> u64 {
+        self.base + self.bytes.len() as u64
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+pub struct Client {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    pub json: VecDeque<Value>,
+    pub streams: HashMap<String, Stream>,
+}
+
+impl Client {
+    pub async fn connect(
+        addr: &str,
+        token: Option<&str>,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+        if let Some(t) = token {
+            req.headers_mut()
+                .insert("Authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        let mut c = Client {
+            ws,
+            json: VecDeque::new(),
+            streams: HashMap::new(),
+        };
+        let hello = c.wait_json(|v| v["type"] == "hello").await;
+        assert_eq!(hello["protocol"], 1);
+        Ok(c)
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_text(&mut self, t: String) {
+        self.ws.send(Message::Text(t.into())).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, b: Vec<u8>) {
+        self.ws.send(Message::Binary(b.into())).await.unwrap();
+    }
+
+    /// Reads one message and files it; panics after the deadline.
+    pub async fn pump(&mut self) {
+        let msg = tokio::time::timeout(DEADLINE, self.ws.next())
+            .await
+            .expect("no message from the agent before the deadline")
+            .expect("connection closed")
+            .expect("websocket error");
+        match msg {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                let id = v["id"].as_str().unwrap_or_default().to_owned();
+                match v["type"].as_str() {
+                    Some("session.attached") => {
+                        let off = v["offset"].as_u64().unwrap();
+                        let s = self.streams.entry(id).or_default();
+                        *s = Stream {
+                            base: off,
+                            next: Some(off),
+                            ..Stream::default()
+                        };
+                    }
+                    Some("session.resync") => {
+                        let s = self.streams.entry(id).or_default();
+                        s.resyncs += 1;
+                        s.next = None;
+                    }
+                    _ => {}
+                }
+                self.json.push_back(v);
+            }
+            Message::Binary(b) => {
+                let f = Frame::decode(&b).expect("agent sent a bad frame");
+                let s = self.streams.entry(f.id.to_owned()).or_default();
+                match f.kind {
+                    FrameKind::Output => {
+                        if let Some(n) = s.next {
+                            assert_eq!(f.offset, n, "gap or duplicate in session {}", f.id);
+                        } else {
+                            s.base = f.offset;
+                            s.bytes.clear();
+                        }
+                        s.bytes.extend_from_slice(f.payload);
+                        s.next = Some(f.offset + f.payload.len() as u64);
+                    }
+                    FrameKind::Snapshot => {
+                        s.snapshots.push((f.offset, f.payload.to_vec()));
+                        s.base = f.offset;
+                        s.bytes.clear();
+                        s.next = Some(f.offset);
+                    }
+                    FrameKind::Input => panic!("agent sent an input frame"),
+                }
+            }
+            Message::Close(_) => panic!("agent closed the connection"),
+            _ => {}
+        }
+    }
+
+    /// The first JSON message (queued or arriving) matching `pred`, removed
+    /// from the queue.
+    pub async fn wait_json(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            if let Some(i) = self.json.iter().position(&pred) {
+                return self.json.remove(i).unwrap();
+            }
+            self.pump().await;
+        }
+    }
+
+    pub async fn wait_type(&mut self, t: &str) -> Value {
+        self.wait_json(|v| v["type"] == t).await
+    }
+
+    pub async fn wait_error(&mut self, code: &str) -> Value {
+        let v = self.wait_type("error").await;
+        assert_eq!(v["code"], code, "{v}");
+        v
+    }
+
+    pub async fn wait_output(&mut self, id: &str, needle: &str) -> String {
+        loop {
+            if let Some(s) = self.streams.get(id) {
+                let t = s.text();
+                // after a resync the text may be in the snapshot
+                let in_snapshot = s.snapshots.last().is_some_and(|(off, snap)| {
+                    *off == s.base && String::from_utf8_lossy(snap).contains(needle)
+                });
+                if t.contains(needle) || in_snapshot {
+                    return t;
+                }
+            }
+            self.pump().await;
+        }
+    }
+
+    pub async fn wait_until(&mut self, mut cond: impl FnMut(&Client) -> bool) {
+        while !cond(self) {
+            self.pump().await;
+        }
+    }
+
+    pub fn stream(&self, id: &str) -> &Stream {
+        &self.streams[id]
+    }
+
+    /// Starts a terminal and returns its id (the starter is attached from 0).
+    pub async fn start(&mut self, extra: Value) -> String {
+        let mut m = json!({"type": "terminal.start", "cols": 80, "rows": 24});
+        if let (Some(m), Some(e)) = (m.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        self.send(m).await;
+        let v = self
+            .wait_json(|v| v["type"] == "session.created" || v["type"] == "error")
+            .await;
+        assert_eq!(v["type"], "session.created", "{v}");
+        let id = v["id"].as_str().unwrap().to_owned();
+        let a = self
+            .wait_json(|v| v["type"] == "session.attached" && v["id"] == id.as_str())
+            .await;
+        assert_eq!(a["mode"], "replay");
+        assert_eq!(a["offset"], 0);
+        id
+    }
+
+    pub async fn write(&mut self, id: &str, data: &str) {
+        self.send(json!({"type": "terminal.write", "id": id, "data": data}))
+            .await;
+    }
+}
+
+pub fn is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next())
+                == Some("Z")
+        }
+        Err(_) => true,
+    }
+}
+
+/// The value after `key=` in `text`, up to the next non-digit.
+pub fn number_after(text: &str, key: &str) -> Option<i32> {
+    let i = text.rfind(key)? + key.len();
+    let digits: String = text[i..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}

@@ -1,0 +1,226 @@
+//! Restarting the agent, bad input of every kind, and authentication.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn restart_keeps_old_sessions_and_their_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let (id, seen) = {
+        let agent = Agent::start_in(&ws, &[]);
+        let mut c = agent.connect().await;
+        let id = c
+            .start(json!({"shell": "/bin/sh", "title": "keeper"}))
+            .await;
+        c.write(&id, "echo PERSIST-ME-$((6*7))\n").await;
+        c.wait_output(&id, "PERSIST-ME-42\r\n").await;
+        let seen = c.stream(&id).bytes.clone();
+        // a crash, not a clean stop
+        agent.signal(libc::SIGKILL);
+        (id, seen)
+    };
+    let mut agent = Agent::start_in(&ws, &[]);
+    let (status, body) = http_get(&agent.addr, "/sessions", Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    let list: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let s = list
+        .iter()
+        .find(|s| s["id"] == id.as_str())
+        .expect("old session listed");
+    assert_eq!(s["endReason"], "agent restarted");
+    assert!(s["ended"].is_i64());
+    assert_eq!(s["title"], "keeper");
+    assert!(s["offset"].as_u64().unwrap() >= seen.len() as u64);
+
+    let mut c = agent.connect().await;
+    c.send(json!({"type": "session.attach", "id": id, "since": 0}))
+        .await;
+    let att = c.wait_type("session.attached").await;
+    assert_eq!(att["offset"], 0);
+    let ended = c.wait_json(|v| v["type"] == "session.ended").await;
+    assert_eq!(ended["reason"], "agent restarted");
+    assert_eq!(c.stream(&id).bytes[..seen.len()], seen[..]);
+    // a fresh attach draws the old screen
+    c.send(json!({"type": "session.attach", "id": id})).await;
+    c.wait_json(|v| v["type"] == "session.attached" && v["mode"] == "snapshot")
+        .await;
+    c.wait_until(|c| !c.stream(&id).snapshots.is_empty()).await;
+    let snap = &c.stream(&id).snapshots[0].1;
+    assert!(String::from_utf8_lossy(snap).contains("PERSIST-ME-42"));
+    // writing to it is refused
+    c.write(&id, "ls\n").await;
+    c.wait_error("session_ended").await;
+
+    // A clean stop (SIGTERM) ends the running sessions and their processes.
+    let id2 = c.start(json!({"shell": "/bin/sh"})).await;
+    c.write(&id2, "echo PID=$$\n").await;
+    let out = c.wait_output(&id2, "\nPID=").await;
+    let mut out = out;
+    while !out.rsplit("PID=").next().unwrap().contains('\n') {
+        c.pump().await;
+        out = c.stream(&id2).text();
+    }
+    let pid = number_after(&out, "PID=").unwrap();
+    agent.signal(libc::SIGTERM);
+    let ended = c
+        .wait_json(|v| v["type"] == "session.ended" && v["id"] == id2.as_str())
+        .await;
+    assert_eq!(ended["reason"], "agent stopped");
+    let status = agent.wait_exit();
+    assert!(status.success(), "{status:?}");
+    assert!(is_gone(pid));
+    let agent = Agent::start_in(&ws, &[]);
+    let (_, body) = http_get(&agent.addr, "/sessions", Some(TOKEN)).await;
+    let list: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let s = list.iter().find(|s| s["id"] == id2.as_str()).unwrap();
+    assert_eq!(s["endReason"], "agent stopped");
+    // the event log recorded the lifecycle
+    let conn = rusqlite::Connection::open(ws.join(".dispatch/agent.db")).unwrap();
+    let kinds = dispatch_agent::db::event_kinds(&conn, &id).unwrap();
+    for k in ["start", "attach", "error"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_its_code_and_the_connection_carries_on() {
+    let agent = Agent::start(&[
+        "--max-frame-bytes",
+        "8192",
+        "--max-sessions",
+        "2",
+        "--input-rate",
+        "1000",
+        "--claude-bin",
+        "/nonexistent/claude",
+    ]);
+    std::fs::create_dir_all(agent.workspace.join("sub")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), agent.workspace.join("escape")).unwrap();
+    let mut c = agent.connect().await;
+    let id = c
+        .start(json!({"shell": "/bin/sh", "workspacePath": "sub"}))
+        .await;
+
+    let cases: Vec<(String, &str)> = vec![
+        ("{not json".into(), "bad_message"),
+        ("[1,2]".into(), "bad_message"),
+        (json!({"id": "x"}).to_string(), "bad_message"),
+        (json!({"type": "no.such"}).to_string(), "unknown_type"),
+        (json!({"type": "terminal.resize", "id": id, "cols": "wide", "rows": 1}).to_string(), "bad_message"),
+        (json!({"type": "terminal.write", "id": "../../etc", "data": "x"}).to_string(), "bad_message"),
+        (json!({"type": "terminal.start", "cols": 0, "rows": 24}).to_string(), "invalid_field"),
+        (json!({"type": "terminal.start", "cols": 80, "rows": 5000}).to_string(), "invalid_field"),
+        (json!({"type": "terminal.resize", "id": id, "cols": 0, "rows": 10}).to_string(), "invalid_field"),
+        (json!({"type": "terminal.start", "cols": 80, "rows": 24, "env": {"A=B": "x"}}).to_string(), "invalid_field"),
+        (json!({"type": "terminal.start", "cols": 80, "rows": 24, "workspacePath": "../.."}).to_string(), "path_outside_workspace"),
+        (json!({"type": "terminal.start", "cols": 80, "rows": 24, "workspacePath": "escape"}).to_string(), "path_outside_workspace"),
+        (json!({"type": "terminal.start", "cols": 80, "rows": 24, "workspacePath": "/etc"}).to_string(), "path_outside_workspace"),
+        (json!({"type": "terminal.start", "cols": 80, "rows": 24, "workspacePath": "missing"}).to_string(), "invalid_field"),
+        (json!({"type": "terminal.start", "cols": 80, "rows": 24, "shell": "/nonexistent/shell"}).to_string(), "spawn_failed"),
+        (json!({"type": "terminal.write", "id": "nosuch", "data": "x"}).to_string(), "no_such_session"),
+        (json!({"type": "session.attach", "id": "nosuch"}).to_string(), "no_such_session"),
+        (json!({"type": "session.stop", "id": "nosuch"}).to_string(), "no_such_session"),
+        (json!({"type": "session.attach", "id": id, "since": 1u64 << 40}).to_string(), "invalid_field"),
+        (json!({"type": "claude.start"}).to_string(), "claude_unavailable"),
+        (json!({"type": "claude.send", "id": "c1", "input": "hi"}).to_string(), "claude_unavailable"),
+        (json!({"type": "terminal.write", "id": id, "data": "x".repeat(9000)}).to_string(), "too_large"),
+    ];
+    for (msg, code) in &cases {
+        c.send_text(msg.clone()).await;
+        let e = c.wait_type("error").await;
+        assert_eq!(e["code"], *code, "{msg:.80} -> {e}");
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // binary frames: undecodable, wrong kind, unknown session, too large
+    c.send_binary(vec![1]).await;
+    c.wait_error("bad_frame").await;
+    c.send_binary(vec![9, 1, b'a', 0, 0, 0, 0, 0, 0, 0, 0])
+        .await;
+    c.wait_error("bad_frame").await;
+    let mut out_frame = Vec::new();
+    dispatch_api::frame::encode_header_into(
+        dispatch_api::FrameKind::Output,
+        &id,
+        0,
+        &mut out_frame,
+    );
+    c.send_binary(out_frame).await;
+    c.wait_error("bad_frame").await;
+    let mut f = Vec::new();
+    dispatch_api::frame::encode_header_into(dispatch_api::FrameKind::Input, "nosuch", 0, &mut f);
+    c.send_binary(f).await;
+    c.wait_error("no_such_session").await;
+    c.send_binary(vec![3; 9000]).await;
+    c.wait_error("too_large").await;
+
+    // input rate: 1000 B/s with bursts of 4 KiB
+    let chunk = "#".repeat(3000);
+    c.write(&id, &chunk).await;
+    c.write(&id, &chunk).await;
+    let e = c.wait_error("rate_limited").await;
+    assert_eq!(e["id"], id.as_str());
+
+    // session limit: 2 may run
+    let id2 = c.start(json!({"shell": "/bin/sh"})).await;
+    c.send(json!({"type": "terminal.start", "cols": 80, "rows": 24, "shell": "/bin/sh"}))
+        .await;
+    c.wait_error("session_limit").await;
+
+    // nothing of the above disturbed the sessions or the connection
+    c.write(&id2, "\u{15}echo still-$((1+1))-ok\n").await;
+    c.wait_output(&id2, "still-2-ok").await;
+    c.send(json!({"type": "session.list"})).await;
+    let list = c.wait_type("session.list").await;
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(list["sessions"][0]["cwd"], "sub");
+    // and the errors are counted
+    let (_, metrics) = http_get(&agent.addr, "/metrics", None).await;
+    assert!(
+        metrics.contains("dispatch_agent_errors_total{code=\"bad_message\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn requests_without_the_token_get_401() {
+    let agent = Agent::start(&[]);
+    for path in ["/ws", "/sessions", "/activity"] {
+        let (status, body) = http_get(&agent.addr, path, None).await;
+        assert_eq!(status, 401, "{path}");
+        assert!(body.contains("unauthorized"), "{body}");
+        let (status, _) = http_get(&agent.addr, path, Some("wrong-token")).await;
+        assert_eq!(status, 401, "{path}");
+    }
+    let err = Client::connect(&agent.addr, None)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("401"), "{err}");
+    let err = Client::connect(&agent.addr, Some("nope"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("401"), "{err}");
+    // the open routes
+    let (status, body) = http_get(&agent.addr, "/healthz", None).await;
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (status, body) = http_get(&agent.addr, "/readyz", None).await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], true);
+    assert!(v["claude"]["available"].is_boolean());
+    let (status, _) = http_get(&agent.addr, "/metrics", None).await;
+    assert_eq!(status, 200);
+    // and with the token
+    let (status, body) = http_get(&agent.addr, "/activity", Some(TOKEN)).await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["runningSessions"], 0);
+    // no session was created by any of that
+    let (_, body) = http_get(&agent.addr, "/sessions", Some(TOKEN)).await;
+    assert_eq!(body.trim(), "[]");
+}
