@@ -31,6 +31,7 @@ done
 LDFLAGS+=" -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
 LDFLAGS+=" -X helm.sh/helm/v4/internal/version.gitTreeState=archive"
 
+command -v go >/dev/null 2>&1 || die "go is not on PATH: the kube tools are built from Go modules (Go >= 1.26)"
 export GOTOOLCHAIN=local GOFLAGS="-trimpath -buildvcs=false" CGO_ENABLED=0
 
 hash="$({

@@ -131,13 +131,13 @@ impl ControlPlane {
         // etcd: plain HTTP is fine on loopback; fsync off because the data is thrown away.
         let mut etcd = Command::new(bin_dir.join("etcd"));
         etcd.args([
-            "--name=default".to_string(),
+            "--name=dispatch-test".to_string(),
             format!("--data-dir={}", root.join("etcd").display()),
             format!("--listen-client-urls=http://127.0.0.1:{etcd_client}"),
             format!("--advertise-client-urls=http://127.0.0.1:{etcd_client}"),
             format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
             format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
-            format!("--initial-cluster=default=http://127.0.0.1:{etcd_peer}"),
+            format!("--initial-cluster=dispatch-test=http://127.0.0.1:{etcd_peer}"),
             "--unsafe-no-fsync".into(),
             "--log-level=warn".into(),
         ]);

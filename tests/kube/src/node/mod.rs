@@ -281,10 +281,15 @@ async fn register_node(client: &Client, name: &str) -> Result<(), kube::Error> {
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e),
     }
-    patch_node_status(client, name).await
+    patch_node_status(client, name, Timestamp::now()).await
 }
 
-async fn patch_node_status(client: &Client, name: &str) -> Result<(), kube::Error> {
+/// Node conditions as a kubelet reports them; `since` is when they last changed (start).
+async fn patch_node_status(
+    client: &Client,
+    name: &str,
+    since: Timestamp,
+) -> Result<(), kube::Error> {
     let now = Time(Timestamp::now());
     let cond = |type_: &str, status: &str, reason: &str| NodeCondition {
         type_: type_.into(),
@@ -292,7 +297,7 @@ async fn patch_node_status(client: &Client, name: &str) -> Result<(), kube::Erro
         reason: Some(reason.into()),
         message: Some("local test node".into()),
         last_heartbeat_time: Some(now.clone()),
-        last_transition_time: Some(now.clone()),
+        last_transition_time: Some(Time(since)),
     };
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -326,7 +331,9 @@ async fn patch_node_status(client: &Client, name: &str) -> Result<(), kube::Erro
             architecture: std::env::consts::ARCH.into(),
             operating_system: "linux".into(),
             os_image: "dispatch local test node".into(),
-            kernel_version: String::new(),
+            kernel_version: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
             container_runtime_version: "local-process://0".into(),
             kubelet_version: KUBE_VERSION.into(),
             kube_proxy_version: String::new(),
@@ -353,6 +360,7 @@ async fn patch_node_status(client: &Client, name: &str) -> Result<(), kube::Erro
 async fn heartbeat(client: Client, name: String, cancel: CancellationToken) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let mut ticks: u64 = 0;
+    let since = Timestamp::now();
     loop {
         let lease = Lease {
             metadata: ObjectMeta {
@@ -372,7 +380,7 @@ async fn heartbeat(client: Client, name: String, cancel: CancellationToken) {
         }
         if ticks > 0
             && ticks.is_multiple_of(6)
-            && let Err(e) = patch_node_status(&client, &name).await
+            && let Err(e) = patch_node_status(&client, &name, since).await
         {
             tracing::debug!(error = %e, "node status heartbeat failed");
         }
