@@ -1,0 +1,114 @@
+//! Streams one Claude session to one client: `session.attached`, the events
+//! from the requested seq on (from memory, else from disk) as `message.delta`
+//! batches, then live ones, then `session.ended`.
+//!
+//! Like a terminal attachment, it keeps its own cursor and a small queue to
+//! the connection's writer: a slow client only delays itself, and the
+//! session never waits for it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::ws::Message;
+use dispatch_api::ServerMessage;
+use dispatch_api::protocol::{AttachMode, ClaudeEvent};
+use tokio::sync::mpsc;
+
+use super::event_log::{MemRead, read_files};
+use super::session::{ClaudeSession, resolved_message};
+use crate::session::Session;
+
+/// Events per `message.delta`.
+const BATCH: usize = 256;
+
+struct AttachedGuard(Arc<ClaudeSession>);
+
+impl Drop for AttachedGuard {
+    fn drop(&mut self) {
+        self.0.attached().fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn text(m: &ServerMessage) -> Message {
+    Message::Text(m.to_json().into())
+}
+
+/// The batch of events at `cursor`, and the cursor to continue from (which
+/// jumps forward when events were lost).
+async fn read_batch(s: &Arc<ClaudeSession>, cursor: u64) -> (Vec<ClaudeEvent>, u64) {
+    match s.read_mem(cursor, BATCH) {
+        MemRead::Events(ev) => (ev, cursor),
+        MemRead::Gone { oldest } => (Vec::new(), oldest.max(cursor + 1)),
+        MemRead::OnDisk { files } => {
+            let read = tokio::task::spawn_blocking(move || read_files(&files, cursor, BATCH)).await;
+            match read {
+                Ok((ev, _)) if !ev.is_empty() => (ev, cursor),
+                // Nothing at or after the cursor on disk: it was rotated away.
+                Ok((_, oldest)) => (Vec::new(), oldest.unwrap_or(cursor).max(cursor + 1)),
+                Err(_) => (Vec::new(), cursor + 1),
+            }
+        }
+    }
+}
+
+pub async fn run_attachment(s: Arc<ClaudeSession>, since: Option<u64>, tx: mpsc::Sender<Message>) {
+    s.attached().fetch_add(1, Ordering::Relaxed);
+    let _guard = AttachedGuard(s.clone());
+    let id = s.id().clone();
+    let mut rx = s.subscribe();
+    let oldest = s.oldest_seq();
+    // Without `since` a client gets everything still kept: a Claude pane
+    // needs the conversation, not just what comes next.
+    let from = since.unwrap_or(oldest);
+    let lost_before = (from < oldest).then_some(oldest);
+    let mut cursor = from.max(oldest);
+    let m = ServerMessage::SessionAttached {
+        id: id.clone(),
+        mode: AttachMode::Replay,
+        offset: cursor,
+        lost_before,
+        info: s.info(),
+    };
+    if tx.send(text(&m)).await.is_err() {
+        return;
+    }
+    loop {
+        let p = *rx.borrow_and_update();
+        if cursor < p.next_seq {
+            let (events, next) = read_batch(&s, cursor).await;
+            if events.is_empty() {
+                cursor = next;
+                continue;
+            }
+            cursor = events.last().map_or(cursor, |e| e.seq + 1);
+            let resolved: Vec<ServerMessage> =
+                events.iter().filter_map(|e| resolved_message(&id, e)).collect();
+            let m = ServerMessage::MessageDelta {
+                id: id.clone(),
+                events,
+            };
+            if tx.send(text(&m)).await.is_err() {
+                return;
+            }
+            for m in resolved {
+                if tx.send(text(&m)).await.is_err() {
+                    return;
+                }
+            }
+            continue;
+        }
+        if p.ended {
+            let info = s.info();
+            let m = ServerMessage::SessionEnded {
+                id: id.clone(),
+                exit_code: info.exit_code,
+                reason: info.end_reason,
+            };
+            let _ = tx.send(text(&m)).await;
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! Claude sessions: the real Claude Code CLI as a long-lived child per
+//! session, speaking stream-json on stdin/stdout, its events streamed to
+//! clients as `message.delta`, its permission prompts answered by them.
+//!
+//! Module map: [`process`] the CLI's command line, environment and spawn;
+//! [`framing`] stdout bytes to event envelopes; [`event_log`] numbered events
+//! in memory and on disk; [`broker`] permission prompts; [`session`] one
+//! running CLI; [`attach`] streaming a session to one client; [`history`]
+//! past conversations from the CLI's transcripts; [`db`] what SQLite keeps.
+//!
+//! [`ClaudeHost`] is the agent-wide part (where the CLI is, whether it works);
+//! [`handle`] answers every `claude.*` client message.
+
+pub mod attach;
+pub mod broker;
+pub mod db;
+pub mod event_log;
+pub mod framing;
+pub mod history;
+pub mod process;
+pub mod session;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dispatch_api::protocol::PermissionMode;
+use dispatch_api::{ClientMessage, ErrorCode, ServerMessage, SessionId};
+use serde_json::{Value, json};
+
+use crate::paths::{self, PathError};
+use crate::session::{downcast, lock};
+use crate::state::AgentState;
+use crate::terminal::ClientError;
+
+pub use session::ClaudeSession;
+
+/// How long `claude --version` may take before the CLI counts as broken.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest transcript sent in one `claude.transcript`.
+const MAX_TRANSCRIPT_BYTES: usize = 8 * 1024 * 1024;
+const MAX_MODEL_LEN: usize = 100;
+
+/// What running `<bin> --version` found.
+#[derive(Debug, Clone, PartialEq)]
+enum Probe {
+    Works { path: PathBuf, version: String },
+    Broken(String),
+}
+
+/// The agent-wide part of Claude sessions.
+pub struct ClaudeHost {
+    bin: String,
+    /// `CLAUDE_CONFIG_DIR` for every session: `<workspace>/.dispatch/claude`.
+    config_dir: PathBuf,
+    /// Per-session event logs live in `<logs_dir>/<session id>/`.
+    logs_dir: PathBuf,
+    permission_timeout: Duration,
+    running_as_root: bool,
+    probe: Mutex<Option<Probe>>,
+}
+
+impl ClaudeHost {
+    pub fn new(bin: &str, state_dir: &Path, permission_timeout: Duration) -> Arc<Self> {
+        let host = Arc::new(ClaudeHost {
+            bin: bin.to_owned(),
+            config_dir: state_dir.join("claude"),
+            logs_dir: state_dir.join("logs"),
+            permission_timeout,
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            running_as_root: unsafe { libc::geteuid() } == 0,
+            probe: Mutex::new(None),
+        });
+        // Learn early whether the CLI works, so /readyz can say so.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let h = host.clone();
+            rt.spawn(async move {
+                let _ = h.probe().await;
+            });
+        }
+        host
+    }
+
+    pub fn config_dir(&self) -> &Path {
+        &self.config_dir
+    }
+
+    /// The CLI's path and version, or why it cannot be used. A working CLI
+    /// is remembered; a broken or missing one is looked at again next time.
+    pub async fn probe(&self) -> Result<(PathBuf, String), String> {
+        if let Some(Probe::Works { path, version }) = lock(&self.probe).clone() {
+            return Ok((path, version));
+        }
+        let result = self.run_probe().await;
+        *lock(&self.probe) = Some(match &result {
+            Ok((path, version)) => Probe::Works {
+                path: path.clone(),
+                version: version.clone(),
+            },
+            Err(r) => Probe::Broken(r.clone()),
+        });
+        if let Err(r) = &result {
+            tracing::warn!("Claude unavailable: {r}");
+        }
+        result
+    }
+
+    async fn run_probe(&self) -> Result<(PathBuf, String), String> {
+        let path = process::resolve_bin(&self.bin, std::env::var_os("PATH").as_deref()).ok_or_else(|| {
+            format!(
+                "the Claude Code CLI was not found: {:?} is not an executable file{} (set --claude-bin or DISPATCH_CLAUDE_BIN)",
+                self.bin,
+                if self.bin.contains('/') { "" } else { " on PATH" }
+            )
+        })?;
+        let out = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            tokio::process::Command::new(&path)
+                .arg("--version")
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .map_err(|_| format!("{} --version did not answer within {PROBE_TIMEOUT:?}", path.display()))?
+        .map_err(|e| format!("could not run {}: {e}", path.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{} --version failed ({}): {}",
+                path.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Ok((path, version))
+    }
+
+    /// Whether the CLI is usable as far as known now (no waiting).
+    pub fn available(&self) -> bool {
+        match &*lock(&self.probe) {
+            Some(Probe::Works { .. }) => true,
+            Some(Probe::Broken(_)) => false,
+            None => process::resolve_bin(&self.bin, std::env::var_os("PATH").as_deref()).is_some(),
+        }
+    }
+
+    /// The `claude` part of `/readyz`.
+    pub fn readiness(&self) -> Value {
+        let mut v = json!({"available": self.available(), "bin": self.bin});
+        match &*lock(&self.probe) {
+            Some(Probe::Works { path, version }) => {
+                v["path"] = json!(path);
+                v["version"] = json!(version);
+            }
+            Some(Probe::Broken(reason)) => v["reason"] = json!(reason),
+            None => {}
+        }
+        v
+    }
+}
+
+/// What the connection does with the outcome of a `claude.*` message.
+pub enum Reply {
+    Send(ServerMessage),
+    /// A session started: announce it and attach the starter from seq 0.
+    Started(Arc<ClaudeSession>),
+}
+
+fn agent_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+fn valid_model(m: &str) -> bool {
+    !m.is_empty()
+        && !m.starts_with('-')
+        && m.len() <= MAX_MODEL_LEN
+        && m.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'[' | b']' | b'@')
+        })
+}
+
+fn path_error(e: PathError) -> ClientError {
+    match e {
+        PathError::Outside(_) => (ErrorCode::PathOutsideWorkspace, e.to_string()),
+        PathError::NotADirectory(_) => (ErrorCode::InvalidField, e.to_string()),
+    }
+}
+
+/// The Claude session `id`, or the error to send.
+pub fn claude_session(state: &AgentState, id: &SessionId) -> Result<Arc<ClaudeSession>, ClientError> {
+    let s = state
+        .registry
+        .get(id)
+        .ok_or_else(|| (ErrorCode::NoSuchSession, format!("no session {id} in this workspace")))?;
+    downcast::<ClaudeSession>(s).ok_or_else(|| {
+        (
+            ErrorCode::WrongSessionType,
+            format!("session {id} is not a Claude session"),
+        )
+    })
+}
+
+/// Answers one `claude.*` message.
+pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Reply>, ClientError> {
+    match m {
+        ClientMessage::ClaudeStart {
+            resume,
+            model,
+            permission_mode,
+            workspace_path,
+        } => {
+            let s = start(state, resume, model, permission_mode, workspace_path).await?;
+            Ok(vec![Reply::Started(s)])
+        }
+        ClientMessage::ClaudeSend { id, input } => {
+            claude_session(state, &id)?.send_input(&input)?;
+            Ok(vec![])
+        }
+        ClientMessage::ClaudePermission {
+            id,
+            request_id,
+            allow,
+            updated_input,
+            message,
+            remember,
+        } => {
+            if updated_input.as_ref().is_some_and(|v| !v.is_object()) {
+                return Err((ErrorCode::InvalidField, "updatedInput must be a JSON object".into()));
+            }
+            let answer = broker::Answer {
+                allow,
+                updated_input,
+                message,
+                remember,
+            };
+            claude_session(state, &id)?.answer(&request_id, answer)?;
+            Ok(vec![])
+        }
+        ClientMessage::ClaudeInterrupt { id } => {
+            claude_session(state, &id)?.interrupt()?;
+            Ok(vec![])
+        }
+        ClientMessage::ClaudeHistory {} => {
+            let (cfg, root) = (state.claude.config_dir.clone(), state.root.clone());
+            let conversations = tokio::task::spawn_blocking(move || history::list(&cfg, &root))
+                .await
+                .map_err(|e| (ErrorCode::Internal, format!("history task failed: {e}")))?;
+            Ok(vec![Reply::Send(ServerMessage::ClaudeHistory { conversations })])
+        }
+        ClientMessage::ClaudeLoad { conversation_id } => {
+            let cfg = state.claude.config_dir.clone();
+            let cid = conversation_id.clone();
+            let entries = tokio::task::spawn_blocking(move || {
+                history::find(&cfg, &cid).map(|p| history::load(&p, MAX_TRANSCRIPT_BYTES))
+            })
+            .await
+            .map_err(|e| (ErrorCode::Internal, format!("transcript task failed: {e}")))?
+            .ok_or_else(|| no_conversation(&conversation_id))?;
+            Ok(vec![Reply::Send(ServerMessage::ClaudeTranscript {
+                conversation_id,
+                entries,
+            })])
+        }
+        _ => Err((ErrorCode::Internal, "not a claude.* message".into())),
+    }
+}
+
+fn no_conversation(id: &str) -> ClientError {
+    (
+        ErrorCode::NoSuchSession,
+        format!("no Claude conversation {id:?} in this workspace"),
+    )
+}
+
+/// Where and as what a conversation continues: its cwd inside the
+/// workspace (read from the transcript), and its title.
+fn resume_target(state: &AgentState, id: &str) -> Result<(PathBuf, String), ClientError> {
+    if !history::is_valid_conversation_id(id) {
+        return Err((
+            ErrorCode::InvalidField,
+            "resume must be a conversation id (letters, digits, '-', '_')".into(),
+        ));
+    }
+    let path = history::find(&state.claude.config_dir, id).ok_or_else(|| no_conversation(id))?;
+    let lines = std::fs::read_to_string(&path)
+        .map_err(|e| (ErrorCode::Internal, format!("reading the transcript: {e}")))?;
+    let summary = history::summarize(lines.lines().map(str::to_owned)).ok_or_else(|| no_conversation(id))?;
+    let cwd = summary.cwd.unwrap_or_default();
+    let dir = paths::resolve_dir(&state.root, &cwd).map_err(|e| match e {
+        PathError::Outside(_) => (
+            ErrorCode::PathOutsideWorkspace,
+            format!("conversation {id} ran in {cwd:?}, outside this workspace"),
+        ),
+        PathError::NotADirectory(_) => (
+            ErrorCode::InvalidField,
+            format!("conversation {id} ran in {cwd:?}, which no longer exists"),
+        ),
+    })?;
+    Ok((dir, summary.title))
+}
+
+async fn start(
+    state: &Arc<AgentState>,
+    resume: Option<String>,
+    model: Option<String>,
+    permission_mode: Option<PermissionMode>,
+    workspace_path: Option<String>,
+) -> Result<Arc<ClaudeSession>, ClientError> {
+    let host = state.claude.clone();
+    let (bin, version) = host
+        .probe()
+        .await
+        .map_err(|reason| (ErrorCode::ClaudeUnavailable, reason))?;
+    let permission_mode = session::check_permission_mode(permission_mode, host.running_as_root)?;
+    if let Some(m) = &model
+        && !valid_model(m)
+    {
+        return Err((
+            ErrorCode::InvalidField,
+            format!("model must be 1 to {MAX_MODEL_LEN} characters of letters, digits and -_.:/[]@"),
+        ));
+    }
+    let (cwd, conversation, title) = match resume {
+        Some(id) => {
+            let st = state.clone();
+            let cid = id.clone();
+            let (cwd, title) = tokio::task::spawn_blocking(move || resume_target(&st, &cid))
+                .await
+                .map_err(|e| (ErrorCode::Internal, format!("resume task failed: {e}")))??;
+            (cwd, process::Conversation::Resume(id), title)
+        }
+        None => {
+            let rel = workspace_path.unwrap_or_default();
+            let cwd = paths::resolve_dir(&state.root, &rel).map_err(path_error)?;
+            let id = uuid::Uuid::new_v4().to_string();
+            (cwd, process::Conversation::New(id), "Claude".to_owned())
+        }
+    };
+    let cwd_display = paths::relative_display(&state.root, &cwd);
+
+    let _guard = state.start_lock.lock().await;
+    let running = state.registry.running();
+    if running >= state.config.max_sessions as usize {
+        return Err((
+            ErrorCode::SessionLimit,
+            format!("this workspace already runs {running} sessions, the most it may"),
+        ));
+    }
+    let id = AgentState::new_session_id('c');
+    let launch = process::LaunchSpec {
+        bin,
+        cwd,
+        config_dir: host.config_dir.clone(),
+        conversation,
+        model,
+        permission_mode,
+        session_id: id.as_str().to_owned(),
+    };
+    let env = process::env(&launch, agent_env());
+    if !process::has_credentials(&env, &host.config_dir) {
+        return Err((
+            ErrorCode::ClaudeUnavailable,
+            "Claude has no credentials: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN in the agent's environment".into(),
+        ));
+    }
+    std::fs::create_dir_all(&host.config_dir)
+        .map_err(|e| (ErrorCode::SpawnFailed, format!("creating {}: {e}", host.config_dir.display())))?;
+    let spec = session::StartSpec {
+        launch,
+        env,
+        title,
+        cwd_display,
+        log_dir: host.logs_dir.join(id.as_str()),
+        mem_cap: state.config.ring_bytes as usize,
+        retention: state.config.retention_bytes,
+        permission_timeout: host.permission_timeout,
+    };
+    let session = ClaudeSession::start(state.services.clone(), id.clone(), spec).map_err(|e| {
+        state.services.metrics.error(ErrorCode::SpawnFailed);
+        (ErrorCode::SpawnFailed, format!("could not start the Claude CLI: {e:#}"))
+    })?;
+    state.registry.insert(session.clone());
+    state
+        .services
+        .event(Some(&id), "start", Some(format!("claude {version}, conversation {}", session.conversation_id())));
+    tracing::info!(session = %id, conversation = %session.conversation_id(), "claude session started");
+    Ok(session)
+}
+
+/// Claude sessions of an earlier run, ended, with their events readable.
+pub fn restore(state_services: &Arc<crate::session::Services>, row: &crate::db::SessionRow, mem_cap: usize, retention: u64) -> Option<Arc<ClaudeSession>> {
+    let sid = row.id.clone();
+    let conversation = state_services
+        .db
+        .call_blocking(move |c| db::get(c, &sid))
+        .ok()
+        .flatten()
+        .map(|r| r.conversation_id);
+    ClaudeSession::restore(state_services.clone(), row, conversation, mem_cap, retention)
+}
+
+/// Whether any Claude session is in the middle of a turn (for `/activity`).
+pub fn turn_running(state: &AgentState) -> bool {
+    state
+        .registry
+        .all()
+        .into_iter()
+        .filter(|s| s.kind() == dispatch_api::SessionKind::Claude)
+        .filter_map(downcast::<ClaudeSession>)
+        .any(|s| s.turn_running())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names() {
+        for ok in ["claude-sonnet-4-5", "opus", "claude-3-5-haiku@20241022", "us.anthropic.claude:1", "sonnet[1m]"] {
+            assert!(valid_model(ok), "{ok}");
+        }
+        for bad in ["", "a b", "--dangerously-skip-permissions", "-x", "m;rm", &"m".repeat(101)] {
+            assert!(!valid_model(bad), "{bad}");
+        }
+    }
+}
