@@ -157,6 +157,25 @@ describe("web UI in Chromium", () => {
     await shot(page, "05-after-reload");
   });
 
+  test("a live session resumes from its last offset after a drop, missing nothing", async () => {
+    const tag = randomTag();
+    const ticks = async () =>
+      (await paneText(page, session))
+        .split("\n")
+        .map((l) => l.match(new RegExp(`^live-${tag}-(\\d+)$`)))
+        .filter(Boolean)
+        .map((m) => Number(m[1]));
+    await typeLine(page, `for i in $(seq 1 150); do echo live-${tag}-$i; sleep 0.02; done`);
+    await waitForLine(page, session, new RegExp(`^live-${tag}-20$`), "20 live ticks");
+    const statesBefore = (await connStates(page)).length;
+    // the shell keeps printing while the page is disconnected
+    await page.evaluate(() => window.__dispatch.dropConnection());
+    await until(async () => (await connStates(page)).slice(statesBefore).includes("reconnecting"), "the reconnecting state");
+    await until(async () => (await connStates(page)).at(-1) === "open", "the connection to come back");
+    await waitForLine(page, session, new RegExp(`^live-${tag}-150$`), "the last live tick", 20_000);
+    assert.deepEqual(await ticks(), Array.from({ length: 150 }, (_, i) => i + 1), "ticks 1..150, each once, in order");
+  });
+
   test("a connection dropped by the server reconnects with no output lost or repeated", async () => {
     const tag = randomTag();
     // a steady stream of numbered lines, still running when the connection drops

@@ -21,6 +21,8 @@ export interface DispatchDebug {
   activeSession: string | null;
   /** Every connection state the workspace view went through, in order. */
   states: ConnState[];
+  /** Drops the workspace connection as a network failure would; the UI reconnects by itself. */
+  dropConnection?: () => void;
 }
 
 declare global {
