@@ -39,6 +39,7 @@ async function login(p, key) {
 
 /** Opens a new terminal in the current workspace view; returns its session id. */
 async function openTerminal(p) {
+  await until(() => p.evaluate(() => window.__dispatch?.listed === true), "the session list");
   const before = await activeSession(p);
   const empty = p.getByRole("button", { name: "Open a terminal" });
   if (await empty.isVisible()) await empty.click();

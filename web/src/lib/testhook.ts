@@ -21,6 +21,8 @@ export interface DispatchDebug {
   activeSession: string | null;
   /** Every connection state the workspace view went through, in order. */
   states: ConnState[];
+  /** The workspace view has the session list (tabs are settled). */
+  listed: boolean;
   /** Drops the workspace connection as a network failure would; the UI reconnects by itself. */
   dropConnection?: () => void;
 }
@@ -32,6 +34,6 @@ declare global {
 }
 
 export function debugHook(): DispatchDebug {
-  if (!window.__dispatch) window.__dispatch = { panes: new Map(), activeSession: null, states: [] };
+  if (!window.__dispatch) window.__dispatch = { panes: new Map(), activeSession: null, states: [], listed: false };
   return window.__dispatch;
 }
