@@ -123,6 +123,21 @@ describe("web UI in Chromium", () => {
     await shot(page, "03-terminal");
   });
 
+  test("Ctrl+Shift+F searches the terminal", async () => {
+    const tag = `needle-${randomTag()}`;
+    await typeLine(page, `echo ${tag}`);
+    await waitForLine(page, session, new RegExp(`^${tag}$`), "the needle");
+    await page.keyboard.press("Control+Shift+F");
+    const box = page.getByLabel("Search the terminal");
+    await box.waitFor();
+    await box.fill(tag);
+    await box.press("Enter");
+    await until(async () => (await page.evaluate((id) => window.__dispatch.panes.get(id).selection(), session)) === tag, "the match selected");
+    await box.press("Escape");
+    await box.waitFor({ state: "detached" });
+    await page.locator(`#panel-${session} .xterm`).click();
+  });
+
   test("resizing the window resizes the terminal (stty size follows)", async () => {
     for (const viewport of [{ width: 900, height: 520 }, { width: 1280, height: 800 }]) {
       const before = await paneSize(page, session);
@@ -259,6 +274,28 @@ describe("web UI in Chromium", () => {
     await c.close();
   });
 
+  test("deletes a workspace only after confirming", async () => {
+    const doomed = `tmp-${randomTag()}`;
+    await page.goto(`${gw.url}/#/`);
+    await page.getByLabel("New workspace").fill(doomed);
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.waitForURL(new RegExp(`#/w/${doomed}`));
+    await page.getByRole("link", { name: "Dispatch: all workspaces" }).click();
+    const del = page.getByRole("button", { name: `Delete workspace ${doomed}` });
+    await del.click();
+    const dialog = page.getByRole("dialog", { name: `Delete workspace “${doomed}”?` });
+    await dialog.waitFor();
+    await shot(page, "10-delete-confirm");
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    await dialog.waitFor({ state: "detached" });
+    assert.equal(await del.isVisible(), true, "cancel keeps it");
+    await del.click();
+    await page.getByRole("dialog").getByRole("button", { name: "Delete workspace" }).click();
+    await del.waitFor({ state: "detached" });
+    const names = await page.evaluate(() => fetch("/api/workspaces").then((r) => r.json()).then((l) => l.map((w) => w.name)));
+    assert.deepEqual(names, [workspace]);
+  });
+
   test("on a phone: responsive layout and the key toolbar with a sticky Ctrl", async () => {
     const c = await browser.newContext({ viewport: { width: 390, height: 760 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
     const p = await c.newPage();
@@ -284,7 +321,7 @@ describe("web UI in Chromium", () => {
     await waitForLine(p, id, new RegExp(`^after-${tag}$`), "the shell back after the interrupt");
     const overflow = await p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
     assert.equal(overflow, false, "nothing overflows the phone's width");
-    await shot(p, "10-mobile");
+    await shot(p, "11-mobile");
     await c.close();
   });
 
@@ -340,7 +377,7 @@ describe("web UI in Chromium", () => {
       return /Too many failed attempts\. Try again in \d+ s/.test(await alert.innerText());
     }, "the rate-limit message", 30_000);
     assert.equal(await p.getByRole("button", { name: "Sign in" }).isDisabled(), true);
-    await shot(p, "11-rate-limited");
+    await shot(p, "13-rate-limited");
     await c.close();
   });
 });

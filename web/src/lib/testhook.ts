@@ -14,6 +14,8 @@ export interface PaneHandle {
   size(): { cols: number; rows: number };
   renderer(): string;
   readOnly(): boolean;
+  /** The selected text (search selects its match). */
+  selection(): string;
 }
 
 export interface DispatchDebug {
