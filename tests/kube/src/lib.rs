@@ -34,7 +34,8 @@
 //! because tests need what a real cluster does without being asked: ownerReference garbage
 //! collection (children of a deleted Workspace go), namespace deletion that finishes, the
 //! `default` ServiceAccount in each namespace (without it the apiserver refuses Pods there),
-//! PVC protection finalizers, `kube-root-ca.crt`. No scheduler and no kubelet run: Pods stay
+//! PVC protection finalizers, `kube-root-ca.crt`. Its controllers share the admin identity
+//! (not one ServiceAccount each, which costs ~5 s of start-up). Start-up is ~3.5 s here. No scheduler and no kubelet run: Pods stay
 //! Pending unless a [`LocalNode`] takes them; Deployments get Pods that stay Pending; no
 //! volume provisioner runs, so PVCs stay Pending (the local node does not wait for Bound);
 //! Services get ClusterIPs that nothing routes (tests talk to pod IPs on loopback).

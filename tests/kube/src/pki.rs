@@ -22,8 +22,6 @@ pub struct Pki {
     pub apiserver: CertAndKey,
     /// The admin client cert (group `system:masters`).
     pub admin: CertAndKey,
-    /// kube-controller-manager's client cert (user `system:kube-controller-manager`).
-    pub controller_manager: CertAndKey,
     /// Signs ServiceAccount tokens (private key PEM); `service_account_public_pem` verifies them.
     pub service_account_key_pem: String,
     pub service_account_public_pem: String,
@@ -75,19 +73,11 @@ impl Pki {
             Some("system:masters"),
             ExtendedKeyUsagePurpose::ClientAuth,
         )?;
-        let controller_manager = leaf(
-            &issuer,
-            vec![],
-            "system:kube-controller-manager",
-            None,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        )?;
         let sa_key = KeyPair::generate()?;
         Ok(Pki {
             ca,
             apiserver,
             admin,
-            controller_manager,
             service_account_key_pem: sa_key.serialize_pem(),
             service_account_public_pem: sa_key.public_key_pem(),
         })
@@ -135,7 +125,7 @@ mod tests {
         assert!(pki.ca.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(pki.admin.key_pem.contains("PRIVATE KEY"));
         assert!(pki.service_account_public_pem.contains("PUBLIC KEY"));
-        assert_ne!(pki.admin.cert_pem, pki.controller_manager.cert_pem);
+        assert_ne!(pki.admin.cert_pem, pki.apiserver.cert_pem);
         assert_ne!(pki.apiserver.key_pem, pki.admin.key_pem);
     }
 }

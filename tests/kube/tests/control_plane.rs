@@ -65,6 +65,19 @@ async fn control_plane_is_real_and_enforces_rbac() {
     assert_eq!(version["serverVersion"]["gitVersion"], KUBE_VERSION);
     assert_eq!(version["clientVersion"]["gitVersion"], KUBE_VERSION);
 
+    // helm (built from the same tools module) reaches the cluster through KUBECONFIG.
+    let out = cp
+        .helm()
+        .args(["list", "--all-namespaces", "-o", "json"])
+        .output()
+        .expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+
     // A ServiceAccount token (TokenRequest) authenticates; RBAC allows exactly what is bound.
     cp.create_namespace("rbac-test", &[])
         .await
