@@ -55,6 +55,11 @@ pub struct Config {
     #[arg(long, env = "DISPATCH_CLAUDE_BIN", default_value = "claude")]
     pub claude_bin: String,
 
+    /// Seconds a Claude permission prompt waits for an answer before it is denied.
+    #[arg(long, env = "DISPATCH_CLAUDE_PERMISSION_TIMEOUT", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub claude_permission_timeout: u64,
+
     /// Ended sessions listed after a restart (the newest ones).
     #[arg(long, env = "DISPATCH_KEEP_SESSIONS", default_value_t = 200)]
     pub keep_sessions: u32,

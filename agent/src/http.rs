@@ -78,10 +78,7 @@ async fn readyz(State(state): State<Arc<AgentState>>) -> Response {
     let body = serde_json::json!({
         "ready": !shutting_down,
         "workspace": state.name,
-        "claude": {
-            "available": state.claude_available(),
-            "bin": state.config.claude_bin,
-        },
+        "claude": state.claude.readiness(),
     });
     let status = if shutting_down {
         StatusCode::SERVICE_UNAVAILABLE

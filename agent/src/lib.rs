@@ -9,6 +9,7 @@
 //! emulated screen; [`db`] SQLite; [`metrics`]; [`paths`]; [`ratelimit`].
 
 pub mod auth;
+pub mod claude;
 pub mod config;
 pub mod db;
 pub mod http;

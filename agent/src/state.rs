@@ -36,9 +36,10 @@ pub struct AgentState {
     pub services: Arc<Services>,
     pub registry: Registry,
     pub limits: Limits,
+    pub claude: Arc<crate::claude::ClaudeHost>,
     /// Held while checking the session limit and registering a new session, so
     /// that two concurrent starts cannot both take the last place.
-    start_lock: tokio::sync::Mutex<()>,
+    pub(crate) start_lock: tokio::sync::Mutex<()>,
     /// Set when the agent is shutting down; connections close.
     pub shutdown: watch::Sender<bool>,
 }
@@ -120,8 +121,22 @@ impl AgentState {
                 && let Some(s) = TerminalSession::restore(services.clone(), row, limits)
             {
                 registry.insert(s);
+            } else if row.kind == "claude"
+                && let Some(s) = crate::claude::restore(
+                    &services,
+                    row,
+                    limits.ring_bytes,
+                    limits.retention_bytes,
+                )
+            {
+                registry.insert(s);
             }
         }
+        let claude = crate::claude::ClaudeHost::new(
+            &config.claude_bin,
+            &state_dir,
+            Duration::from_secs(config.claude_permission_timeout),
+        );
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(AgentState {
             config,
@@ -132,6 +147,7 @@ impl AgentState {
             services,
             registry,
             limits,
+            claude,
             start_lock: tokio::sync::Mutex::new(()),
             shutdown,
         }))
@@ -238,19 +254,14 @@ impl AgentState {
         Activity {
             attached_clients: self.services.metrics.connections.get().max(0) as u32,
             running_sessions: sessions.iter().filter(|s| s.is_running()).count() as u32,
-            claude_turn_running: false,
+            claude_turn_running: crate::claude::turn_running(self),
             last_activity: self.services.last_activity(),
         }
     }
 
     /// Whether the Claude CLI can be found (on PATH or as a path).
     pub fn claude_available(&self) -> bool {
-        let bin = &self.config.claude_bin;
-        if bin.contains('/') {
-            return std::path::Path::new(bin).is_file();
-        }
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        self.claude.available()
     }
 
     pub fn session_infos(&self) -> Vec<SessionInfo> {
@@ -273,6 +284,11 @@ impl AgentState {
         for s in &running {
             if let Some(t) = crate::session::downcast::<TerminalSession>(s.clone()) {
                 let mut rx = t.subscribe();
+                let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
+            } else if let Some(c) =
+                crate::session::downcast::<crate::claude::ClaudeSession>(s.clone())
+            {
+                let mut rx = c.subscribe();
                 let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
             }
         }

@@ -307,17 +307,47 @@ impl Conn {
     /// THE place where Claude sessions plug in: every `claude.*` message lands
     /// here. Until the Claude integration exists, each gets `claude_unavailable`.
     async fn claude(&mut self, m: ClientMessage) -> Result<(), ClientError> {
-        let _ = m;
-        Err((
-            ErrorCode::ClaudeUnavailable,
-            format!(
-                "Claude sessions are not available in this agent (CLI {:?})",
-                self.state.config.claude_bin
-            ),
-        ))
+        for reply in crate::claude::handle(&self.state, m).await? {
+            match reply {
+                crate::claude::Reply::Send(m) => self.send(*m).await,
+                crate::claude::Reply::Started(s) => {
+                    let id = s.id().clone();
+                    self.created.insert(id.clone());
+                    let created = ServerMessage::SessionCreated {
+                        id,
+                        workspace: self.state.name.clone(),
+                        info: s.info(),
+                    };
+                    self.send(created.clone()).await;
+                    let _ = self.state.services.events.send(created);
+                    // The starter is attached from the first event.
+                    self.attach_claude(s, Some(0));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_claude(&mut self, s: Arc<crate::claude::ClaudeSession>, since: Option<u64>) {
+        let (tx, rx) = mpsc::channel(ATTACH_QUEUE);
+        if self.reg.send(rx).is_err() {
+            return;
+        }
+        let id = s.id().clone();
+        let task = tokio::spawn(crate::claude::attach::run_attachment(s, since, tx));
+        if let Some(old) = self.attachments.insert(id, task) {
+            old.abort();
+        }
     }
 
     fn attach(&mut self, id: &SessionId, since: Option<u64>) -> Result<(), ClientError> {
+        if let Ok(c) = crate::claude::claude_session(&self.state, id) {
+            self.state
+                .services
+                .event(Some(id), "attach", since.map(|s| format!("since {s}")));
+            self.attach_claude(c, since);
+            return Ok(());
+        }
         let t = self.state.registry.terminal(id)?;
         let plan = match since {
             Some(s) => Some(t.plan_replay(s)?),

@@ -126,7 +126,7 @@ async fn every_bad_input_gets_its_code_and_the_connection_carries_on() {
         (json!({"type": "session.stop", "id": "nosuch"}).to_string(), "no_such_session"),
         (json!({"type": "session.attach", "id": id, "since": 1u64 << 40}).to_string(), "invalid_field"),
         (json!({"type": "claude.start"}).to_string(), "claude_unavailable"),
-        (json!({"type": "claude.send", "id": "c1", "input": "hi"}).to_string(), "claude_unavailable"),
+        (json!({"type": "claude.send", "id": "c1", "input": "hi"}).to_string(), "no_such_session"),
         (json!({"type": "terminal.write", "id": id, "data": "x".repeat(9000)}).to_string(), "too_large"),
     ];
     for (msg, code) in &cases {

@@ -81,8 +81,10 @@ pub async fn run_attachment(s: Arc<ClaudeSession>, since: Option<u64>, tx: mpsc:
                 continue;
             }
             cursor = events.last().map_or(cursor, |e| e.seq + 1);
-            let resolved: Vec<ServerMessage> =
-                events.iter().filter_map(|e| resolved_message(&id, e)).collect();
+            let resolved: Vec<ServerMessage> = events
+                .iter()
+                .filter_map(|e| resolved_message(&id, e))
+                .collect();
             let m = ServerMessage::MessageDelta {
                 id: id.clone(),
                 events,

@@ -220,7 +220,10 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Broker::new(Duration::from_secs(60));
         let input = json!({"command": "touch x"});
-        assert_eq!(b.on_request("r1", "Bash", input.clone(), t0), OnRequest::Ask);
+        assert_eq!(
+            b.on_request("r1", "Bash", input.clone(), t0),
+            OnRequest::Ask
+        );
         let edited = json!({"command": "touch y"});
         let out = b
             .answer(
@@ -264,7 +267,10 @@ mod tests {
         // Remember on a denial does not allow anything later.
         assert_eq!(b.on_request("r2", "Bash", json!({}), t0), OnRequest::Ask);
         let out = b.answer("r2", allow()).unwrap();
-        assert_eq!(out.response["response"]["response"]["updatedInput"], json!({}));
+        assert_eq!(
+            out.response["response"]["response"]["updatedInput"],
+            json!({})
+        );
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub fn insert(conn: &Connection, r: &ClaudeRecord) -> rusqlite::Result<()> {
     Ok(())
 }
 
-pub fn set_conversation(conn: &Connection, session_id: &str, conversation_id: &str) -> rusqlite::Result<()> {
+pub fn set_conversation(
+    conn: &Connection,
+    session_id: &str,
+    conversation_id: &str,
+) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE claude_sessions SET conversation_id = ?2 WHERE session_id = ?1",
         params![session_id, conversation_id],

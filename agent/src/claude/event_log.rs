@@ -267,7 +267,10 @@ mod tests {
         };
         let (events, oldest) = read_files(&files, 3, 5);
         assert_eq!(oldest, Some(0));
-        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5, 6, 7]);
+        assert_eq!(
+            events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [3, 4, 5, 6, 7]
+        );
         assert_eq!(events[0].raw["i"], 3);
         assert_eq!(log.oldest(), 0);
         let MemRead::Events(recent) = log.read_mem(19, 10) else {
@@ -301,7 +304,10 @@ mod tests {
             .filter_map(|n| std::fs::metadata(tmp.path().join(n)).ok())
             .map(|m| m.len())
             .sum();
-        assert!(total <= 2000 + 200, "disk holds about the budget, got {total}");
+        assert!(
+            total <= 2000 + 200,
+            "disk holds about the budget, got {total}"
+        );
         let oldest = log.oldest();
         assert!(oldest > 0);
         let MemRead::OnDisk { files } = log.read_mem(0, 10) else {

@@ -105,10 +105,8 @@ pub fn envelope(raw: Value, seq: u64) -> ClaudeEvent {
         .or_else(|| raw.get("request").and_then(|r| str_field(r, "subtype")))
         .or_else(|| raw.get("response").and_then(|r| str_field(r, "subtype")))
         .or_else(|| raw.get("event").and_then(|e| str_field(e, "type")));
-    let request_id = str_field(&raw, "request_id").or_else(|| {
-        raw.get("response")
-            .and_then(|r| str_field(r, "request_id"))
-    });
+    let request_id = str_field(&raw, "request_id")
+        .or_else(|| raw.get("response").and_then(|r| str_field(r, "request_id")));
     ClaudeEvent {
         kind,
         subtype,
@@ -129,7 +127,10 @@ mod tests {
         let mut f = LineFramer::new(1024);
         assert!(f.push(b"{\"a\":").is_empty());
         let lines = f.push(b"1}\n{\"b\":2}\r\n{\"c\"");
-        assert_eq!(lines, [Line::Json(json!({"a":1})), Line::Json(json!({"b":2}))]);
+        assert_eq!(
+            lines,
+            [Line::Json(json!({"a":1})), Line::Json(json!({"b":2}))]
+        );
         assert_eq!(f.push(b":3}\n"), [Line::Json(json!({"c":3}))]);
         assert_eq!(f.finish(), None);
     }
@@ -183,7 +184,11 @@ mod tests {
             0,
         );
         assert_eq!(
-            (e.kind.as_str(), e.subtype.as_deref(), e.session_id.as_deref()),
+            (
+                e.kind.as_str(),
+                e.subtype.as_deref(),
+                e.session_id.as_deref()
+            ),
             ("system", Some("init"), Some("c1"))
         );
         let e = envelope(

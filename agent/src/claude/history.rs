@@ -104,7 +104,13 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// (`2026-01-02T03:04:05.678Z`); None for anything else.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
@@ -257,7 +263,9 @@ pub fn list(config_dir: &Path, root: &Path) -> Vec<ConversationInfo> {
             Some(ConversationInfo {
                 id,
                 title: s.title,
-                cwd: s.cwd.map_or_else(|| ".".to_owned(), |c| display_cwd(root, &c)),
+                cwd: s
+                    .cwd
+                    .map_or_else(|| ".".to_owned(), |c| display_cwd(root, &c)),
                 updated,
                 messages: s.messages,
             })
@@ -340,8 +348,17 @@ mod tests {
             parse_timestamp("2026-11-24T05:14:14.396Z"),
             Some(1_795_497_254_396)
         );
-        assert_eq!(parse_timestamp("2000-02-29T12:00:00.000Z"), Some(951_825_600_000));
-        for bad in ["", "yesterday", "2026-11-24 05:14:14Z", "2026-13-01T00:00:00Z", "2026-11-24T05:14:14+01:00"] {
+        assert_eq!(
+            parse_timestamp("2000-02-29T12:00:00.000Z"),
+            Some(951_825_600_000)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-24 05:14:14Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-24T05:14:14+01:00",
+        ] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
     }
@@ -390,7 +407,10 @@ mod tests {
 
     #[test]
     fn no_conversation_no_summary_and_garbage_is_skipped() {
-        assert_eq!(summarize(vec!["not json".to_owned(), "{}".to_owned()]), None);
+        assert_eq!(
+            summarize(vec!["not json".to_owned(), "{}".to_owned()]),
+            None
+        );
         let long = "word ".repeat(100);
         let s = summarize(vec![
             "garbage".to_owned(),
@@ -415,22 +435,38 @@ mod tests {
             json!({"type":"user","isSidechain":true,"message":{"content":"side"}}),
         ];
         std::fs::write(proj.join("aaaa-1.jsonl"), lines(&a).join("\n")).unwrap();
-        let b = vec![json!({"type":"user","cwd":"/ws","timestamp":"2026-02-01T00:00:00Z","message":{"content":"newer"}})];
+        let b = vec![
+            json!({"type":"user","cwd":"/ws","timestamp":"2026-02-01T00:00:00Z","message":{"content":"newer"}}),
+        ];
         std::fs::write(proj.join("bbbb-2.jsonl"), lines(&b).join("\n") + "\n").unwrap();
         std::fs::write(proj.join("bad name.jsonl"), "{}").unwrap();
         std::fs::write(proj.join("notes.txt"), "x").unwrap();
 
         let got = list(&cfg, Path::new("/ws"));
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].id.as_str(), got[0].title.as_str(), got[0].cwd.as_str()), ("bbbb-2", "newer", "."));
-        assert_eq!((got[1].id.as_str(), got[1].cwd.as_str(), got[1].messages), ("aaaa-1", "app", 2));
+        assert_eq!(
+            (
+                got[0].id.as_str(),
+                got[0].title.as_str(),
+                got[0].cwd.as_str()
+            ),
+            ("bbbb-2", "newer", ".")
+        );
+        assert_eq!(
+            (got[1].id.as_str(), got[1].cwd.as_str(), got[1].messages),
+            ("aaaa-1", "app", 2)
+        );
 
         let path = find(&cfg, "aaaa-1").unwrap();
         assert_eq!(recorded_cwd(&path).as_deref(), Some("/ws/app"));
         assert_eq!(find(&cfg, "../x"), None);
         assert_eq!(find(&cfg, "missing"), None);
         let entries = load(&path, 1 << 20);
-        assert_eq!(entries.len(), 2, "only user/assistant, no sidechain or attachment");
+        assert_eq!(
+            entries.len(),
+            2,
+            "only user/assistant, no sidechain or attachment"
+        );
         assert_eq!(entries[0]["message"]["content"], "older");
         let newest_only = load(&path, 150);
         assert_eq!(newest_only.len(), 1);

@@ -122,7 +122,12 @@ impl ClaudeHost {
                 .output(),
         )
         .await
-        .map_err(|_| format!("{} --version did not answer within {PROBE_TIMEOUT:?}", path.display()))?
+        .map_err(|_| {
+            format!(
+                "{} --version did not answer within {PROBE_TIMEOUT:?}",
+                path.display()
+            )
+        })?
         .map_err(|e| format!("could not run {}: {e}", path.display()))?;
         if !out.status.success() {
             return Err(format!(
@@ -162,7 +167,7 @@ impl ClaudeHost {
 
 /// What the connection does with the outcome of a `claude.*` message.
 pub enum Reply {
-    Send(ServerMessage),
+    Send(Box<ServerMessage>),
     /// A session started: announce it and attach the starter from seq 0.
     Started(Arc<ClaudeSession>),
 }
@@ -178,7 +183,8 @@ fn valid_model(m: &str) -> bool {
         && !m.starts_with('-')
         && m.len() <= MAX_MODEL_LEN
         && m.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'[' | b']' | b'@')
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'[' | b']' | b'@')
         })
 }
 
@@ -190,11 +196,16 @@ fn path_error(e: PathError) -> ClientError {
 }
 
 /// The Claude session `id`, or the error to send.
-pub fn claude_session(state: &AgentState, id: &SessionId) -> Result<Arc<ClaudeSession>, ClientError> {
-    let s = state
-        .registry
-        .get(id)
-        .ok_or_else(|| (ErrorCode::NoSuchSession, format!("no session {id} in this workspace")))?;
+pub fn claude_session(
+    state: &AgentState,
+    id: &SessionId,
+) -> Result<Arc<ClaudeSession>, ClientError> {
+    let s = state.registry.get(id).ok_or_else(|| {
+        (
+            ErrorCode::NoSuchSession,
+            format!("no session {id} in this workspace"),
+        )
+    })?;
     downcast::<ClaudeSession>(s).ok_or_else(|| {
         (
             ErrorCode::WrongSessionType,
@@ -228,7 +239,10 @@ pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Rep
             remember,
         } => {
             if updated_input.as_ref().is_some_and(|v| !v.is_object()) {
-                return Err((ErrorCode::InvalidField, "updatedInput must be a JSON object".into()));
+                return Err((
+                    ErrorCode::InvalidField,
+                    "updatedInput must be a JSON object".into(),
+                ));
             }
             let answer = broker::Answer {
                 allow,
@@ -248,7 +262,9 @@ pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Rep
             let conversations = tokio::task::spawn_blocking(move || history::list(&cfg, &root))
                 .await
                 .map_err(|e| (ErrorCode::Internal, format!("history task failed: {e}")))?;
-            Ok(vec![Reply::Send(ServerMessage::ClaudeHistory { conversations })])
+            Ok(vec![Reply::Send(Box::new(ServerMessage::ClaudeHistory {
+                conversations,
+            }))])
         }
         ClientMessage::ClaudeLoad { conversation_id } => {
             let cfg = state.claude.config_dir.clone();
@@ -259,10 +275,12 @@ pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Rep
             .await
             .map_err(|e| (ErrorCode::Internal, format!("transcript task failed: {e}")))?
             .ok_or_else(|| no_conversation(&conversation_id))?;
-            Ok(vec![Reply::Send(ServerMessage::ClaudeTranscript {
-                conversation_id,
-                entries,
-            })])
+            Ok(vec![Reply::Send(Box::new(
+                ServerMessage::ClaudeTranscript {
+                    conversation_id,
+                    entries,
+                },
+            ))])
         }
         _ => Err((ErrorCode::Internal, "not a claude.* message".into())),
     }
@@ -287,7 +305,8 @@ fn resume_target(state: &AgentState, id: &str) -> Result<(PathBuf, String), Clie
     let path = history::find(&state.claude.config_dir, id).ok_or_else(|| no_conversation(id))?;
     let lines = std::fs::read_to_string(&path)
         .map_err(|e| (ErrorCode::Internal, format!("reading the transcript: {e}")))?;
-    let summary = history::summarize(lines.lines().map(str::to_owned)).ok_or_else(|| no_conversation(id))?;
+    let summary =
+        history::summarize(lines.lines().map(str::to_owned)).ok_or_else(|| no_conversation(id))?;
     let cwd = summary.cwd.unwrap_or_default();
     let dir = paths::resolve_dir(&state.root, &cwd).map_err(|e| match e {
         PathError::Outside(_) => (
@@ -320,7 +339,9 @@ async fn start(
     {
         return Err((
             ErrorCode::InvalidField,
-            format!("model must be 1 to {MAX_MODEL_LEN} characters of letters, digits and -_.:/[]@"),
+            format!(
+                "model must be 1 to {MAX_MODEL_LEN} characters of letters, digits and -_.:/[]@"
+            ),
         ));
     }
     let (cwd, conversation, title) = match resume {
@@ -366,8 +387,12 @@ async fn start(
             "Claude has no credentials: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN in the agent's environment".into(),
         ));
     }
-    std::fs::create_dir_all(&host.config_dir)
-        .map_err(|e| (ErrorCode::SpawnFailed, format!("creating {}: {e}", host.config_dir.display())))?;
+    std::fs::create_dir_all(&host.config_dir).map_err(|e| {
+        (
+            ErrorCode::SpawnFailed,
+            format!("creating {}: {e}", host.config_dir.display()),
+        )
+    })?;
     let spec = session::StartSpec {
         launch,
         env,
@@ -380,18 +405,31 @@ async fn start(
     };
     let session = ClaudeSession::start(state.services.clone(), id.clone(), spec).map_err(|e| {
         state.services.metrics.error(ErrorCode::SpawnFailed);
-        (ErrorCode::SpawnFailed, format!("could not start the Claude CLI: {e:#}"))
+        (
+            ErrorCode::SpawnFailed,
+            format!("could not start the Claude CLI: {e:#}"),
+        )
     })?;
     state.registry.insert(session.clone());
-    state
-        .services
-        .event(Some(&id), "start", Some(format!("claude {version}, conversation {}", session.conversation_id())));
+    state.services.event(
+        Some(&id),
+        "start",
+        Some(format!(
+            "claude {version}, conversation {}",
+            session.conversation_id()
+        )),
+    );
     tracing::info!(session = %id, conversation = %session.conversation_id(), "claude session started");
     Ok(session)
 }
 
 /// Claude sessions of an earlier run, ended, with their events readable.
-pub fn restore(state_services: &Arc<crate::session::Services>, row: &crate::db::SessionRow, mem_cap: usize, retention: u64) -> Option<Arc<ClaudeSession>> {
+pub fn restore(
+    state_services: &Arc<crate::session::Services>,
+    row: &crate::db::SessionRow,
+    mem_cap: usize,
+    retention: u64,
+) -> Option<Arc<ClaudeSession>> {
     let sid = row.id.clone();
     let conversation = state_services
         .db
@@ -399,7 +437,13 @@ pub fn restore(state_services: &Arc<crate::session::Services>, row: &crate::db::
         .ok()
         .flatten()
         .map(|r| r.conversation_id);
-    ClaudeSession::restore(state_services.clone(), row, conversation, mem_cap, retention)
+    ClaudeSession::restore(
+        state_services.clone(),
+        row,
+        conversation,
+        mem_cap,
+        retention,
+    )
 }
 
 /// Whether any Claude session is in the middle of a turn (for `/activity`).
@@ -419,10 +463,23 @@ mod tests {
 
     #[test]
     fn model_names() {
-        for ok in ["claude-sonnet-4-5", "opus", "claude-3-5-haiku@20241022", "us.anthropic.claude:1", "sonnet[1m]"] {
+        for ok in [
+            "claude-sonnet-4-5",
+            "opus",
+            "claude-3-5-haiku@20241022",
+            "us.anthropic.claude:1",
+            "sonnet[1m]",
+        ] {
             assert!(valid_model(ok), "{ok}");
         }
-        for bad in ["", "a b", "--dangerously-skip-permissions", "-x", "m;rm", &"m".repeat(101)] {
+        for bad in [
+            "",
+            "a b",
+            "--dangerously-skip-permissions",
+            "-x",
+            "m;rm",
+            &"m".repeat(101),
+        ] {
             assert!(!valid_model(bad), "{bad}");
         }
     }

@@ -162,7 +162,10 @@ pub fn resolve_bin(bin: &str, path_var: Option<&std::ffi::OsStr>) -> Option<Path
 
 /// Starts the CLI in its own session (and so its own process group), with
 /// all three stdio streams piped.
-pub fn spawn(spec: &LaunchSpec, env: &BTreeMap<String, String>) -> std::io::Result<tokio::process::Child> {
+pub fn spawn(
+    spec: &LaunchSpec,
+    env: &BTreeMap<String, String>,
+) -> std::io::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(&spec.bin);
     cmd.args(args(spec))
         .current_dir(&spec.cwd)
@@ -225,7 +228,13 @@ mod tests {
         let a = args(&s);
         assert_eq!(
             a[10..],
-            ["--resume=abc", "--model", "claude-x", "--permission-mode", "acceptEdits"]
+            [
+                "--resume=abc",
+                "--model",
+                "claude-x",
+                "--permission-mode",
+                "acceptEdits"
+            ]
         );
     }
 
@@ -281,10 +290,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let exe = tmp.path().join("claude");
         std::fs::write(&exe, "#!/bin/sh\n").unwrap();
-        assert_eq!(resolve_bin("claude", Some(tmp.path().as_os_str())), None, "not executable");
+        assert_eq!(
+            resolve_bin("claude", Some(tmp.path().as_os_str())),
+            None,
+            "not executable"
+        );
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(resolve_bin("claude", Some(tmp.path().as_os_str())), Some(exe.clone()));
+        assert_eq!(
+            resolve_bin("claude", Some(tmp.path().as_os_str())),
+            Some(exe.clone())
+        );
         assert_eq!(resolve_bin(exe.to_str().unwrap(), None), Some(exe));
         assert_eq!(resolve_bin("claude", None), None);
         assert_eq!(resolve_bin("/nonexistent/claude", None), None);

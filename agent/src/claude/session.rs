@@ -188,7 +188,10 @@ impl ClaudeSession {
             session_id: id.as_str().to_owned(),
             conversation_id: spec.launch.conversation.id().to_owned(),
             model: spec.launch.model.clone(),
-            permission_mode: spec.launch.permission_mode.map(|m| m.as_cli_arg().to_owned()),
+            permission_mode: spec
+                .launch
+                .permission_mode
+                .map(|m| m.as_cli_arg().to_owned()),
         };
         services.db.fire("insert claude session", move |c| {
             crate::db::insert_session(c, &row)?;
@@ -203,7 +206,8 @@ impl ClaudeSession {
         }
         let reader = stdout.map(|out| tokio::spawn(session.clone().read_stdout(out)));
         let stderr_tail = Arc::new(Mutex::new(VecDeque::<u8>::new()));
-        let stderr_task = stderr.map(|err| tokio::spawn(session.clone().read_stderr(err, stderr_tail.clone())));
+        let stderr_task =
+            stderr.map(|err| tokio::spawn(session.clone().read_stderr(err, stderr_tail.clone())));
         tokio::spawn(session.clone().run_timer());
         let s = session.clone();
         tokio::spawn(async move {
@@ -372,11 +376,17 @@ impl ClaudeSession {
     /// Stops the running turn (the session goes on).
     pub fn interrupt(&self) -> Result<(), ClientError> {
         let n = self.interrupts.fetch_add(1, Ordering::Relaxed);
-        self.write(&process::interrupt_request(&format!("dispatch-interrupt-{n}")))
+        self.write(&process::interrupt_request(&format!(
+            "dispatch-interrupt-{n}"
+        )))
     }
 
     fn on_json(&self, raw: Value) {
-        let kind = raw.get("type").and_then(Value::as_str).unwrap_or("").to_owned();
+        let kind = raw
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let mut inner = lock(&self.inner);
         let ev = self.push(&mut inner, raw);
         match kind.as_str() {
@@ -387,7 +397,10 @@ impl ClaudeSession {
                     Some("can_use_tool") => {
                         let tool = req.get("tool_name").and_then(Value::as_str).unwrap_or("");
                         let input = req.get("input").cloned().unwrap_or_else(|| json!({}));
-                        match inner.broker.on_request(&request_id, tool, input, Instant::now()) {
+                        match inner
+                            .broker
+                            .on_request(&request_id, tool, input, Instant::now())
+                        {
                             OnRequest::Ask => self.timer_wake.notify_one(),
                             OnRequest::Auto(o) => self.settle(&mut inner, o),
                         }
@@ -653,11 +666,17 @@ impl Session for ClaudeSession {
         let Some(pid) = self.pid else { return };
         let mut rx = self.progress.subscribe();
         let escalate = async move {
-            if tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended)).await.is_ok() {
+            if tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended))
+                .await
+                .is_ok()
+            {
                 return;
             }
             crate::pty::kill_session(pid, Signal::SIGTERM);
-            if tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended)).await.is_ok() {
+            if tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended))
+                .await
+                .is_ok()
+            {
                 return;
             }
             tracing::warn!(pid, "claude CLI ignored SIGTERM; killing it");
