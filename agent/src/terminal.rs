@@ -119,6 +119,9 @@ impl TerminalSession {
         spec: StartSpec,
         limits: Limits,
     ) -> anyhow::Result<Arc<Self>> {
+        let spawned = pty::spawn(&spec.spawn)?;
+        // Created after the spawn so that a failed start leaves nothing behind;
+        // the reader thread, which writes it, starts later still.
         let log = match OutputLog::create(&spec.log_dir, limits.retention_bytes) {
             Ok(l) => Some(l),
             Err(e) => {
@@ -126,7 +129,6 @@ impl TerminalSession {
                 None
             }
         };
-        let spawned = pty::spawn(&spec.spawn)?;
         let (input_tx, input_rx) = mpsc::sync_channel::<Vec<u8>>(INPUT_QUEUE);
         let created = now_ms();
         let rows = spec.spawn.rows;
@@ -383,10 +385,14 @@ impl TerminalSession {
     }
 
     fn oldest_and_end(&self) -> (u64, u64) {
-        let ring = lock(&self.ring);
+        // One lock at a time: the reader takes log then ring, never both.
+        let (start, end) = {
+            let ring = lock(&self.ring);
+            (ring.start(), ring.end())
+        };
         let log_oldest = lock(&self.log).as_ref().map(|l| l.oldest());
-        let oldest = log_oldest.map_or(ring.start(), |o| o.min(ring.start()));
-        (oldest, ring.end())
+        let oldest = log_oldest.map_or(start, |o| o.min(start));
+        (oldest, end)
     }
 
     /// Queues keystrokes for the program.
@@ -486,16 +492,13 @@ impl TerminalSession {
 
     /// An output frame read from the on-disk log (blocking).
     pub fn disk_frame(&self, from: u64, max: usize) -> DiskChunk {
-        let (loc, dir) = {
-            let log = lock(&self.log);
-            match log.as_ref() {
-                Some(l) => (l.locate(from), l.dir().to_owned()),
-                None => {
-                    return DiskChunk::Gone {
-                        oldest: lock(&self.ring).start(),
-                    };
-                }
-            }
+        let located = lock(&self.log)
+            .as_ref()
+            .map(|l| (l.locate(from), l.dir().to_owned()));
+        let Some((loc, dir)) = located else {
+            return DiskChunk::Gone {
+                oldest: lock(&self.ring).start(),
+            };
         };
         let mut out = Vec::with_capacity(header_len(self.id.as_str().len()) + max.min(MAX_CHUNK));
         encode_header_into(FrameKind::Output, self.id.as_str(), from, &mut out);

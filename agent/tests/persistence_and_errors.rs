@@ -57,12 +57,7 @@ async fn restart_keeps_old_sessions_and_their_output() {
     // A clean stop (SIGTERM) ends the running sessions and their processes.
     let id2 = c.start(json!({"shell": "/bin/sh"})).await;
     c.write(&id2, "echo PID=$$\n").await;
-    let out = c.wait_output(&id2, "\nPID=").await;
-    let mut out = out;
-    while !out.rsplit("PID=").next().unwrap().contains('\n') {
-        c.pump().await;
-        out = c.stream(&id2).text();
-    }
+    let out = c.wait_until_digits(&id2, String::new(), "PID=").await;
     let pid = number_after(&out, "PID=").unwrap();
     agent.signal(libc::SIGTERM);
     let ended = c

@@ -302,6 +302,21 @@ impl Client {
         }
     }
 
+    /// Output in which the last `key` is followed by digits and a line end
+    /// (so not the echo of the command that prints it).
+    pub async fn wait_until_digits(&mut self, id: &str, mut out: String, key: &str) -> String {
+        loop {
+            if let Some(i) = out.rfind(key)
+                && out[i + key.len()..].contains('\n')
+                && number_after(&out, key).is_some()
+            {
+                return out;
+            }
+            self.pump().await;
+            out = self.streams.get(id).map(|s| s.text()).unwrap_or_default();
+        }
+    }
+
     pub async fn wait_until(&mut self, mut cond: impl FnMut(&Client) -> bool) {
         while !cond(self) {
             self.pump().await;

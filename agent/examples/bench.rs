@@ -1,0 +1,432 @@
+//! Benchmark of the agent against the raw PTY, in one run (see
+//! `scripts/bench-agent.sh`). Prints figures and ratios:
+//! - throughput: `cat` of a big file read from a PTY by a minimal reader, vs the
+//!   same through the agent's WebSocket to this client;
+//! - keystroke echo latency, single bytes, p50/p99: the PTY's own echo vs the
+//!   agent's, idle and while another session floods;
+//! - idle RSS of the agent and the time from exec to a 200 from `/readyz`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dispatch_api::frame::{Frame, FrameKind, encode_header_into};
+use futures_util::{SinkExt, StreamExt};
+use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const TOKEN: &str = "bench-token-0123456789";
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct Args {
+    agent_bin: PathBuf,
+    size_mib: usize,
+    rounds: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        agent_bin: PathBuf::from("dispatch-agent"),
+        size_mib: 256,
+        rounds: 1000,
+    };
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i + 1 < v.len() {
+        match v[i].as_str() {
+            "--agent-bin" => a.agent_bin = PathBuf::from(&v[i + 1]),
+            "--size-mib" => a.size_mib = v[i + 1].parse().expect("--size-mib N"),
+            "--rounds" => a.rounds = v[i + 1].parse().expect("--rounds N"),
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    a
+}
+
+fn make_file(path: &Path, mib: usize) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let line: Vec<u8> = (0..79)
+        .map(|i| b"abcdefghijklmnopqrstuvwxyz0123456789"[i % 36])
+        .chain([b'\n'])
+        .collect();
+    let total = mib << 20;
+    let mut n = 0;
+    while n < total {
+        f.write_all(&line).unwrap();
+        n += line.len();
+    }
+    f.flush().unwrap();
+}
+
+fn pty_size() -> PtySize {
+    PtySize {
+        rows: 24,
+        cols: 80,
+        pixel_width: 0,
+        pixel_height: 0,
+    }
+}
+
+/// MB/s of `cat file` read from a PTY by a plain blocking reader.
+fn pty_floor(file: &Path) -> (u64, Duration) {
+    let pair = native_pty_system().openpty(pty_size()).unwrap();
+    let mut cmd = CommandBuilder::new("cat");
+    cmd.arg(file);
+    let t0 = Instant::now();
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    drop(pair.slave);
+    let mut r = pair.master.try_clone_reader().unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n as u64,
+        }
+    }
+    let dt = t0.elapsed();
+    let _ = child.wait();
+    (total, dt)
+}
+
+/// Round trips of one byte through the PTY's own echo (canonical mode, `cat` reading).
+fn pty_echo(rounds: usize) -> Vec<Duration> {
+    let pair = native_pty_system().openpty(pty_size()).unwrap();
+    let mut child = pair
+        .slave
+        .spawn_command(CommandBuilder::new("cat"))
+        .unwrap();
+    drop(pair.slave);
+    let mut r = pair.master.try_clone_reader().unwrap();
+    let mut w = pair.master.take_writer().unwrap();
+    let mut out = Vec::with_capacity(rounds);
+    let mut b = [0u8; 16];
+    for i in 0..rounds {
+        let c = b'a' + (i % 26) as u8;
+        let t = Instant::now();
+        w.write_all(&[c]).unwrap();
+        w.flush().unwrap();
+        let n = r.read(&mut b).unwrap();
+        out.push(t.elapsed());
+        assert!(n >= 1 && b[0] == c);
+    }
+    let _ = child.kill();
+    out
+}
+
+struct Agent {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_agent(bin: &Path, ws: &Path, extra: &[&str]) -> (Agent, Instant) {
+    let t0 = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--workspace")
+        .arg(ws)
+        .args(extra)
+        .env("DISPATCH_AGENT_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("DISPATCH_AGENT_LISTENING ")
+        .unwrap()
+        .to_owned();
+    (Agent { child, addr }, t0)
+}
+
+async fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()
+}
+
+async fn connect(addr: &str) -> Ws {
+    let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let cfg = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20));
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(cfg), true)
+        .await
+        .unwrap();
+    ws
+}
+
+async fn next_json(ws: &mut Ws, ty: &str) -> Value {
+    loop {
+        if let Some(Ok(Message::Text(t))) = ws.next().await {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == ty {
+                return v;
+            }
+            assert_ne!(v["type"], "error", "{v}");
+        }
+    }
+}
+
+async fn start(ws: &mut Ws, shell: &str) -> String {
+    ws.send(Message::Text(
+        json!({"type":"terminal.start","cols":80,"rows":24,"shell":shell})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let v = next_json(ws, "session.created").await;
+    next_json(ws, "session.attached").await;
+    v["id"].as_str().unwrap().to_owned()
+}
+
+fn input(id: &str, bytes: &[u8]) -> Message {
+    let mut f = Vec::new();
+    encode_header_into(FrameKind::Input, id, 0, &mut f);
+    f.extend_from_slice(bytes);
+    Message::Binary(f.into())
+}
+
+/// Output bytes of `cat file` through the agent, to the end of the session.
+async fn agent_throughput(addr: &str, file: &Path) -> (u64, Duration, u32) {
+    let mut ws = connect(addr).await;
+    let id = start(&mut ws, "/bin/sh").await;
+    let t0 = Instant::now();
+    ws.send(input(
+        &id,
+        format!("exec cat {}\n", file.display()).as_bytes(),
+    ))
+    .await
+    .unwrap();
+    let mut total = 0u64;
+    let mut resyncs = 0;
+    while let Some(Ok(m)) = ws.next().await {
+        match m {
+            Message::Binary(b) => {
+                let f = Frame::decode(&b).unwrap();
+                if f.kind == FrameKind::Output {
+                    total += f.payload.len() as u64;
+                }
+            }
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "session.resync" {
+                    resyncs += 1;
+                }
+                if v["type"] == "session.ended" {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    (total, t0.elapsed(), resyncs)
+}
+
+/// Round trips of one byte: input frame out, the echoed output frame back.
+async fn agent_echo(ws: &mut Ws, id: &str, rounds: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(rounds);
+    for i in 0..rounds {
+        let c = b'a' + (i % 26) as u8;
+        let t = Instant::now();
+        ws.send(input(id, &[c])).await.unwrap();
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    let f = Frame::decode(&b).unwrap();
+                    if f.id == id && f.kind == FrameKind::Output {
+                        assert_eq!(f.payload[0], c);
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("connection ended: {other:?}"),
+            }
+        }
+        out.push(t.elapsed());
+    }
+    out
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let a = args();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("big.txt");
+    make_file(&file, a.size_mib);
+    println!(
+        "dispatch-agent benchmark ({} MiB file, {} echo rounds)",
+        a.size_mib, a.rounds
+    );
+
+    // exec -> /readyz, median of 10, fresh workspace each time
+    let mut ready = Vec::new();
+    for i in 0..10 {
+        let ws = tmp.path().join(format!("ready{i}"));
+        let (agent, t0) = start_agent(&a.agent_bin, &ws, &[]);
+        loop {
+            if http_status(&agent.addr, "/readyz").await == Some(200) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        ready.push(t0.elapsed());
+    }
+    let ready_p50 = pct(&mut ready, 0.5);
+
+    let (agent, _) = start_agent(&a.agent_bin, &tmp.path().join("ws"), &[]);
+    // settle, then idle RSS with no session
+    while http_status(&agent.addr, "/readyz").await != Some(200) {}
+    let rss_idle = rss_kib(agent.child.id());
+
+    // throughput
+    let (floor_bytes, floor_t) = pty_floor(&file);
+    let (agent_bytes, agent_t, resyncs) = agent_throughput(&agent.addr, &file).await;
+    let floor_mbs = floor_bytes as f64 / floor_t.as_secs_f64() / 1e6;
+    let agent_mbs = agent_bytes as f64 / agent_t.as_secs_f64() / 1e6;
+
+    // echo latency
+    let mut raw = pty_echo(a.rounds);
+    let mut ws = connect(&agent.addr).await;
+    let id = start(&mut ws, "/bin/cat").await;
+    let _ = agent_echo(&mut ws, &id, 50).await; // warm up
+    let mut idle = agent_echo(&mut ws, &id, a.rounds).await;
+    let rss_one_session = rss_kib(agent.child.id());
+
+    // flood in another session, drained by another connection
+    let mut fws = connect(&agent.addr).await;
+    let fid = start(&mut fws, "/bin/sh").await;
+    fws.send(input(
+        &fid,
+        b"exec yes 'flood flood flood flood flood flood flood flood flood'\n",
+    ))
+    .await
+    .unwrap();
+    let drain = tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Some(Ok(m)) = fws.next().await {
+            if let Message::Binary(b) = m {
+                n += b.len() as u64;
+            }
+        }
+        n
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the flood get going
+    let mut flood_other = agent_echo(&mut ws, &id, a.rounds).await;
+    // and the same flood attached on the echo's own connection
+    ws.send(Message::Text(
+        json!({"type":"session.attach","id":fid}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    let mut flood_same = agent_echo(&mut ws, &id, a.rounds).await;
+    drain.abort();
+
+    let (raw50, raw99) = (pct(&mut raw, 0.5), pct(&mut raw, 0.99));
+    let (i50, i99) = (pct(&mut idle, 0.5), pct(&mut idle, 0.99));
+    let (o50, o99) = (pct(&mut flood_other, 0.5), pct(&mut flood_other, 0.99));
+    let (s50, s99) = (pct(&mut flood_same, 0.5), pct(&mut flood_same, 0.99));
+
+    println!();
+    println!("throughput (cat of {} MiB through a PTY)", a.size_mib);
+    println!(
+        "  PTY floor, minimal reader   {floor_mbs:8.1} MB/s  ({floor_bytes} bytes in {:.2} s)",
+        floor_t.as_secs_f64()
+    );
+    println!(
+        "  agent WebSocket to client   {agent_mbs:8.1} MB/s  ({agent_bytes} bytes in {:.2} s, {resyncs} resyncs)",
+        agent_t.as_secs_f64()
+    );
+    println!(
+        "  ratio agent/floor           {:8.2}x   (target >= 0.8x)",
+        agent_mbs / floor_mbs
+    );
+    println!("echo latency, {} single-byte round trips", a.rounds);
+    println!(
+        "  PTY own echo                p50 {:7.1} us  p99 {:7.1} us",
+        us(raw50),
+        us(raw99)
+    );
+    println!(
+        "  agent, idle                 p50 {:7.1} us  p99 {:7.1} us",
+        us(i50),
+        us(i99)
+    );
+    println!(
+        "  agent, flood on other conn  p50 {:7.1} us  p99 {:7.1} us",
+        us(o50),
+        us(o99)
+    );
+    println!(
+        "  agent, flood on same conn   p50 {:7.1} us  p99 {:7.1} us",
+        us(s50),
+        us(s99)
+    );
+    println!(
+        "  idle p50 - PTY p50          {:7.1} us   (target <= 200 us)",
+        us(i50) - us(raw50)
+    );
+    println!(
+        "  idle p99                    {:7.1} us   (target <= 2000 us)",
+        us(i99)
+    );
+    println!(
+        "  flood p99 / idle p99        {:7.2}x (other conn), {:.2}x (same conn)   (target <= 2x)",
+        us(o99) / us(i99),
+        us(s99) / us(i99)
+    );
+    println!("memory and start");
+    println!(
+        "  idle RSS, no session        {:7.1} MiB  (target <= 15 MiB)",
+        rss_idle as f64 / 1024.0
+    );
+    println!(
+        "  RSS with one idle session   {:7.1} MiB",
+        rss_one_session as f64 / 1024.0
+    );
+    println!(
+        "  exec to /readyz 200, p50    {:7.1} ms   (target <= 50 ms; of 10 starts on fresh workspaces)",
+        ready_p50.as_secs_f64() * 1e3
+    );
+}
