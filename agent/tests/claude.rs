@@ -1,0 +1,816 @@
+//! Claude sessions end to end: the real `dispatch-agent` binary runs the real
+//! Claude Code CLI, which talks to the scripted model server on loopback
+//! (`ANTHROPIC_BASE_URL`); the test speaks the agent's WebSocket protocol.
+//!
+//! The CLI comes from `DISPATCH_CLAUDE_BIN` or `tools/claude` (installed by
+//! `./scripts/setup.sh`). Without it these tests fail: they do not skip.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Client, TOKEN, http_get};
+use dispatch_model_server::{ModelServer, Turn};
+use serde_json::{Value, json};
+
+/// Turns of the real CLI take a while on a busy 2-core machine.
+const TURN_DEADLINE: Duration = Duration::from_secs(90);
+
+fn claude_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DISPATCH_CLAUDE_BIN") {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "DISPATCH_CLAUDE_BIN={} is not a file: point it at the Claude Code CLI",
+            p.display()
+        );
+        return p;
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/claude/node_modules/.bin/claude");
+    assert!(
+        p.exists(),
+        "the Claude Code CLI is not installed at {}: run ./scripts/setup.sh (it installs tools/claude) \
+         or set DISPATCH_CLAUDE_BIN",
+        p.display()
+    );
+    p.canonicalize().unwrap()
+}
+
+struct ClaudeAgent {
+    child: Child,
+    addr: String,
+    workspace: PathBuf,
+}
+
+impl Drop for ClaudeAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Environment for the agent (and so the CLI): only loopback, a dummy key.
+fn model_env(server: &ModelServer) -> Vec<(String, String)> {
+    [
+        ("ANTHROPIC_BASE_URL", server.base_url()),
+        ("ANTHROPIC_API_KEY", "sk-ant-test-not-a-real-key".to_owned()),
+        // One answer per request, so a scripted error is not retried for minutes.
+        ("CLAUDE_CODE_MAX_RETRIES", "0".to_owned()),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .to_vec()
+}
+
+fn start_agent(
+    workspace: &Path,
+    bin: &Path,
+    env: &[(String, String)],
+    args: &[&str],
+) -> ClaudeAgent {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"));
+    cmd.arg("--workspace")
+        .arg(workspace)
+        .arg("--claude-bin")
+        .arg(bin)
+        .args(args)
+        .env("DISPATCH_AGENT_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for k in [
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+        "CLAUDE_CONFIG_DIR",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("DISPATCH_AGENT_LISTENING ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    ClaudeAgent {
+        child,
+        addr,
+        workspace: workspace.canonicalize().unwrap(),
+    }
+}
+
+impl ClaudeAgent {
+    async fn connect(&self) -> Client {
+        Client::connect(&self.addr, Some(TOKEN)).await.unwrap()
+    }
+
+    /// SIGTERM, then wait for the agent to exit.
+    fn terminate(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let end = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < end, "agent did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Everything one client has seen of one Claude session.
+#[derive(Default)]
+struct Pane {
+    events: Vec<Value>,
+}
+
+impl Pane {
+    fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.events.iter().filter(move |e| e["type"] == kind)
+    }
+
+    fn results(&self) -> usize {
+        self.of_type("result").count()
+    }
+
+    /// Text streamed as `text_delta`s, in order.
+    fn streamed_text(&self) -> String {
+        self.of_type("stream_event")
+            .filter(|e| e["raw"]["event"]["delta"]["type"] == "text_delta")
+            .filter_map(|e| e["raw"]["event"]["delta"]["text"].as_str())
+            .collect()
+    }
+}
+
+/// Reads messages until `done(pane)`, filing this session's events; other
+/// messages stay queued in the client.
+async fn collect_until(
+    c: &mut Client,
+    id: &str,
+    pane: &mut Pane,
+    mut done: impl FnMut(&Pane) -> bool,
+) {
+    let end = Instant::now() + TURN_DEADLINE;
+    while !done(pane) {
+        assert!(
+            Instant::now() < end,
+            "timed out; events so far: {:#}",
+            Value::from(pane.events.clone())
+        );
+        let m = tokio::time::timeout(
+            TURN_DEADLINE,
+            c.wait_json(|v| v["type"] == "message.delta" && v["id"] == id),
+        )
+        .await
+        .expect("no message.delta in time");
+        for e in m["events"].as_array().unwrap() {
+            if let Some(last) = pane.events.last() {
+                assert_eq!(
+                    e["seq"].as_u64(),
+                    Some(last["seq"].as_u64().unwrap() + 1),
+                    "events in order, no gaps"
+                );
+            }
+            pane.events.push(e.clone());
+        }
+    }
+}
+
+async fn start_claude(c: &mut Client, extra: Value) -> String {
+    let mut m = json!({"type": "claude.start"});
+    if let (Some(m), Some(e)) = (m.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    c.send(m).await;
+    let v = c
+        .wait_json(|v| v["type"] == "session.created" || v["type"] == "error")
+        .await;
+    assert_eq!(v["type"], "session.created", "{v}");
+    assert_eq!(v["info"]["type"], "claude");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let a = c
+        .wait_json(|v| v["type"] == "session.attached" && v["id"] == id.as_str())
+        .await;
+    assert_eq!(a["offset"], 0);
+    id
+}
+
+async fn send_prompt(c: &mut Client, id: &str, text: &str) {
+    c.send(json!({"type": "claude.send", "id": id, "input": text}))
+        .await;
+}
+
+/// Runs one prompt to its `result` event and returns that event.
+async fn turn(c: &mut Client, id: &str, pane: &mut Pane, prompt: &str) -> Value {
+    let before = pane.results();
+    send_prompt(c, id, prompt).await;
+    collect_until(c, id, pane, |p| p.results() > before).await;
+    pane.of_type("result").last().unwrap().clone()
+}
+
+#[tokio::test]
+async fn plain_text_streams_as_deltas_and_replays_on_attach() {
+    let bin = claude_bin();
+    let answer = "Hello from the scripted model, streamed in pieces.";
+    let server = ModelServer::start_local(vec![Turn::text(answer)])
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = start_agent(&tmp.path().join("ws"), &bin, &model_env(&server), &[]);
+
+    let (status, body) = http_get(&agent.addr, "/readyz", None).await;
+    assert_eq!(status, 200);
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["claude"]["available"], true, "{ready}");
+
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    let mut pane = Pane::default();
+    let result = turn(&mut c, &id, &mut pane, "Say hello, please").await;
+
+    assert_eq!(pane.events[0]["seq"], 0);
+    assert_eq!(pane.streamed_text(), answer);
+    let deltas = pane
+        .of_type("stream_event")
+        .filter(|e| e["subtype"] == "content_block_delta")
+        .count();
+    assert!(
+        deltas >= 5,
+        "the answer arrived as several deltas, got {deltas}"
+    );
+    let init = pane
+        .of_type("system")
+        .find(|e| e["subtype"] == "init")
+        .expect("a system/init event");
+    let conversation = init["sessionId"].as_str().unwrap().to_owned();
+    assert_eq!(init["raw"]["cwd"], agent.workspace.to_str().unwrap());
+    // The user's own message is in the stream too.
+    assert!(
+        pane.of_type("user")
+            .any(|e| e["raw"]["message"]["content"] == "Say hello, please"),
+        "the prompt is echoed"
+    );
+    let assistant = pane.of_type("assistant").last().unwrap();
+    assert_eq!(assistant["raw"]["message"]["content"][0]["text"], answer);
+    assert_eq!(result["subtype"], "success");
+    assert_eq!(result["sessionId"], conversation.as_str());
+    assert_eq!(result["raw"]["is_error"], false);
+    assert_eq!(result["raw"]["result"], answer);
+    assert!(result["raw"]["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    assert!(result["raw"]["total_cost_usd"].is_number());
+
+    let reqs = server.message_requests();
+    assert_eq!(reqs.len(), 1);
+    assert!(reqs[0].uri.starts_with("/v1/messages"));
+    assert_eq!(reqs[0].body["stream"], true);
+    assert!(
+        reqs[0]
+            .message_texts()
+            .iter()
+            .any(|t| t == "Say hello, please")
+    );
+    assert!(server.unexpected().is_empty(), "{:?}", server.unexpected());
+
+    // A second client (a reload) attaching from 0 sees the same events.
+    let mut c2 = agent.connect().await;
+    c2.send(json!({"type": "session.attach", "id": id, "since": 0}))
+        .await;
+    let a = c2
+        .wait_json(|v| v["type"] == "session.attached" && v["id"] == id.as_str())
+        .await;
+    assert_eq!(a["offset"], 0);
+    assert_eq!(a["mode"], "replay");
+    let mut replay = Pane::default();
+    collect_until(&mut c2, &id, &mut replay, |p| {
+        p.events.len() >= pane.events.len()
+    })
+    .await;
+    assert_eq!(replay.events[..pane.events.len()], pane.events[..]);
+
+    // Attaching from the middle gives exactly the rest.
+    let mid = pane.events.len() as u64 / 2;
+    c2.send(json!({"type": "session.attach", "id": id, "since": mid}))
+        .await;
+    let a = c2
+        .wait_json(|v| v["type"] == "session.attached" && v["id"] == id.as_str())
+        .await;
+    assert_eq!(a["offset"], mid);
+    let d = c2
+        .wait_json(|v| v["type"] == "message.delta" && v["id"] == id.as_str())
+        .await;
+    assert_eq!(d["events"][0]["seq"], mid);
+
+    // The session list and /activity know it.
+    c.send(json!({"type": "session.list"})).await;
+    let list = c.wait_type("session.list").await;
+    let me = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(me["type"], "claude");
+    assert!(me["offset"].as_u64().unwrap() >= pane.events.len() as u64);
+
+    // Stop: stdin closes, the CLI ends, everyone attached hears of it.
+    c.send(json!({"type": "session.stop", "id": id})).await;
+    let ended = c
+        .wait_json(|v| v["type"] == "session.ended" && v["id"] == id.as_str())
+        .await;
+    assert_eq!(ended["reason"], "stopped", "{ended}");
+    c.send(json!({"type": "claude.send", "id": id, "input": "more"}))
+        .await;
+    c.wait_error("session_ended").await;
+}
+
+#[tokio::test]
+async fn bash_tool_use_asks_permission_allowed_then_denied() {
+    let bin = claude_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let ws = ws.canonicalize().unwrap();
+    let allowed = ws.join("allowed.txt");
+    let denied = ws.join("denied.txt");
+    let server = ModelServer::start_local(vec![
+        Turn::bash(format!("touch {}", allowed.display())),
+        Turn::text("Created it."),
+        Turn::bash(format!("touch {}", denied.display())),
+        Turn::text("Understood, I did not create it."),
+    ])
+    .await
+    .unwrap();
+    let agent = start_agent(&ws, &bin, &model_env(&server), &[]);
+    let mut a = agent.connect().await;
+    let id = start_claude(&mut a, json!({})).await;
+    // A second client watches the same session.
+    let mut b = agent.connect().await;
+    b.send(json!({"type": "session.attach", "id": id})).await;
+    b.wait_json(|v| v["type"] == "session.attached").await;
+
+    // Allowed: the first answer wins, the tool really runs.
+    let mut pane = Pane::default();
+    send_prompt(&mut a, &id, "Create allowed.txt").await;
+    collect_until(&mut a, &id, &mut pane, |p| {
+        p.of_type("control_request").count() == 1
+    })
+    .await;
+    let req = pane.of_type("control_request").next().unwrap().clone();
+    assert_eq!(req["subtype"], "can_use_tool");
+    assert_eq!(req["raw"]["request"]["tool_name"], "Bash");
+    assert_eq!(
+        req["raw"]["request"]["input"]["command"],
+        format!("touch {}", allowed.display())
+    );
+    let rid = req["requestId"].as_str().unwrap().to_owned();
+    assert!(!allowed.exists(), "nothing runs before the answer");
+    let mut b_pane = Pane::default();
+    collect_until(&mut b, &id, &mut b_pane, |p| {
+        p.of_type("control_request").count() == 1
+    })
+    .await;
+    assert_eq!(
+        b_pane.of_type("control_request").next().unwrap()["requestId"],
+        rid.as_str()
+    );
+
+    a.send(json!({"type": "claude.permission", "id": id, "requestId": rid, "allow": true}))
+        .await;
+    let resolved = a.wait_type("claude.permission.resolved").await;
+    assert_eq!(
+        (
+            resolved["requestId"].as_str(),
+            resolved["allowed"].as_bool()
+        ),
+        (Some(rid.as_str()), Some(true))
+    );
+    // The other client learns it is settled, and is too late to answer.
+    let resolved_b = b.wait_type("claude.permission.resolved").await;
+    assert_eq!(resolved_b["reason"], "answered");
+    b.send(json!({"type": "claude.permission", "id": id, "requestId": rid, "allow": false}))
+        .await;
+    b.wait_error("no_such_request").await;
+
+    collect_until(&mut a, &id, &mut pane, |p| p.results() == 1).await;
+    assert!(allowed.exists(), "the allowed Bash command ran");
+    let tool_result = pane
+        .of_type("user")
+        .filter_map(|e| e["raw"]["message"]["content"].as_array())
+        .flatten()
+        .find(|b| b["type"] == "tool_result")
+        .expect("a tool_result event")
+        .clone();
+    assert_eq!(tool_result["is_error"], false, "{tool_result}");
+
+    // Denied: the command does not run; the model is told why.
+    send_prompt(&mut a, &id, "Create denied.txt").await;
+    collect_until(&mut a, &id, &mut pane, |p| {
+        p.of_type("control_request").count() == 2
+    })
+    .await;
+    let rid2 = pane.of_type("control_request").nth(1).unwrap()["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.send(
+        json!({"type": "claude.permission", "id": id, "requestId": rid2, "allow": false,
+                  "message": "Not in this workspace, thanks."}),
+    )
+    .await;
+    let resolved = a.wait_type("claude.permission.resolved").await;
+    assert_eq!(resolved["allowed"], false);
+    collect_until(&mut a, &id, &mut pane, |p| p.results() == 2).await;
+    assert!(!denied.exists(), "the denied Bash command did not run");
+
+    let reqs = server.message_requests();
+    assert_eq!(reqs.len(), 4);
+    let last = reqs[3].message_texts();
+    assert!(
+        last.iter()
+            .any(|t| t.contains("Not in this workspace, thanks.")),
+        "the denial reached the model: {last:?}"
+    );
+    // Unknown request ids are refused plainly.
+    a.send(json!({"type": "claude.permission", "id": id, "requestId": "nope", "allow": true}))
+        .await;
+    a.wait_error("no_such_request").await;
+}
+
+#[tokio::test]
+async fn multi_turn_history_and_resume_after_the_agent_restarts() {
+    let bin = claude_bin();
+    let server = ModelServer::start_local(vec![
+        Turn::text("First answer."),
+        Turn::text("Second answer."),
+        Turn::text("Third answer, after the restart."),
+    ])
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(ws.join("app")).unwrap();
+    let env = model_env(&server);
+    let mut agent = start_agent(&ws, &bin, &env, &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({"workspacePath": "app"})).await;
+    let mut pane = Pane::default();
+    turn(&mut c, &id, &mut pane, "First prompt").await;
+    turn(&mut c, &id, &mut pane, "Second prompt").await;
+    let conversation = pane
+        .of_type("system")
+        .find(|e| e["subtype"] == "init")
+        .unwrap()["sessionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Multi-turn: the second request carries the first exchange.
+    let reqs = server.message_requests();
+    assert_eq!(reqs.len(), 2);
+    let texts = reqs[1].message_texts();
+    for t in ["First prompt", "First answer.", "Second prompt"] {
+        assert!(texts.iter().any(|x| x.contains(t)), "{t:?} in {texts:?}");
+    }
+    drop(c);
+
+    agent.terminate();
+    let mut agent = start_agent(&ws, &bin, &env, &[]);
+    let mut c = agent.connect().await;
+
+    // History, from the CLI's own transcripts.
+    c.send(json!({"type": "claude.history"})).await;
+    let h = c.wait_type("claude.history").await;
+    let conv = h["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == conversation.as_str())
+        .unwrap_or_else(|| panic!("{conversation} in {h}"))
+        .clone();
+    assert_eq!(conv["cwd"], "app");
+    assert!(conv["messages"].as_u64().unwrap() >= 4, "{conv}");
+    assert!(conv["title"].as_str().unwrap().contains("prompt"), "{conv}");
+    c.send(json!({"type": "claude.load", "conversationId": conversation}))
+        .await;
+    let t = c.wait_type("claude.transcript").await;
+    let entries = t["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["type"] == "user" && e["message"]["content"] == "First prompt")
+    );
+    assert!(entries.iter().any(|e| e["type"] == "assistant"));
+    c.send(json!({"type": "claude.load", "conversationId": "no-such-conversation"}))
+        .await;
+    c.wait_error("no_such_session").await;
+
+    // The old session is listed as ended and still replays its events.
+    c.send(json!({"type": "session.attach", "id": id, "since": 0}))
+        .await;
+    let mut old = Pane::default();
+    collect_until(&mut c, &id, &mut old, |p| {
+        p.events.len() >= pane.events.len()
+    })
+    .await;
+    assert_eq!(old.events[..pane.events.len()], pane.events[..]);
+    let ended = c
+        .wait_json(|v| v["type"] == "session.ended" && v["id"] == id.as_str())
+        .await;
+    assert!(ended["reason"].is_string(), "{ended}");
+
+    // Resume: the next request carries the whole earlier conversation.
+    let id2 = start_claude(&mut c, json!({"resume": conversation})).await;
+    let mut pane2 = Pane::default();
+    let result = turn(&mut c, &id2, &mut pane2, "Third prompt").await;
+    assert_eq!(result["sessionId"], conversation.as_str());
+    assert_eq!(pane2.streamed_text(), "Third answer, after the restart.");
+    let reqs = server.message_requests();
+    assert_eq!(reqs.len(), 3);
+    let texts = reqs[2].message_texts();
+    for t in [
+        "First prompt",
+        "First answer.",
+        "Second prompt",
+        "Second answer.",
+        "Third prompt",
+    ] {
+        assert!(texts.iter().any(|x| x.contains(t)), "{t:?} in {texts:?}");
+    }
+    c.send(json!({"type": "session.list"})).await;
+    let list = c.wait_type("session.list").await;
+    let s2 = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id2.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        s2["cwd"], "app",
+        "resumed in the conversation's own directory"
+    );
+
+    c.send(json!({"type": "claude.start", "resume": "no-such-conversation"}))
+        .await;
+    c.wait_error("no_such_session").await;
+    c.send(json!({"type": "claude.start", "resume": "../../etc/passwd"}))
+        .await;
+    c.wait_error("invalid_field").await;
+    agent.terminate();
+}
+
+#[tokio::test]
+async fn api_errors_reach_the_client() {
+    let bin = claude_bin();
+    let server = ModelServer::start_local(vec![
+        Turn::error(529),
+        Turn::error(500),
+        Turn::text("Recovered."),
+    ])
+    .await
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = start_agent(&tmp.path().join("ws"), &bin, &model_env(&server), &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    let mut pane = Pane::default();
+
+    for (status, kind) in [(529, "overloaded"), (500, "API Error")] {
+        let result = turn(&mut c, &id, &mut pane, "Anyone there?").await;
+        assert_eq!(result["raw"]["is_error"], true, "{result}");
+        assert_eq!(result["raw"]["api_error_status"], status, "{result}");
+        let text = result["raw"]["result"].as_str().unwrap();
+        assert!(text.contains(&status.to_string()), "{text}");
+        let assistant = pane.of_type("assistant").last().unwrap();
+        assert!(
+            assistant["raw"]["error"].is_string(),
+            "the assistant event names the error: {assistant}"
+        );
+        let _ = kind;
+    }
+    // The session carries on after errors.
+    let result = turn(&mut c, &id, &mut pane, "Try again").await;
+    assert_eq!(result["raw"]["is_error"], false);
+    assert_eq!(result["raw"]["result"], "Recovered.");
+    assert_eq!(server.message_requests().len(), 3);
+}
+
+#[tokio::test]
+async fn interrupt_withdraws_a_pending_permission_prompt() {
+    let bin = claude_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let target = ws.canonicalize().unwrap().join("never.txt");
+    let server = ModelServer::start_local(vec![Turn::bash(format!("touch {}", target.display()))])
+        .await
+        .unwrap();
+    let agent = start_agent(&ws, &bin, &model_env(&server), &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    let mut pane = Pane::default();
+    send_prompt(&mut c, &id, "Make a file").await;
+    collect_until(&mut c, &id, &mut pane, |p| {
+        p.of_type("control_request").count() == 1
+    })
+    .await;
+    let rid = pane.of_type("control_request").next().unwrap()["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.send(json!({"type": "claude.interrupt", "id": id})).await;
+    let resolved = c.wait_type("claude.permission.resolved").await;
+    assert_eq!(resolved["requestId"], rid.as_str());
+    assert_eq!(resolved["reason"], "cancelled");
+    assert_eq!(resolved["allowed"], false);
+    collect_until(&mut c, &id, &mut pane, |p| p.results() == 1).await;
+    assert!(
+        pane.of_type("control_cancel_request")
+            .any(|e| e["requestId"] == rid.as_str())
+    );
+    assert!(!target.exists());
+    c.send(json!({"type": "claude.permission", "id": id, "requestId": rid, "allow": true}))
+        .await;
+    c.wait_error("no_such_request").await;
+}
+
+#[tokio::test]
+async fn a_permission_prompt_nobody_answers_is_denied_after_the_timeout() {
+    let bin = claude_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let target = ws.canonicalize().unwrap().join("late.txt");
+    let server = ModelServer::start_local(vec![
+        Turn::bash(format!("touch {}", target.display())),
+        Turn::text("Fine."),
+    ])
+    .await
+    .unwrap();
+    let agent = start_agent(
+        &ws,
+        &bin,
+        &model_env(&server),
+        &["--claude-permission-timeout", "1"],
+    );
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    let mut pane = Pane::default();
+    send_prompt(&mut c, &id, "Make a file").await;
+    let resolved = c.wait_type("claude.permission.resolved").await;
+    assert_eq!(
+        (resolved["allowed"].as_bool(), resolved["reason"].as_str()),
+        (Some(false), Some("timeout"))
+    );
+    collect_until(&mut c, &id, &mut pane, |p| p.results() == 1).await;
+    assert!(!target.exists());
+}
+
+#[tokio::test]
+async fn a_crashed_cli_ends_the_session_with_the_reason() {
+    let bin = claude_bin();
+    let server = ModelServer::start_local(vec![Turn::text("Hi.")])
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = start_agent(&tmp.path().join("ws"), &bin, &model_env(&server), &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    let mut pane = Pane::default();
+    turn(&mut c, &id, &mut pane, "Hello").await;
+    // The CLI is the agent's child whose DISPATCH_SESSION_ID is this session.
+    let pid = cli_pid(agent.child.id() as i32, &id).expect("the CLI process");
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let ended = c
+        .wait_json(|v| v["type"] == "session.ended" && v["id"] == id.as_str())
+        .await;
+    let reason = ended["reason"].as_str().unwrap();
+    assert!(reason.starts_with("crashed: killed by SIGKILL"), "{reason}");
+    c.send(json!({"type": "claude.send", "id": id, "input": "still there?"}))
+        .await;
+    c.wait_error("session_ended").await;
+}
+
+fn cli_pid(agent_pid: i32, session: &str) -> Option<i32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid != Some(agent_pid) {
+            continue;
+        }
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let want = format!("DISPATCH_SESSION_ID={session}");
+        if environ.split(|b| *b == 0).any(|v| v == want.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn missing_cli_no_credentials_and_refused_modes_are_plain_errors() {
+    // CLI missing: /readyz says so and claude.start is claude_unavailable.
+    let tmp = tempfile::tempdir().unwrap();
+    let server = ModelServer::start_local(vec![]).await.unwrap();
+    let agent = start_agent(
+        &tmp.path().join("ws1"),
+        Path::new("/nonexistent/claude"),
+        &model_env(&server),
+        &[],
+    );
+    let mut c = agent.connect().await;
+    c.send(json!({"type": "claude.start"})).await;
+    let e = c.wait_error("claude_unavailable").await;
+    assert!(e["message"].as_str().unwrap().contains("not found"), "{e}");
+    let (_, body) = http_get(&agent.addr, "/readyz", None).await;
+    let ready: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["claude"]["available"], false, "{ready}");
+    assert!(
+        ready["claude"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not found"),
+        "{ready}"
+    );
+    drop(agent);
+
+    // No credentials: a clear claude_unavailable, nothing started.
+    let bin = claude_bin();
+    let no_key: Vec<(String, String)> = model_env(&server)
+        .into_iter()
+        .filter(|(k, _)| k != "ANTHROPIC_API_KEY")
+        .collect();
+    let agent = start_agent(&tmp.path().join("ws2"), &bin, &no_key, &[]);
+    let mut c = agent.connect().await;
+    c.send(json!({"type": "claude.start"})).await;
+    let e = c.wait_error("claude_unavailable").await;
+    assert!(
+        e["message"].as_str().unwrap().contains("credentials"),
+        "{e}"
+    );
+    c.send(json!({"type": "session.list"})).await;
+    assert_eq!(c.wait_type("session.list").await["sessions"], json!([]));
+    drop(agent);
+
+    // Bad fields and refused modes.
+    let agent = start_agent(&tmp.path().join("ws3"), &bin, &model_env(&server), &[]);
+    let mut c = agent.connect().await;
+    for (msg, code) in [
+        (
+            json!({"type": "claude.start", "permissionMode": "bogus"}),
+            "bad_message",
+        ),
+        (
+            json!({"type": "claude.start", "model": "--dangerously-skip-permissions"}),
+            "invalid_field",
+        ),
+        (
+            json!({"type": "claude.start", "workspacePath": "../.."}),
+            "path_outside_workspace",
+        ),
+        (
+            json!({"type": "claude.send", "id": "nosuch", "input": "x"}),
+            "no_such_session",
+        ),
+        (
+            json!({"type": "claude.interrupt", "id": "nosuch"}),
+            "no_such_session",
+        ),
+    ] {
+        c.send(msg.clone()).await;
+        let e = c.wait_type("error").await;
+        assert_eq!(e["code"], code, "{msg} -> {e}");
+    }
+    let running_as_root = unsafe { libc::geteuid() } == 0;
+    c.send(json!({"type": "claude.start", "permissionMode": "bypassPermissions"}))
+        .await;
+    if running_as_root {
+        let e = c.wait_error("forbidden").await;
+        assert!(e["message"].as_str().unwrap().contains("root"), "{e}");
+    } else {
+        let v = c.wait_type("session.created").await;
+        assert_eq!(v["info"]["type"], "claude");
+    }
+    // A terminal id is not a Claude session.
+    let tid = c.start(json!({"shell": "/bin/sh"})).await;
+    c.send(json!({"type": "claude.send", "id": tid, "input": "x"}))
+        .await;
+    c.wait_error("wrong_session_type").await;
+}
