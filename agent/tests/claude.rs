@@ -340,11 +340,16 @@ async fn bash_tool_use_asks_permission_allowed_then_denied() {
     let ws = ws.canonicalize().unwrap();
     let allowed = ws.join("allowed.txt");
     let denied = ws.join("denied.txt");
+    let remembered = [ws.join("r1.txt"), ws.join("r2.txt")];
     let server = ModelServer::start_local(vec![
         Turn::bash(format!("touch {}", allowed.display())),
         Turn::text("Created it."),
         Turn::bash(format!("touch {}", denied.display())),
         Turn::text("Understood, I did not create it."),
+        Turn::bash(format!("touch {}", remembered[0].display())),
+        Turn::text("One."),
+        Turn::bash(format!("touch {}", remembered[1].display())),
+        Turn::text("Two."),
     ])
     .await
     .unwrap();
@@ -430,8 +435,32 @@ async fn bash_tool_use_asks_permission_allowed_then_denied() {
     collect_until(&mut a, &id, &mut pane, |p| p.results() == 2).await;
     assert!(!denied.exists(), "the denied Bash command did not run");
 
+    // "Allow for this session": the next Bash call is allowed without asking.
+    send_prompt(&mut a, &id, "Create r1.txt").await;
+    collect_until(&mut a, &id, &mut pane, |p| {
+        p.of_type("control_request").count() == 3
+    })
+    .await;
+    let rid3 = pane.of_type("control_request").nth(2).unwrap()["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.send(json!({"type": "claude.permission", "id": id, "requestId": rid3, "allow": true, "remember": true}))
+        .await;
+    collect_until(&mut a, &id, &mut pane, |p| p.results() == 3).await;
+    send_prompt(&mut a, &id, "Create r2.txt").await;
+    collect_until(&mut a, &id, &mut pane, |p| p.results() == 4).await;
+    let auto = a
+        .wait_json(|v| v["type"] == "claude.permission.resolved" && v["reason"] == "remembered")
+        .await;
+    assert_eq!(auto["allowed"], true);
+    assert!(
+        remembered.iter().all(|f| f.exists()),
+        "both remembered-tool commands ran"
+    );
+
     let reqs = server.message_requests();
-    assert_eq!(reqs.len(), 4);
+    assert_eq!(reqs.len(), 8);
     let last = reqs[3].message_texts();
     assert!(
         last.iter()
@@ -483,6 +512,22 @@ async fn multi_turn_history_and_resume_after_the_agent_restarts() {
     agent.terminate();
     let mut agent = start_agent(&ws, &bin, &env, &[]);
     let mut c = agent.connect().await;
+
+    // The agent's SQLite recorded the session and its conversation.
+    {
+        let db = rusqlite::Connection::open(ws.join(".dispatch/agent.db")).unwrap();
+        let (kind, conv): (String, String) = db
+            .query_row(
+                "SELECT s.type, c.conversation_id FROM sessions s JOIN claude_sessions c ON c.session_id = s.id WHERE s.id = ?1",
+                [&id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (kind.as_str(), conv.as_str()),
+            ("claude", conversation.as_str())
+        );
+    }
 
     // History, from the CLI's own transcripts.
     c.send(json!({"type": "claude.history"})).await;
