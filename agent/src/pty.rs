@@ -139,16 +139,68 @@ pub fn is_gone(pid: i32) -> bool {
     }
 }
 
-/// Waits until `readable(fd)` or `timeout_ms` passes; true when data is ready.
-pub fn poll_readable(fd: RawFd, timeout_ms: i32) -> bool {
+/// Waits up to `timeout_ms` (-1: forever) for any of `events` on `fd`;
+/// returns the events that happened (0 on timeout).
+pub fn poll_fd(fd: RawFd, events: i16, timeout_ms: i32) -> i16 {
     let mut pfd = libc::pollfd {
         fd,
-        events: libc::POLLIN,
+        events,
         revents: 0,
     };
     // SAFETY: one valid pollfd on the stack for the duration of the call.
     let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    r > 0 && (pfd.revents & libc::POLLIN) != 0
+    if r > 0 { pfd.revents } else { 0 }
+}
+
+/// Whether data is waiting to be read on `fd` right now.
+pub fn readable_now(fd: RawFd) -> bool {
+    poll_fd(fd, libc::POLLIN, 0) & libc::POLLIN != 0
+}
+
+/// Puts `fd` (and every fd sharing its open file description) in
+/// non-blocking mode.
+pub fn set_nonblocking(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on an fd we own; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Writes what fits without blocking: `Ok(n)` bytes written, 0 when full.
+pub fn write_nonblocking(fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
+    loop {
+        // SAFETY: `data` is valid for `data.len()` bytes for the call.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => return Ok(0),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// Writes all of `data`, waiting for room when the PTY's input is full.
+pub fn write_all_waiting(fd: RawFd, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let n = write_nonblocking(fd, data)?;
+        if n == 0 {
+            let ev = poll_fd(fd, libc::POLLOUT, -1);
+            if ev & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 && ev & libc::POLLOUT == 0
+            {
+                return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+            }
+        }
+        data = &data[n..];
+    }
+    Ok(())
 }
 
 #[cfg(test)]

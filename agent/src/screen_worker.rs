@@ -1,11 +1,20 @@
 //! Keeps terminal emulators caught up in the background, on one low-priority
-//! thread, so that a snapshot rarely has much to parse, while a flood of
-//! output never waits for the emulator.
+//! thread, so that a snapshot rarely has much to parse.
+//!
+//! A session is parsed only once it has been quiet for a moment: during a flood
+//! the emulator costs nothing (a snapshot, if one is asked for, catches up on
+//! demand, bounded by `terminal::CATCH_UP_MAX`), and the CPU stays with the
+//! sessions and their subscribers.
 
-use std::sync::mpsc;
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use crate::terminal::TerminalSession;
+
+/// How long a session's output must stand still before it is parsed.
+const QUIET: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 pub struct ScreenWorker {
@@ -19,17 +28,51 @@ impl ScreenWorker {
             .name("screen".into())
             .spawn(move || {
                 lower_priority();
-                for s in rx {
-                    if let Some(s) = s.upgrade() {
-                        s.catch_up_screen_in_background();
-                    }
-                }
+                run(rx);
             })?;
         Ok(ScreenWorker { tx })
     }
 
     pub fn queue(&self, s: &Arc<TerminalSession>) {
         let _ = self.tx.send(Arc::downgrade(s));
+    }
+}
+
+fn run(rx: mpsc::Receiver<Weak<TerminalSession>>) {
+    // Dirty sessions by address, with the output end seen at the last look.
+    let mut dirty: HashMap<usize, (Weak<TerminalSession>, u64)> = HashMap::new();
+    let mut next_look = Instant::now() + QUIET;
+    loop {
+        let got = if dirty.is_empty() {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(next_look.saturating_duration_since(Instant::now()))
+        };
+        match got {
+            Ok(w) => {
+                dirty.entry(w.as_ptr() as usize).or_insert((w, u64::MAX));
+                if dirty.len() == 1 {
+                    next_look = Instant::now() + QUIET;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() < next_look {
+            continue;
+        }
+        next_look = Instant::now() + QUIET;
+        dirty.retain(|_, (w, seen)| {
+            let Some(s) = w.upgrade() else { return false };
+            let end = s.progress().end;
+            if end != *seen {
+                // Still producing: look again later.
+                *seen = end;
+                return true;
+            }
+            s.catch_up_screen_in_background();
+            false
+        });
     }
 }
 

@@ -34,6 +34,8 @@ use crate::session::{Services, Session, lock, now_ms};
 pub const MAX_CHUNK: usize = 128 * 1024;
 /// Input writes queued per session before `terminal.write` is refused.
 const INPUT_QUEUE: usize = 256;
+/// Most output the emulator parses to catch up for one snapshot.
+pub const CATCH_UP_MAX: u64 = 4 << 20;
 /// Grace between SIGTERM and SIGKILL when stopping.
 pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -67,7 +69,13 @@ struct Meta {
 
 struct Running {
     master: Box<dyn MasterPty + Send>,
+    /// The master fd, non-blocking: input is written straight from the
+    /// connection's task when the PTY has room, else queued for the writer thread.
+    fd: Option<i32>,
     input: mpsc::SyncSender<Vec<u8>>,
+    /// Writes queued for the writer thread and not yet done; while any are,
+    /// new input queues behind them to keep its order.
+    queued: Arc<AtomicU32>,
 }
 
 pub struct TerminalSession {
@@ -120,6 +128,10 @@ impl TerminalSession {
         limits: Limits,
     ) -> anyhow::Result<Arc<Self>> {
         let spawned = pty::spawn(&spec.spawn)?;
+        if let Some(fd) = spawned.master_fd {
+            pty::set_nonblocking(fd)?;
+        }
+        let queued = Arc::new(AtomicU32::new(0));
         // Created after the spawn so that a failed start leaves nothing behind;
         // the reader thread, which writes it, starts later still.
         let log = match OutputLog::create(&spec.log_dir, limits.retention_bytes) {
@@ -157,7 +169,9 @@ impl TerminalSession {
             screen_queued: AtomicBool::new(false),
             running: Mutex::new(Some(Running {
                 master: spawned.master,
+                fd: spawned.master_fd,
                 input: input_tx,
+                queued: queued.clone(),
             })),
             pid: Some(spawned.pid),
             bucket: Mutex::new(TokenBucket::new(
@@ -198,15 +212,21 @@ impl TerminalSession {
                 let _ = reader_done_tx.send(());
             })?;
         let mut writer = spawned.writer;
+        let wfd = spawned.master_fd;
         std::thread::Builder::new()
             .name(format!("pty-write-{id}"))
             .spawn(move || {
                 for buf in input_rx {
-                    if writer.write_all(&buf).is_err() {
+                    let r = match wfd {
+                        Some(fd) => pty::write_all_waiting(fd, &buf),
+                        None => writer.write_all(&buf),
+                    };
+                    queued.fetch_sub(1, Ordering::AcqRel);
+                    if r.is_err() {
                         break;
                     }
-                    let _ = writer.flush();
                 }
+                drop(writer);
             })?;
         let s = session.clone();
         let pid = spawned.pid;
@@ -278,10 +298,21 @@ impl TerminalSession {
     fn read_loop(self: &Arc<Self>, reader: &mut Box<dyn Read + Send>, fd: Option<i32>) {
         let mut buf = vec![0u8; MAX_CHUNK];
         loop {
+            if let Some(fd) = fd {
+                // The fd is non-blocking (for the input side): wait here.
+                pty::poll_fd(fd, libc::POLLIN, -1);
+            }
             let mut len = match reader.read(&mut buf) {
                 Ok(0) => return,
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    continue;
+                }
                 // EIO: every process holding the slave side has closed it.
                 Err(_) => return,
             };
@@ -290,7 +321,7 @@ impl TerminalSession {
             // write, a lock and a wake-up per few KiB under a flood; a lone
             // keystroke echo goes out at once.
             if let Some(fd) = fd {
-                while len + 4096 <= buf.len() && pty::poll_readable(fd, 0) {
+                while len + 4096 <= buf.len() && pty::readable_now(fd) {
                     match reader.read(&mut buf[len..]) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => len += n,
@@ -411,16 +442,43 @@ impl TerminalSession {
             ));
         }
         let n = data.len() as u64;
+        let mut data = data;
+        // Straight to the PTY when nothing is queued and it has room: no
+        // thread hop on the keystroke path.
+        if let Some(fd) = r.fd
+            && r.queued.load(Ordering::Acquire) == 0
+        {
+            match pty::write_nonblocking(fd, &data) {
+                Ok(w) if w == data.len() => {
+                    self.services.metrics.input_bytes.inc_by(n);
+                    self.services.touch();
+                    return Ok(());
+                }
+                Ok(w) => {
+                    data.drain(..w);
+                }
+                Err(_) => {
+                    return Err((
+                        ErrorCode::SessionEnded,
+                        format!("session {} has ended", self.id),
+                    ));
+                }
+            }
+        }
+        r.queued.fetch_add(1, Ordering::AcqRel);
         match r.input.try_send(data) {
             Ok(()) => {
                 self.services.metrics.input_bytes.inc_by(n);
                 self.services.touch();
                 Ok(())
             }
-            Err(mpsc::TrySendError::Full(_)) => Err((
-                ErrorCode::RateLimited,
-                format!("session {} is not reading its input", self.id),
-            )),
+            Err(mpsc::TrySendError::Full(_)) => {
+                r.queued.fetch_sub(1, Ordering::AcqRel);
+                Err((
+                    ErrorCode::RateLimited,
+                    format!("session {} is not reading its input", self.id),
+                ))
+            }
             Err(mpsc::TrySendError::Disconnected(_)) => Err((
                 ErrorCode::SessionEnded,
                 format!("session {} has ended", self.id),
@@ -533,17 +591,33 @@ impl TerminalSession {
 
     pub(crate) fn catch_up_screen_in_background(&self) {
         self.screen_queued.store(false, Ordering::Release);
-        // A snapshot in progress is catching up already.
-        let Ok(mut screen) = self.screen.try_lock() else {
-            return;
-        };
-        // Bounded per turn so that the lock is released now and then.
-        self.catch_up(&mut screen, 4 << 20);
+        loop {
+            // A snapshot in progress is catching up already.
+            let Ok(mut screen) = self.screen.try_lock() else {
+                return;
+            };
+            // In slices, so that a snapshot never waits long for the lock.
+            let before = screen.parsed_upto();
+            self.catch_up(&mut screen, 256 * 1024);
+            if screen.parsed_upto() == before || screen.parsed_upto() >= self.progress().end {
+                return;
+            }
+        }
     }
 
     /// Feeds the emulator from where it stands to the end of the output (or
     /// `budget` bytes), reading from the ring, else from the log.
+    ///
+    /// A backlog over [`CATCH_UP_MAX`] is skipped but for its last
+    /// `CATCH_UP_MAX` bytes: that much output redraws any screen, and it keeps
+    /// the cost of a snapshot bounded after a flood. (Modes set only in the
+    /// skipped part, say an alternate-screen switch followed by megabytes of
+    /// drawing, would be missed.)
     fn catch_up(&self, screen: &mut Screen, budget: usize) {
+        let end = lock(&self.ring).end();
+        if end.saturating_sub(screen.parsed_upto()) > CATCH_UP_MAX {
+            screen.skip_to(end - CATCH_UP_MAX);
+        }
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut fed = 0usize;
         while fed < budget {
