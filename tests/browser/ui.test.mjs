@@ -192,6 +192,29 @@ describe("web UI in Chromium", () => {
     assert.deepEqual(await ticks(), Array.from({ length: 150 }, (_, i) => i + 1), "ticks 1..150, each once, in order");
   });
 
+  test("a flood of output is paced, not dropped, and the terminal stays usable", async () => {
+    const tag = randomTag();
+    const n = 2_000_000; // about 15 MB: far more than the terminal takes in one go
+    const t0 = Date.now();
+    await typeLine(page, `seq 1 ${n}; echo flood-${tag}`);
+    const text = await waitForLine(page, session, new RegExp(`^flood-${tag}$`), "the end of the flood", 120_000);
+    const lines = text.split("\n");
+    const end = lines.indexOf(`flood-${tag}`);
+    // the lines just before the marker are the last numbers, in order, each once
+    const seconds = (Date.now() - t0) / 1000;
+    const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize ?? 0);
+    const [pauses, resyncs] = await page.evaluate(() => [window.__dispatch.flowPauses(), window.__dispatch.resyncs()]);
+    console.log(`flood of ${n} lines shown in ${seconds.toFixed(1)} s; flow-control pauses ${pauses}; server resyncs ${resyncs}; JS heap ${(heap / 2 ** 20).toFixed(0)} MiB`);
+    if (resyncs === 0) {
+      // nothing was skipped on purpose, so the scrollback (10,000 lines) before the marker holds consecutive numbers
+      const tail = lines.slice(end - 9000, end).map(Number);
+      assert.deepEqual(tail, Array.from({ length: 9000 }, (_, i) => n - 8999 + i));
+    }
+    const echo = `after-flood-${tag}`;
+    await typeLine(page, `echo ${echo}`);
+    await waitForLine(page, session, new RegExp(`^${echo}$`), "a command after the flood");
+  });
+
   test("a connection dropped by the server reconnects with no output lost or repeated", async () => {
     const tag = randomTag();
     // a steady stream of numbered lines, still running when the connection drops

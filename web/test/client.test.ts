@@ -78,8 +78,16 @@ class RecordingSink implements SessionSink {
     this.resets++;
     this.screen = "";
   }
-  write(bytes: Uint8Array): void {
+  /** Manual processing, to play a slow terminal; by default everything is processed at once. */
+  manual = false;
+  queued: (() => void)[] = [];
+  write(bytes: Uint8Array, done: () => void): void {
     this.screen += new TextDecoder().decode(bytes);
+    if (this.manual) this.queued.push(done);
+    else done();
+  }
+  process(n = Infinity): void {
+    while (n-- > 0 && this.queued.length > 0) this.queued.shift()!();
   }
   attached(m: { mode: string; offset: number; lostBefore?: number }): void {
     this.events.push(`attached ${m.mode} ${m.offset}${m.lostBefore !== undefined ? ` lost<${m.lostBefore}` : ""}`);
@@ -119,6 +127,8 @@ describe("WorkspaceClient", () => {
       random: () => 0.5,
       now: () => timers.now,
       backoff: { baseMs: 100, capMs: 1000, factor: 2, jitter: 0.5 },
+      flowHighBytes: 10,
+      flowLowBytes: 4,
     });
     client.onState((e) => states.push(e));
     client.start();
@@ -291,6 +301,45 @@ describe("WorkspaceClient", () => {
     timers.advance(60_000);
     expect(sockets.length).toBe(1);
     expect(client.connState.state).toBe("closed");
+  });
+
+  it("detaches a session whose terminal falls behind and resumes it where it stopped", () => {
+    const sink = new RecordingSink();
+    sink.manual = true;
+    client.attach("t1", sink);
+    last().open();
+    last().hello();
+    last().frame(FrameKind.Snapshot, "t1", 0, "");
+    last().frame(FrameKind.Output, "t1", 0, "012345");
+    expect(client.backlogOf("t1")).toBe(6);
+    last().frame(FrameKind.Output, "t1", 6, "6789ab"); // 12 > high water mark 10
+    expect(last().messages().pop()).toEqual({ type: "session.detach", id: "t1" });
+    last().frame(FrameKind.Output, "t1", 12, "cdef"); // in flight: dropped, asked for again later
+    expect(sink.screen).toBe("0123456789ab");
+    sink.process(1); // backlog 6: still above the low mark
+    expect(last().messages().pop()).toEqual({ type: "session.detach", id: "t1" });
+    sink.process(1); // backlog 0
+    expect(last().messages().pop()).toEqual({ type: "session.attach", id: "t1", since: 12 });
+    last().frame(FrameKind.Output, "t1", 12, "cdef");
+    expect(sink.screen).toBe("0123456789abcdef");
+    expect(client.offsetOf("t1")).toBe(16);
+  });
+
+  it("a paused session is attached after a reconnect only once it drained", () => {
+    const sink = new RecordingSink();
+    sink.manual = true;
+    client.attach("t1", sink);
+    last().open();
+    last().hello();
+    last().frame(FrameKind.Snapshot, "t1", 0, "");
+    last().frame(FrameKind.Output, "t1", 0, "0123456789ab");
+    last().drop();
+    timers.advance(1000);
+    last().open();
+    last().hello();
+    expect(last().messages()).toEqual([]);
+    sink.process();
+    expect(last().messages()).toEqual([{ type: "session.attach", id: "t1", since: 12 }]);
   });
 
   it("builds the socket URL on the page's origin", () => {

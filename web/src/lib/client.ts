@@ -41,7 +41,8 @@ export interface StateEvent {
 export interface SessionSink {
   /** Clear the screen and state: a snapshot follows. */
   reset(): void;
-  write(bytes: Uint8Array): void;
+  /** Show the bytes; call `done` once they are processed (that paces the stream). */
+  write(bytes: Uint8Array, done: () => void): void;
   attached?(msg: Extract<ServerMessage, { type: "session.attached" }>): void;
   ended?(msg: Extract<ServerMessage, { type: "session.ended" }>): void;
   resync?(offset: number): void;
@@ -63,11 +64,24 @@ export interface ClientOptions {
   helloTimeoutMs?: number;
   /** Longest a request (start a terminal, list sessions) waits for its answer. */
   requestTimeoutMs?: number;
+  /**
+   * Flow control: a session whose sink has more than `flowHighBytes` written
+   * but not yet processed is detached, and attached again from where it
+   * stopped once the backlog is under `flowLowBytes`. A browser WebSocket
+   * cannot push back, and xterm.js drops data past its own limit, so this
+   * keeps a flood (`yes`, a huge `cat`) from growing memory or losing bytes.
+   */
+  flowHighBytes?: number;
+  flowLowBytes?: number;
 }
 
 interface Attachment {
   sink: SessionSink;
   tracker: OffsetTracker;
+  /** Bytes handed to the sink and not yet processed. */
+  backlog: number;
+  /** Detached for flow control until the backlog drains. */
+  paused: boolean;
 }
 
 interface Pending<T> {
@@ -98,6 +112,10 @@ export class WorkspaceClient {
   private helloTimer: unknown = null;
   private retryAt: number | undefined;
   private closed = false;
+  /** How often a session was paused for flow control (shown in the debug hook). */
+  flowPauses = 0;
+  /** How often the server skipped a session ahead to a snapshot (this client fell too far behind). */
+  resyncs = 0;
   private lastEmitted: StateEvent | null = { state: "connecting", attempt: 0 };
   private queue: ClientMessage[] = [];
   private sessions = new Map<string, Attachment>();
@@ -121,6 +139,8 @@ export class WorkspaceClient {
       now: options.now ?? Date.now,
       helloTimeoutMs: options.helloTimeoutMs ?? 10_000,
       requestTimeoutMs: options.requestTimeoutMs ?? 15_000,
+      flowHighBytes: options.flowHighBytes ?? 4 * 1024 * 1024,
+      flowLowBytes: options.flowLowBytes ?? 512 * 1024,
     };
   }
 
@@ -154,7 +174,7 @@ export class WorkspaceClient {
   attach(id: string, sink: SessionSink, since?: number): void {
     const tracker = new OffsetTracker();
     if (since !== undefined) tracker.next = since;
-    this.sessions.set(id, { sink, tracker });
+    this.sessions.set(id, { sink, tracker, backlog: 0, paused: false });
     if (this.state === "open") this.sendNow({ type: "session.attach", id, ...sinceField(tracker) });
   }
 
@@ -301,16 +321,42 @@ export class WorkspaceClient {
       return; // a frame this client cannot read is dropped; the stream's offsets tell if bytes went missing
     }
     const a = this.sessions.get(frame.id);
-    if (!a) return;
+    // Frames still in flight after a flow-control detach are dropped; the
+    // tracker did not move, so the next attach asks for them again.
+    if (!a || a.paused) return;
     if (frame.kind === FrameKind.Snapshot) {
       a.tracker.snapshot(frame.offset);
       a.sink.reset();
-      if (frame.payload.length > 0) a.sink.write(frame.payload);
+      if (frame.payload.length > 0) this.feed(frame.id, a, frame.payload);
     } else if (frame.kind === FrameKind.Output) {
       const r = a.tracker.output(frame.offset, frame.payload);
       if (r.gap) a.sink.gap?.(r.gap.from, r.gap.to);
-      if (r.bytes.length > 0) a.sink.write(r.bytes);
+      if (r.bytes.length > 0) this.feed(frame.id, a, r.bytes);
     }
+  }
+
+  private feed(id: string, a: Attachment, bytes: Uint8Array): void {
+    const n = bytes.length;
+    a.backlog += n;
+    a.sink.write(bytes, () => this.processed(id, a, n));
+    if (!a.paused && a.backlog > this.opts.flowHighBytes) {
+      a.paused = true;
+      this.flowPauses += 1;
+      this.sendNow({ type: "session.detach", id });
+    }
+  }
+
+  private processed(id: string, a: Attachment, n: number): void {
+    a.backlog -= n;
+    if (!a.paused || a.backlog > this.opts.flowLowBytes || this.sessions.get(id) !== a) return;
+    a.paused = false;
+    // While disconnected, the next hello attaches it.
+    if (this.state === "open") this.sendNow({ type: "session.attach", id, ...sinceField(a.tracker) });
+  }
+
+  /** Bytes written to a session's sink and not yet processed (flow control). */
+  backlogOf(id: string): number {
+    return this.sessions.get(id)?.backlog ?? 0;
   }
 
   private route(msg: ServerMessage): void {
@@ -331,6 +377,7 @@ export class WorkspaceClient {
         break;
       }
       case "session.resync":
+        this.resyncs += 1;
         this.sessions.get(msg.id)?.sink.resync?.(msg.offset);
         break;
       case "session.ended":
@@ -359,7 +406,9 @@ export class WorkspaceClient {
     this.helloTimer = null;
     this.attempt = 0;
     this.setState("open");
-    for (const [id, a] of this.sessions) this.sendNow({ type: "session.attach", id, ...sinceField(a.tracker) });
+    for (const [id, a] of this.sessions) {
+      if (!a.paused) this.sendNow({ type: "session.attach", id, ...sinceField(a.tracker) });
+    }
     const queued = this.queue;
     this.queue = [];
     for (const m of queued) this.sendNow(m);

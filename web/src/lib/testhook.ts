@@ -27,6 +27,10 @@ export interface DispatchDebug {
   listed: boolean;
   /** Drops the workspace connection as a network failure would; the UI reconnects by itself. */
   dropConnection?: () => void;
+  /** Times a session was paused because its terminal fell behind. */
+  flowPauses?: () => number;
+  /** Times the server skipped ahead to a snapshot because this page fell behind. */
+  resyncs?: () => number;
 }
 
 declare global {
