@@ -36,9 +36,9 @@
 //! `default` ServiceAccount in each namespace (without it the apiserver refuses Pods there),
 //! PVC protection finalizers, `kube-root-ca.crt`. Its controllers share the admin identity
 //! (not one ServiceAccount each, which costs ~5 s of start-up). Start-up is ~3.5 s here. No scheduler and no kubelet run: Pods stay
-//! Pending unless a [`LocalNode`] takes them; Deployments get Pods that stay Pending; no
-//! volume provisioner runs, so PVCs stay Pending (the local node does not wait for Bound);
-//! Services get ClusterIPs that nothing routes (tests talk to pod IPs on loopback).
+//! Pending unless a [`LocalNode`] takes them; Deployments get Pods that stay Pending; PVCs
+//! stay Pending unless a [`LocalNode`] provisions them; Services get ClusterIPs that nothing
+//! routes (tests talk to pod IPs on loopback).
 //!
 //! # Local node
 //!
@@ -48,6 +48,11 @@
 //!
 //! - gives it its own loopback address 127.0.0.x (x from 2 up, process-wide, checked free),
 //!   which is the pod IP;
+//! - acts as the volume provisioner (unless [`LocalNodeOptions::provision_claims`] is off):
+//!   each pending PVC in its namespace gets a PersistentVolume pre-bound to it, so the claim
+//!   becomes Bound; deleting the claim deletes that PV and the claim's data;
+//! - waits, as a kubelet, for the Pod's PVCs to exist (container `ContainerCreating` until
+//!   then) and for referenced Secrets/ConfigMaps (`CreateContainerConfigError`);
 //! - maps every volume to a host dir: a PVC to `<state>/claims/<ns>/<claim>` (kept after
 //!   the Pod goes, so data survives delete/recreate), emptyDir to a fresh dir, Secret /
 //!   ConfigMap / projected volumes to files written from the API objects (a projected

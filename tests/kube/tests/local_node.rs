@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use dispatch_kube_harness::{ControlPlane, LocalNode, LocalNodeOptions};
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
 use kube::api::PostParams;
 
@@ -68,6 +68,32 @@ where
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+fn pvc_named(name: &str) -> PersistentVolumeClaim {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    }))
+    .expect("pvc")
+}
+
+async fn claim_phase(claims: &Api<PersistentVolumeClaim>, name: &str) -> Option<String> {
+    claims.get(name).await.ok()?.status?.phase
+}
+
+fn waiting_reason(pod: &Pod) -> Option<(String, String)> {
+    let w = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .waiting
+        .clone()?;
+    Some((w.reason.unwrap_or_default(), w.message.unwrap_or_default()))
 }
 
 fn condition(pod: &Pod, type_: &str) -> Option<String> {
@@ -178,6 +204,24 @@ async fn local_node_runs_pods_as_local_processes() {
         .await
         .expect("create pod");
 
+    // As a kubelet, the node does not start a pod whose claim does not exist yet.
+    let (reason, message) = wait_for(
+        "echo-1 waiting for its claim",
+        Duration::from_secs(30),
+        || {
+            let pods = pods.clone();
+            async move { waiting_reason(&pods.get("echo-1").await.ok()?) }
+        },
+    )
+    .await;
+    assert_eq!(reason, "ContainerCreating");
+    assert!(message.contains("echo-data"), "{message}");
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
+    claims
+        .create(&PostParams::default(), &pvc_named("echo-data"))
+        .await
+        .expect("pvc");
+
     // Running with a 127.0.0.x pod IP, not Ready while the readiness file is absent.
     let running = wait_for(
         "echo-1 Running with a pod IP",
@@ -202,6 +246,15 @@ async fn local_node_runs_pods_as_local_processes() {
     );
     assert_eq!(condition(&running, "PodScheduled").as_deref(), Some("True"));
     assert_eq!(condition(&running, "Ready").as_deref(), Some("False"));
+
+    // The node provisioned a volume for the claim and the controller-manager bound it.
+    wait_for("echo-data Bound", Duration::from_secs(30), || {
+        let claims = claims.clone();
+        async move {
+            (claim_phase(&claims, "echo-data").await.as_deref() == Some("Bound")).then_some(())
+        }
+    })
+    .await;
 
     // The process answers on the pod IP with the env and mounts mapped to host dirs.
     let (code, body) = http_get(ip, "/info").expect("agent answers on the pod IP");
@@ -309,6 +362,40 @@ async fn local_node_runs_pods_as_local_processes() {
     let ip2 = pod_ip(&again).expect("ip");
     let (code, kept) = http_get(ip2, &format!("/file{}/kept.txt", claim.display())).expect("file");
     assert_eq!((code, kept.as_slice()), (200, b"still here".as_slice()));
+
+    // Deleting a claim deletes its volume and data, as a dynamic provisioner's "Delete" does.
+    let scratch = claims
+        .create(&PostParams::default(), &pvc_named("scratch"))
+        .await
+        .expect("pvc");
+    wait_for("scratch Bound", Duration::from_secs(30), || {
+        let claims = claims.clone();
+        async move { (claim_phase(&claims, "scratch").await.as_deref() == Some("Bound")).then_some(()) }
+    })
+    .await;
+    let scratch_dir = node.claim_dir(NS, "scratch");
+    std::fs::create_dir_all(&scratch_dir).expect("dir");
+    std::fs::write(scratch_dir.join("f"), b"x").expect("write");
+    claims
+        .delete("scratch", &Default::default())
+        .await
+        .expect("delete pvc");
+    let pv_name = format!("pvc-{}", scratch.metadata.uid.expect("uid"));
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    wait_for(
+        "scratch's PV and data gone",
+        Duration::from_secs(30),
+        || {
+            let pvs = pvs.clone();
+            let pv_name = pv_name.clone();
+            let dir = scratch_dir.clone();
+            async move {
+                (matches!(pvs.get_opt(&pv_name).await, Ok(None)) && !dir.exists()).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(claim.exists(), "other claims keep their data");
 
     // Shutting the node down ends its processes.
     let pid = node.pod(NS, "echo-1").and_then(|p| p.pid).expect("pid");

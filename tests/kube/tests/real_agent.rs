@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dispatch_kube_harness::{ControlPlane, LocalNode, LocalNodeOptions};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 
@@ -80,6 +80,15 @@ async fn real_agent_runs_as_a_workspace_pod() {
         .create(&PostParams::default(), &secret)
         .await
         .expect("secret");
+    let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "ws-alpha-data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    }))
+    .expect("pvc");
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &claim)
+        .await
+        .expect("pvc");
     let node = LocalNode::start(
         client.clone(),
         LocalNodeOptions {
@@ -127,7 +136,7 @@ async fn real_agent_runs_as_a_workspace_pod() {
         .expect("create");
     let ip: Ipv4Addr = loop {
         let p = pods.get("ws-alpha").await.expect("get");
-        let st = p.status.unwrap_or_default();
+        let st = p.status.clone().unwrap_or_default();
         let ready = st
             .conditions
             .unwrap_or_default()
@@ -136,10 +145,16 @@ async fn real_agent_runs_as_a_workspace_pod() {
         if ready {
             break st.pod_ip.expect("pod IP").parse().expect("ipv4");
         }
-        assert!(
-            created.elapsed() < Duration::from_secs(30),
-            "pod never became Ready"
-        );
+        if created.elapsed() > Duration::from_secs(30) {
+            let log = node
+                .pod(NS, "ws-alpha")
+                .and_then(|r| std::fs::read_to_string(r.log).ok())
+                .unwrap_or_default();
+            panic!(
+                "pod never became Ready: {:?}\nagent log:\n{log}",
+                p.status.and_then(|s| s.container_statuses)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     eprintln!("create -> Ready in {:?}", created.elapsed());

@@ -3,6 +3,7 @@
 
 mod ip_pool;
 pub mod plan;
+mod provisioner;
 mod runner;
 pub mod status;
 mod volumes;
@@ -50,6 +51,10 @@ pub struct LocalNodeOptions {
     pub extra_env: Vec<(String, String)>,
     /// Where claim dirs and pod dirs live (default: a temp dir removed with the node).
     pub state_dir: Option<PathBuf>,
+    /// Act as the cluster's volume provisioner (default true): every pending PVC in
+    /// `namespace` (whatever its labels) gets a PersistentVolume pre-bound to it, so
+    /// kube-controller-manager binds it; deleting the PVC deletes the PV and the data.
+    pub provision_claims: bool,
 }
 
 impl Default for LocalNodeOptions {
@@ -62,6 +67,7 @@ impl Default for LocalNodeOptions {
             agent_bin: None,
             extra_env: Vec::new(),
             state_dir: None,
+            provision_claims: true,
         }
     }
 }
@@ -167,10 +173,25 @@ impl LocalNode {
             in_flight: Mutex::new(HashSet::new()),
         });
         let cancel = CancellationToken::new();
-        let tasks = vec![
-            tokio::spawn(heartbeat(client.clone(), opts.name.clone(), cancel.clone())),
-            tokio::spawn(watch_pods(shared.clone(), opts, cancel.clone())),
-        ];
+        let mut tasks = vec![tokio::spawn(heartbeat(
+            client.clone(),
+            opts.name.clone(),
+            cancel.clone(),
+        ))];
+        if opts.provision_claims {
+            tasks.push(tokio::spawn(provisioner::run(
+                client.clone(),
+                opts.namespace.clone(),
+                opts.name.clone(),
+                Arc::from(shared.cfg.state_dir.as_path()),
+                cancel.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(watch_pods(
+            shared.clone(),
+            opts,
+            cancel.clone(),
+        )));
         tracing::info!(node = %shared.cfg.name, "local node ready");
         Ok(LocalNode {
             shared,

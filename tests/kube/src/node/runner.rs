@@ -125,14 +125,17 @@ impl PodRun {
         let home = pod_dir.join("home");
         loop {
             let attempt = async {
-                std::fs::create_dir_all(&home).map_err(|e| format!("pod dir: {e}"))?;
+                std::fs::create_dir_all(&home)
+                    .map_err(|e| ("ContainerCreating", format!("pod dir: {e}")))?;
+                let config_error = |e: String| ("CreateContainerConfigError", e);
                 let refs = volumes::fetch_refs(&self.client, &self.pod, &self.cfg.container)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| config_error(e.to_string()))?;
                 let dirs =
                     volumes::prepare(&self.client, &self.cfg.state_dir, pod_dir, &self.pod, &refs)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        // A kubelet shows a pod whose volumes cannot be set up as creating.
+                        .map_err(|e| ("ContainerCreating", e.to_string()))?;
                 let mut base_env = vec![
                     (
                         "PATH".to_string(),
@@ -151,13 +154,13 @@ impl PodRun {
                     default_cwd: home.clone(),
                 };
                 plan::plan(&self.pod, &self.cfg.container, &ctx, &dirs, &refs)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| config_error(e.to_string()))
             };
             match attempt.await {
                 Ok(p) => return Some(p),
-                Err(message) => {
+                Err((reason, message)) => {
                     rep.obs.state = AgentState::Waiting {
-                        reason: "CreateContainerConfigError".into(),
+                        reason: reason.into(),
                         message,
                     };
                     rep.report().await;

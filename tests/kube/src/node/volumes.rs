@@ -7,7 +7,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, KeyToPath, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
+};
 use kube::Client;
 use kube::api::{Api, PostParams};
 
@@ -127,6 +129,24 @@ pub async fn prepare(
         };
         let own = pod_dir.join("volumes").join(&name);
         let dir = if let Some(pvc) = &v.persistent_volume_claim {
+            // As a kubelet: no mount (so no start) for a claim that does not exist or is going.
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+            match claims.get_opt(&pvc.claim_name).await {
+                Ok(Some(c)) if c.metadata.deletion_timestamp.is_none() => {}
+                Ok(_) => {
+                    return Err(VolumeError::Missing {
+                        volume: name,
+                        what: "PersistentVolumeClaim",
+                        name: pvc.claim_name.clone(),
+                    });
+                }
+                Err(source) => {
+                    return Err(VolumeError::Api {
+                        volume: name,
+                        source,
+                    });
+                }
+            }
             plan::claim_dir(state, &ns, &pvc.claim_name)
         } else if v.empty_dir.is_some() {
             own
