@@ -14,12 +14,16 @@ use dispatch_api::ServerMessage;
 use dispatch_api::protocol::{AttachMode, ClaudeEvent};
 use tokio::sync::mpsc;
 
-use super::event_log::{MemRead, read_files};
+use super::event_log::{Budget, MemRead, read_files};
 use super::session::{ClaudeSession, resolved_message};
 use crate::session::Session;
 
-/// Events per `message.delta`.
-const BATCH: usize = 256;
+/// At most this much per `message.delta`: well under the WebSocket message
+/// limits on the way (the gateway's is 16 MiB), however big one event is.
+const BATCH: Budget = Budget {
+    events: 256,
+    bytes: 1024 * 1024,
+};
 
 struct AttachedGuard(Arc<ClaudeSession>);
 

@@ -94,22 +94,42 @@ fn first_seq(path: &Path) -> Option<u64> {
         .map(|e| e.seq)
 }
 
-/// Events with `seq >= from` from the files, oldest first, at most `max`.
+/// How much one read may return: at most `events`, and no more than `bytes`
+/// of serialized events (but always at least one event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+/// Events with `seq >= from` from the files, oldest first, within `budget`.
 /// Also returns the first seq the files hold. A torn last line (the agent
 /// died mid-write) is skipped.
-pub fn read_files(files: &[PathBuf], from: u64, max: usize) -> (Vec<ClaudeEvent>, Option<u64>) {
+pub fn read_files(files: &[PathBuf], from: u64, budget: Budget) -> (Vec<ClaudeEvent>, Option<u64>) {
     let mut out = Vec::new();
     let mut oldest = None;
+    let mut bytes = 0usize;
+    let mut full = false;
     for path in files {
         let Ok(f) = File::open(path) else { continue };
         for line in BufReader::new(f).split(b'\n').map_while(Result::ok) {
+            if full && oldest.is_some() {
+                break;
+            }
             let Ok(ev) = serde_json::from_slice::<ClaudeEvent>(&line) else {
                 continue;
             };
             oldest.get_or_insert(ev.seq);
-            if ev.seq >= from && out.len() < max {
-                out.push(ev);
+            if ev.seq < from || full {
+                continue;
             }
+            if !out.is_empty() && (out.len() >= budget.events || bytes + line.len() > budget.bytes)
+            {
+                full = true;
+                continue;
+            }
+            bytes += line.len();
+            out.push(ev);
         }
     }
     (out, oldest)
@@ -148,7 +168,14 @@ impl EventLog {
             .map(|n| dir.join(n))
             .filter(|p| p.exists())
             .collect();
-        let (_, oldest) = read_files(&files, u64::MAX, 0);
+        let (_, oldest) = read_files(
+            &files,
+            u64::MAX,
+            Budget {
+                events: 0,
+                bytes: 0,
+            },
+        );
         let mut last = None;
         for path in &files {
             if let Ok(f) = File::open(path) {
@@ -211,19 +238,21 @@ impl EventLog {
         ev
     }
 
-    /// Events from `from` on, up to `max`, as far as memory has them.
-    pub fn read_mem(&self, from: u64, max: usize) -> MemRead {
+    /// Events from `from` on, within `budget`, as far as memory has them.
+    pub fn read_mem(&self, from: u64, budget: Budget) -> MemRead {
         let mem_oldest = self.mem.front().map_or(self.next_seq, |(e, _)| e.seq);
         if from >= mem_oldest {
             let skip = (from - mem_oldest) as usize;
-            return MemRead::Events(
-                self.mem
-                    .iter()
-                    .skip(skip)
-                    .take(max)
-                    .map(|(e, _)| e.clone())
-                    .collect(),
-            );
+            let mut out = Vec::new();
+            let mut bytes = 0usize;
+            for (e, n) in self.mem.iter().skip(skip) {
+                if !out.is_empty() && (out.len() >= budget.events || bytes + n > budget.bytes) {
+                    break;
+                }
+                bytes += n;
+                out.push(e.clone());
+            }
+            return MemRead::Events(out);
         }
         match &self.disk {
             Some(d) => MemRead::OnDisk { files: d.files() },
@@ -237,6 +266,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn b(events: usize) -> Budget {
+        Budget {
+            events,
+            bytes: usize::MAX,
+        }
+    }
+
     fn ev(i: u64) -> Value {
         json!({"type": "stream_event", "i": i, "pad": "x".repeat(50)})
     }
@@ -247,12 +283,12 @@ mod tests {
         for i in 0..5 {
             assert_eq!(log.append(ev(i)).seq, i);
         }
-        let MemRead::Events(e) = log.read_mem(2, 2) else {
+        let MemRead::Events(e) = log.read_mem(2, b(2)) else {
             panic!()
         };
         assert_eq!(e.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
-        assert_eq!(log.read_mem(5, 10), MemRead::Events(vec![]));
-        assert_eq!(log.read_mem(99, 10), MemRead::Events(vec![]));
+        assert_eq!(log.read_mem(5, b(10)), MemRead::Events(vec![]));
+        assert_eq!(log.read_mem(99, b(10)), MemRead::Events(vec![]));
     }
 
     #[test]
@@ -262,10 +298,10 @@ mod tests {
         for i in 0..20 {
             log.append(ev(i));
         }
-        let MemRead::OnDisk { files } = log.read_mem(0, 100) else {
+        let MemRead::OnDisk { files } = log.read_mem(0, b(100)) else {
             panic!("early events left memory")
         };
-        let (events, oldest) = read_files(&files, 3, 5);
+        let (events, oldest) = read_files(&files, 3, b(5));
         assert_eq!(oldest, Some(0));
         assert_eq!(
             events.iter().map(|e| e.seq).collect::<Vec<_>>(),
@@ -273,10 +309,42 @@ mod tests {
         );
         assert_eq!(events[0].raw["i"], 3);
         assert_eq!(log.oldest(), 0);
-        let MemRead::Events(recent) = log.read_mem(19, 10) else {
+        let MemRead::Events(recent) = log.read_mem(19, b(10)) else {
             panic!()
         };
         assert_eq!(recent.len(), 1);
+    }
+
+    #[test]
+    fn reads_stop_at_the_byte_budget_but_return_at_least_one_event() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut log = EventLog::create(Some(tmp.path()), 1 << 20, 1 << 20).unwrap();
+        for i in 0..10 {
+            log.append(ev(i));
+        }
+        let one = serde_json::to_vec(&log.append(ev(10))).unwrap().len() + 1;
+        let budget = Budget {
+            events: 100,
+            bytes: one * 3,
+        };
+        let MemRead::Events(e) = log.read_mem(0, budget) else {
+            panic!()
+        };
+        assert_eq!(e.len(), 3);
+        let tiny = Budget {
+            events: 100,
+            bytes: 1,
+        };
+        let MemRead::Events(e) = log.read_mem(4, tiny) else {
+            panic!()
+        };
+        assert_eq!(e.iter().map(|e| e.seq).collect::<Vec<_>>(), [4]);
+        let files = vec![tmp.path().join(CURRENT)];
+        let (e, oldest) = read_files(&files, 5, budget);
+        assert_eq!(e.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 6, 7]);
+        assert_eq!(oldest, Some(0));
+        let (e, _) = read_files(&files, 9, tiny);
+        assert_eq!(e.iter().map(|e| e.seq).collect::<Vec<_>>(), [9]);
     }
 
     #[test]
@@ -285,7 +353,7 @@ mod tests {
         for i in 0..10 {
             log.append(ev(i));
         }
-        let MemRead::Gone { oldest } = log.read_mem(0, 10) else {
+        let MemRead::Gone { oldest } = log.read_mem(0, b(10)) else {
             panic!()
         };
         assert!(oldest > 0 && oldest < 10);
@@ -310,10 +378,10 @@ mod tests {
         );
         let oldest = log.oldest();
         assert!(oldest > 0);
-        let MemRead::OnDisk { files } = log.read_mem(0, 10) else {
+        let MemRead::OnDisk { files } = log.read_mem(0, b(10)) else {
             panic!()
         };
-        let (events, first) = read_files(&files, 0, 1000);
+        let (events, first) = read_files(&files, 0, b(1000));
         assert_eq!(first, Some(oldest));
         assert_eq!(events.last().unwrap().seq, 99);
         let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
@@ -337,10 +405,10 @@ mod tests {
         let log = EventLog::open_existing(tmp.path(), 1 << 20, 1 << 20);
         assert_eq!(log.next_seq(), 3);
         assert_eq!(log.oldest(), 0);
-        let MemRead::OnDisk { files } = log.read_mem(0, 10) else {
+        let MemRead::OnDisk { files } = log.read_mem(0, b(10)) else {
             panic!()
         };
-        let (events, _) = read_files(&files, 0, 10);
+        let (events, _) = read_files(&files, 0, b(10));
         assert_eq!(events.len(), 3);
     }
 }

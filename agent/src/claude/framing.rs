@@ -7,8 +7,9 @@ use serde_json::Value;
 
 /// Longest stdout line accepted. The CLI prints one JSON object per line; a
 /// tool result can be large, but a line past this is dropped rather than
-/// letting one line grow without bound.
-pub const MAX_LINE: usize = 16 * 1024 * 1024;
+/// letting one line grow without bound (and an event must still fit in one
+/// WebSocket message through the gateway, whose limit is 16 MiB).
+pub const MAX_LINE: usize = 8 * 1024 * 1024;
 
 /// What one complete line turned out to be.
 #[derive(Debug, Clone, PartialEq)]

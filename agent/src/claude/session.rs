@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::broker::{Answer, Broker, OnRequest, Outcome, Resolved};
-use super::event_log::{EventLog, MemRead};
+use super::event_log::{Budget, EventLog, MemRead};
 use super::framing::{Line, LineFramer, MAX_LINE};
 use super::process::{self, LaunchSpec};
 use crate::db::SessionRow;
@@ -301,8 +301,8 @@ impl ClaudeSession {
         lock(&self.inner).log.oldest()
     }
 
-    pub fn read_mem(&self, from: u64, max: usize) -> MemRead {
-        lock(&self.inner).log.read_mem(from, max)
+    pub fn read_mem(&self, from: u64, budget: Budget) -> MemRead {
+        lock(&self.inner).log.read_mem(from, budget)
     }
 
     fn ended_error(&self) -> ClientError {
