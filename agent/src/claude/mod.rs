@@ -10,6 +10,52 @@
 //!
 //! [`ClaudeHost`] is the agent-wide part (where the CLI is, whether it works);
 //! [`handle`] answers every `claude.*` client message.
+//!
+//! # What a client sees (checked against Claude Code 2.1.330)
+//!
+//! `claude.start` answers `session.created` (`info.type == "claude"`) and
+//! `session.attached {offset: 0}`; then `message.delta {id, events}` where
+//! each event is `{type, subtype?, sessionId?, requestId?, seq, raw}`: `raw`
+//! is the CLI's line as printed, `seq` numbers events from 0 without gaps
+//! (`session.attach {id, since: seq}` replays from there, from memory or
+//! disk; without `since`, from the oldest kept). The kinds that matter:
+//!
+//! - `system/init`: `sessionId` is the conversation id (for resume);
+//!   `raw.model`, `raw.cwd`, `raw.tools`, `raw.permissionMode`.
+//! - `system/status` (`raw.status == "requesting"`) and `system/api_retry`
+//!   (`raw.attempt`, `raw.max_retries`, `raw.retry_delay_ms`,
+//!   `raw.error_status`): a request is under way / being retried.
+//! - `stream_event` (subtype = `raw.event.type`): token deltas.
+//!   `content_block_start` with `raw.event.content_block.type` `text` or
+//!   `tool_use` (`id`, `name`); `content_block_delta` with
+//!   `raw.event.delta.type == "text_delta"` (`.text`) or `"input_json_delta"`
+//!   (`.partial_json`, concatenate per `raw.event.index`);
+//!   `content_block_stop`, `message_delta` (stop reason), `message_stop`.
+//! - `assistant`: the complete message (`raw.message.content[]` blocks:
+//!   `text`, `tool_use {id, name, input}`, `thinking`); replaces the deltas.
+//!   With `raw.error` set (and `raw.message.model == "<synthetic>"`) its text
+//!   is the CLI's description of an API failure ("API Error: 529 ...").
+//! - `user`: the prompt echoed back (`raw.message.content` a string), or tool
+//!   results: content blocks `tool_result {tool_use_id, content, is_error}`,
+//!   with `raw.tool_use_result` holding the tool's structured output.
+//! - `control_request` / `can_use_tool`: a permission prompt. `requestId`;
+//!   `raw.request.tool_name`, `.input`, `.description`,
+//!   `.permission_suggestions`. Answer with `claude.permission {id,
+//!   requestId, allow, updatedInput?, message?, remember?}`; every attached
+//!   client then gets `claude.permission.resolved {id, requestId, allowed,
+//!   reason}` (reason `answered`, `remembered`, `timeout`, `cancelled`).
+//! - `control_cancel_request`: the CLI withdrew a prompt (e.g. interrupt).
+//! - `control_response`: the CLI's answer to `claude.interrupt`.
+//! - `result`: the turn is over. `raw.is_error`, `raw.result` (final text or
+//!   error text), `raw.api_error_status`, `raw.usage` (tokens),
+//!   `raw.total_cost_usd`, `raw.modelUsage`, `raw.duration_ms`,
+//!   `raw.num_turns`, `raw.permission_denials`.
+//! - `dispatch/*`, added by the agent: `permission_resolved` (same fields
+//!   as the message, so a replay shows prompts as settled), `stderr`
+//!   (`raw.text`), `line_dropped` (`raw.bytes`).
+//!
+//! The session ends with `session.ended {id, exitCode, reason}`: reason
+//! `stopped`, `agent stopped`, `exited`, or `crashed: <how>: <last stderr>`.
 
 pub mod attach;
 pub mod broker;

@@ -519,9 +519,8 @@ impl ClaudeSession {
 
     /// Denies permission requests whose time ran out.
     async fn run_timer(self: Arc<Self>) {
-        let mut progress = self.progress.subscribe();
         loop {
-            if progress.borrow().ended {
+            if !self.is_running() {
                 return;
             }
             let next = lock(&self.inner).broker.next_deadline();
@@ -540,7 +539,6 @@ impl ClaudeSession {
                     }
                 }
                 _ = self.timer_wake.notified() => {}
-                _ = progress.changed() => {}
             }
         }
     }
@@ -593,6 +591,7 @@ impl ClaudeSession {
         );
         self.services.metrics.sessions_running.dec();
         self.progress.send_modify(|p| p.ended = true);
+        self.timer_wake.notify_one();
         let _ = self.services.events.send(ServerMessage::SessionEnded {
             id: self.id.clone(),
             exit_code,
