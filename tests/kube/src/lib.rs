@@ -43,7 +43,8 @@
 //! # Local node
 //!
 //! [`LocalNode::start`] registers a Ready Node (renewing its Lease so the node lifecycle
-//! controller keeps it), binds unscheduled Pods that match its selector to itself
+//! controller keeps it), binds unscheduled Pods that match its selector and have an `agent`
+//! container to itself
 //! (`pods/binding`, as the scheduler would) and, for each Pod bound to it:
 //!
 //! - gives it its own loopback address 127.0.0.x (x from 2 up, process-wide, checked free),

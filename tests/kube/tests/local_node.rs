@@ -199,6 +199,12 @@ async fn local_node_runs_pods_as_local_processes() {
     pods.create(&PostParams::default(), &p)
         .await
         .expect("create pod");
+    let mut no_agent = pod_json("no-agent", "echo");
+    no_agent["spec"]["containers"][0]["name"] = "web".into();
+    let no_agent: Pod = serde_json::from_value(no_agent).expect("pod");
+    pods.create(&PostParams::default(), &no_agent)
+        .await
+        .expect("create pod");
     let other: Pod = serde_json::from_value(pod_json("not-mine", "other")).expect("pod");
     pods.create(&PostParams::default(), &other)
         .await
@@ -295,8 +301,14 @@ async fn local_node_runs_pods_as_local_processes() {
     .await;
 
     // A pod outside the selector is left alone: unscheduled, Pending.
-    let o = pods.get("not-mine").await.expect("pod");
-    assert!(o.spec.and_then(|s| s.node_name).is_none());
+    // So is one without an agent container, even though it matches the selector.
+    for name in ["not-mine", "no-agent"] {
+        let o = pods.get(name).await.expect("pod");
+        assert!(
+            o.spec.and_then(|s| s.node_name).is_none(),
+            "{name} was bound"
+        );
+    }
 
     // A crash is restarted (restartPolicy Always) and counted.
     let pid_before = node.pod(NS, "echo-1").and_then(|p| p.pid).expect("pid");

@@ -40,7 +40,7 @@ pub struct LocalNodeOptions {
     /// Only Pods in this namespace (default: all namespaces).
     pub namespace: Option<String>,
     /// Only Pods matching this label selector, e.g. `app.kubernetes.io/name=dispatch-workspace`
-    /// (default: every unscheduled Pod).
+    /// (default: every unscheduled Pod that has a container named [`Self::container`]).
     pub label_selector: Option<String>,
     /// The container run as a local process (default `agent`).
     pub container: String,
@@ -474,7 +474,13 @@ fn on_pod(shared: &Arc<Shared>, pod: Pod) {
         .unwrap_or_default();
     let deleting = pod.metadata.deletion_timestamp.is_some();
     if node.is_empty() {
-        if !deleting && lock(&shared.in_flight).insert(uid.clone()) {
+        // Only pods this node can run (they have the agent container); others stay Pending,
+        // as on a cluster with no node that fits them.
+        let runnable = pod
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.containers.iter().any(|c| c.name == shared.cfg.container));
+        if !deleting && runnable && lock(&shared.in_flight).insert(uid.clone()) {
             tokio::spawn(bind(shared.clone(), pod, uid));
         }
         return;
