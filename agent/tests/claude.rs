@@ -318,6 +318,10 @@ async fn plain_text_streams_as_deltas_and_replays_on_attach() {
         .unwrap()
         .clone();
     assert_eq!(me["type"], "claude");
+    assert_eq!(
+        me["title"], "Say hello, please",
+        "named after the first prompt"
+    );
     assert!(me["offset"].as_u64().unwrap() >= pane.events.len() as u64);
 
     // Stop: stdin closes, the CLI ends, everyone attached hears of it.
@@ -377,6 +381,9 @@ async fn bash_tool_use_asks_permission_allowed_then_denied() {
     );
     let rid = req["requestId"].as_str().unwrap().to_owned();
     assert!(!allowed.exists(), "nothing runs before the answer");
+    let (_, activity) = http_get(&agent.addr, "/activity", Some(TOKEN)).await;
+    let activity: Value = serde_json::from_str(&activity).unwrap();
+    assert_eq!(activity["claudeTurnRunning"], true, "{activity}");
     let mut b_pane = Pane::default();
     collect_until(&mut b, &id, &mut b_pane, |p| {
         p.of_type("control_request").count() == 1
@@ -406,6 +413,9 @@ async fn bash_tool_use_asks_permission_allowed_then_denied() {
 
     collect_until(&mut a, &id, &mut pane, |p| p.results() == 1).await;
     assert!(allowed.exists(), "the allowed Bash command ran");
+    let (_, activity) = http_get(&agent.addr, "/activity", Some(TOKEN)).await;
+    let activity: Value = serde_json::from_str(&activity).unwrap();
+    assert_eq!(activity["claudeTurnRunning"], false, "{activity}");
     let tool_result = pane
         .of_type("user")
         .filter_map(|e| e["raw"]["message"]["content"].as_array())
@@ -573,6 +583,11 @@ async fn multi_turn_history_and_resume_after_the_agent_restarts() {
     // Resume: the next request carries the whole earlier conversation.
     let id2 = start_claude(&mut c, json!({"resume": conversation})).await;
     let mut pane2 = Pane::default();
+    // Two CLIs must not write one transcript.
+    c.send(json!({"type": "claude.start", "resume": conversation}))
+        .await;
+    let e = c.wait_error("already_exists").await;
+    assert!(e["message"].as_str().unwrap().contains(&id2), "{e}");
     let result = turn(&mut c, &id2, &mut pane2, "Third prompt").await;
     assert_eq!(result["sessionId"], conversation.as_str());
     assert_eq!(pane2.streamed_text(), "Third answer, after the restart.");

@@ -48,6 +48,16 @@ pub fn set_conversation(
     Ok(())
 }
 
+/// The shared `sessions` row's title (a Claude session is renamed after its
+/// first prompt).
+pub fn set_title(conn: &Connection, session_id: &str, title: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE sessions SET title = ?2 WHERE id = ?1",
+        params![session_id, title],
+    )?;
+    Ok(())
+}
+
 pub fn get(conn: &Connection, session_id: &str) -> rusqlite::Result<Option<ClaudeRecord>> {
     init(conn)?;
     conn.query_row(
@@ -105,5 +115,12 @@ mod tests {
         set_conversation(&c, "c1", "conv-b").unwrap();
         assert_eq!(get(&c, "c1").unwrap().unwrap().conversation_id, "conv-b");
         assert_eq!(get(&c, "nope").unwrap(), None);
+        set_title(&c, "c1", "Fix the build").unwrap();
+        let title: String = c
+            .query_row("SELECT title FROM sessions WHERE id = 'c1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(title, "Fix the build");
     }
 }

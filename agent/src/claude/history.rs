@@ -79,7 +79,8 @@ fn prompt_text(content: &Value) -> Option<String> {
     Some(t.to_owned())
 }
 
-fn one_line(s: &str) -> String {
+/// `s` on one line, shortened to a title's length.
+pub fn one_line(s: &str) -> String {
     let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > MAX_TITLE_CHARS {
         let cut: String = flat.chars().take(MAX_TITLE_CHARS - 1).collect();

@@ -75,7 +75,7 @@ use dispatch_api::{ClientMessage, ErrorCode, ServerMessage, SessionId};
 use serde_json::{Value, json};
 
 use crate::paths::{self, PathError};
-use crate::session::{downcast, lock};
+use crate::session::{Session, downcast, lock};
 use crate::state::AgentState;
 use crate::terminal::ClientError;
 
@@ -403,12 +403,24 @@ async fn start(
             let rel = workspace_path.unwrap_or_default();
             let cwd = paths::resolve_dir(&state.root, &rel).map_err(path_error)?;
             let id = uuid::Uuid::new_v4().to_string();
-            (cwd, process::Conversation::New(id), "Claude".to_owned())
+            (
+                cwd,
+                process::Conversation::New(id),
+                session::NEW_TITLE.to_owned(),
+            )
         }
     };
     let cwd_display = paths::relative_display(&state.root, &cwd);
 
     let _guard = state.start_lock.lock().await;
+    if let process::Conversation::Resume(cid) = &conversation
+        && let Some(open) = running_with_conversation(state, cid)
+    {
+        return Err((
+            ErrorCode::AlreadyExists,
+            format!("conversation {cid} is already open in session {open}; attach to that session"),
+        ));
+    }
     let running = state.registry.running();
     if running >= state.config.max_sessions as usize {
         return Err((
@@ -490,6 +502,19 @@ pub fn restore(
         mem_cap,
         retention,
     )
+}
+
+/// The running session that carries conversation `cid`, if one does: two
+/// CLIs must not append to one transcript.
+fn running_with_conversation(state: &AgentState, cid: &str) -> Option<SessionId> {
+    state
+        .registry
+        .all()
+        .into_iter()
+        .filter(|s| s.is_running() && s.kind() == dispatch_api::SessionKind::Claude)
+        .filter_map(downcast::<ClaudeSession>)
+        .find(|s| s.conversation_id() == cid)
+        .map(|s| s.id().clone())
 }
 
 /// Whether any Claude session is in the middle of a turn (for `/activity`).

@@ -30,6 +30,8 @@ use crate::db::SessionRow;
 use crate::session::{Services, Session, lock, now_ms};
 use crate::terminal::ClientError;
 
+/// The title of a new conversation until its first prompt names it.
+pub const NEW_TITLE: &str = "Claude";
 /// Lines queued for stdin before input is refused.
 const STDIN_QUEUE: usize = 256;
 /// How long a stopped CLI gets after stdin closes, and again after SIGTERM.
@@ -349,9 +351,27 @@ impl ClaudeSession {
         }
         self.write(&process::user_message(text))?;
         self.turn_running.store(true, Ordering::Relaxed);
+        self.title_from_first_prompt(text);
         self.services.touch();
         self.services.metrics.input_bytes.inc_by(text.len() as u64);
         Ok(())
+    }
+
+    /// A new conversation is named after its first prompt, as the history
+    /// names it, so the session list says more than "Claude".
+    fn title_from_first_prompt(&self, text: &str) {
+        let title = {
+            let mut m = lock(&self.meta);
+            if m.title != NEW_TITLE {
+                return;
+            }
+            m.title = super::history::one_line(text);
+            m.title.clone()
+        };
+        let id = self.id.as_str().to_owned();
+        self.services.db.fire("claude session title", move |c| {
+            super::db::set_title(c, &id, &title)
+        });
     }
 
     /// A client's answer to a permission prompt; the first one wins.
