@@ -205,6 +205,7 @@ describe("web UI in Chromium", () => {
     const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize ?? 0);
     const [pauses, resyncs] = await page.evaluate(() => [window.__dispatch.flowPauses(), window.__dispatch.resyncs()]);
     console.log(`flood of ${n} lines shown in ${seconds.toFixed(1)} s; flow-control pauses ${pauses}; server resyncs ${resyncs}; JS heap ${(heap / 2 ** 20).toFixed(0)} MiB`);
+    console.log(`stream events: ${(await page.evaluate(() => window.__dispatch.streamLog())).join("; ")}`);
     if (resyncs === 0) {
       // nothing was skipped on purpose, so the scrollback (10,000 lines) before the marker holds consecutive numbers
       const tail = lines.slice(end - 9000, end).map(Number);

@@ -95,9 +95,6 @@ class RecordingSink implements SessionSink {
   ended(m: { exitCode?: number | null }): void {
     this.events.push(`ended ${m.exitCode}`);
   }
-  gap(from: number, to: number): void {
-    this.events.push(`gap ${from}-${to}`);
-  }
   error(m: { code: string }): void {
     this.events.push(`error ${m.code}`);
   }
@@ -340,6 +337,25 @@ describe("WorkspaceClient", () => {
     expect(last().messages()).toEqual([]);
     sink.process();
     expect(last().messages()).toEqual([{ type: "session.attach", id: "t1", since: 12 }]);
+  });
+
+  it("never writes past a hole: drops the frame and asks again from the first missing byte", () => {
+    const sink = new RecordingSink();
+    client.attach("t1", sink);
+    last().open();
+    last().hello();
+    last().frame(FrameKind.Snapshot, "t1", 0, "");
+    last().frame(FrameKind.Output, "t1", 0, "ab");
+    last().frame(FrameKind.Output, "t1", 5, "fg"); // 2..5 missing
+    last().frame(FrameKind.Output, "t1", 7, "hi"); // still missing: no second request
+    expect(sink.screen).toBe("ab");
+    expect(last().messages().filter((m) => m.type === "session.attach")).toEqual([
+      { type: "session.attach", id: "t1" },
+      { type: "session.attach", id: "t1", since: 2 },
+    ]);
+    last().json({ type: "session.attached", id: "t1", mode: "replay", offset: 2, info: info("t1") });
+    last().frame(FrameKind.Output, "t1", 2, "cdefghi");
+    expect(sink.screen).toBe("abcdefghi");
   });
 
   it("builds the socket URL on the page's origin", () => {

@@ -46,8 +46,6 @@ export interface SessionSink {
   attached?(msg: Extract<ServerMessage, { type: "session.attached" }>): void;
   ended?(msg: Extract<ServerMessage, { type: "session.ended" }>): void;
   resync?(offset: number): void;
-  /** Bytes between `from` and `to` never arrived (should not happen; said when it does). */
-  gap?(from: number, to: number): void;
   error?(msg: Extract<ServerMessage, { type: "error" }>): void;
   /** Any other message naming this session (Claude events go here). */
   message?(msg: ServerMessage): void;
@@ -82,6 +80,8 @@ interface Attachment {
   backlog: number;
   /** Detached for flow control until the backlog drains. */
   paused: boolean;
+  /** Asked for the stream again after a gap; the `session.attached` reply clears it. */
+  reattaching: boolean;
 }
 
 interface Pending<T> {
@@ -114,6 +114,8 @@ export class WorkspaceClient {
   private closed = false;
   /** How often a session was paused for flow control (shown in the debug hook). */
   flowPauses = 0;
+  /** Notable stream events (attach, pause, resume, resync, gap), newest last; for debugging. */
+  readonly streamLog: string[] = [];
   /** How often the server skipped a session ahead to a snapshot (this client fell too far behind). */
   resyncs = 0;
   private lastEmitted: StateEvent | null = { state: "connecting", attempt: 0 };
@@ -174,7 +176,7 @@ export class WorkspaceClient {
   attach(id: string, sink: SessionSink, since?: number): void {
     const tracker = new OffsetTracker();
     if (since !== undefined) tracker.next = since;
-    this.sessions.set(id, { sink, tracker, backlog: 0, paused: false });
+    this.sessions.set(id, { sink, tracker, backlog: 0, paused: false, reattaching: false });
     if (this.state === "open") this.sendNow({ type: "session.attach", id, ...sinceField(tracker) });
   }
 
@@ -329,10 +331,27 @@ export class WorkspaceClient {
       a.sink.reset();
       if (frame.payload.length > 0) this.feed(frame.id, a, frame.payload);
     } else if (frame.kind === FrameKind.Output) {
+      const next = a.tracker.next;
+      if (next !== null && frame.offset > next) {
+        // Bytes before this frame never arrived here: typically frames of an
+        // attachment the server was still flushing when it was replaced.
+        // Writing it would leave a hole, so drop it and ask for the stream
+        // again from the first missing byte.
+        if (!a.reattaching) {
+          a.reattaching = true;
+          this.note(`gap ${frame.id} ${next}..${frame.offset}: attach again`);
+          this.sendNow({ type: "session.attach", id: frame.id, since: next });
+        }
+        return;
+      }
       const r = a.tracker.output(frame.offset, frame.payload);
-      if (r.gap) a.sink.gap?.(r.gap.from, r.gap.to);
       if (r.bytes.length > 0) this.feed(frame.id, a, r.bytes);
     }
+  }
+
+  private note(line: string): void {
+    this.streamLog.push(line);
+    if (this.streamLog.length > 200) this.streamLog.shift();
   }
 
   private feed(id: string, a: Attachment, bytes: Uint8Array): void {
@@ -342,6 +361,7 @@ export class WorkspaceClient {
     if (!a.paused && a.backlog > this.opts.flowHighBytes) {
       a.paused = true;
       this.flowPauses += 1;
+      this.note(`pause ${id} at ${a.tracker.next} backlog ${a.backlog}`);
       this.sendNow({ type: "session.detach", id });
     }
   }
@@ -350,6 +370,7 @@ export class WorkspaceClient {
     a.backlog -= n;
     if (!a.paused || a.backlog > this.opts.flowLowBytes || this.sessions.get(id) !== a) return;
     a.paused = false;
+    this.note(`resume ${id} from ${a.tracker.next}`);
     // While disconnected, the next hello attaches it.
     if (this.state === "open") this.sendNow({ type: "session.attach", id, ...sinceField(a.tracker) });
   }
@@ -371,13 +392,16 @@ export class WorkspaceClient {
         this.settle(this.pendingLists, msg.sessions);
         break;
       case "session.attached": {
+        this.note(`attached ${msg.id} ${msg.mode} at ${msg.offset}${msg.lostBefore !== undefined ? ` lostBefore ${msg.lostBefore}` : ""}`);
         const a = this.sessions.get(msg.id);
+        if (a) a.reattaching = false;
         if (a && msg.mode === "replay") a.tracker.startAt(msg.offset);
         a?.sink.attached?.(msg);
         break;
       }
       case "session.resync":
         this.resyncs += 1;
+        this.note(`resync ${msg.id} at ${msg.offset}`);
         this.sessions.get(msg.id)?.sink.resync?.(msg.offset);
         break;
       case "session.ended":
@@ -385,7 +409,10 @@ export class WorkspaceClient {
         break;
       case "error": {
         const a = msg.id ? this.sessions.get(msg.id) : undefined;
-        if (a) a.sink.error?.(msg);
+        if (a) {
+          a.reattaching = false;
+          a.sink.error?.(msg);
+        }
         else if (msg.code === "spawn_failed" || msg.code === "session_limit" || msg.code === "path_outside_workspace") {
           const p = this.pendingStarts.shift();
           if (p) {
@@ -407,6 +434,7 @@ export class WorkspaceClient {
     this.attempt = 0;
     this.setState("open");
     for (const [id, a] of this.sessions) {
+      a.reattaching = false;
       if (!a.paused) this.sendNow({ type: "session.attach", id, ...sinceField(a.tracker) });
     }
     const queued = this.queue;

@@ -31,6 +31,8 @@ export interface DispatchDebug {
   flowPauses?: () => number;
   /** Times the server skipped ahead to a snapshot because this page fell behind. */
   resyncs?: () => number;
+  /** The client's recent stream events (attach, pause, resume, resync, gap). */
+  streamLog?: () => string[];
 }
 
 declare global {
