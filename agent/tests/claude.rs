@@ -669,9 +669,15 @@ async fn interrupt_withdraws_a_pending_permission_prompt() {
     let ws = tmp.path().join("ws");
     std::fs::create_dir_all(&ws).unwrap();
     let target = ws.canonicalize().unwrap().join("never.txt");
-    let server = ModelServer::start_local(vec![Turn::bash(format!("touch {}", target.display()))])
-        .await
-        .unwrap();
+    let long = "word ".repeat(200);
+    let server = ModelServer::start_local(vec![
+        Turn::bash(format!("touch {}", target.display())),
+        // Slow enough that the interrupt lands mid-stream.
+        Turn::text(long.clone()).with_delay_ms(50),
+        Turn::text("Still here."),
+    ])
+    .await
+    .unwrap();
     let agent = start_agent(&ws, &bin, &model_env(&server), &[]);
     let mut c = agent.connect().await;
     let id = start_claude(&mut c, json!({})).await;
@@ -699,6 +705,36 @@ async fn interrupt_withdraws_a_pending_permission_prompt() {
     c.send(json!({"type": "claude.permission", "id": id, "requestId": rid, "allow": true}))
         .await;
     c.wait_error("no_such_request").await;
+
+    // Interrupting a streaming answer ends the turn early; the session goes on.
+    let before = pane.events.len();
+    send_prompt(&mut c, &id, "Talk a lot").await;
+    collect_until(&mut c, &id, &mut pane, |p| {
+        p.events[before..]
+            .iter()
+            .any(|e| e["raw"]["event"]["delta"]["type"] == "text_delta")
+    })
+    .await;
+    c.send(json!({"type": "claude.interrupt", "id": id})).await;
+    collect_until(&mut c, &id, &mut pane, |p| p.results() == 2).await;
+    let streamed: String = pane.events[before..]
+        .iter()
+        .filter_map(|e| e["raw"]["event"]["delta"]["text"].as_str())
+        .collect();
+    assert!(
+        !streamed.is_empty() && streamed.len() < long.len(),
+        "stopped part-way: {} of {} bytes",
+        streamed.len(),
+        long.len()
+    );
+    assert!(
+        pane.events[before..]
+            .iter()
+            .any(|e| e["type"] == "control_response"),
+        "the CLI acknowledged the interrupt"
+    );
+    let result = turn(&mut c, &id, &mut pane, "Are you there?").await;
+    assert_eq!(result["raw"]["result"], "Still here.");
 }
 
 #[tokio::test]
