@@ -1,6 +1,10 @@
 //! Child processes that never outlive their owner: each runs in its own process group,
 //! its output goes to a log file, and dropping the handle ends the whole group
-//! (SIGTERM, then SIGKILL after a grace period).
+//! (SIGTERM, then SIGKILL after a grace period). If the test process dies without dropping
+//! it (Ctrl-C, SIGKILL, a CI timeout: its own group gets the signal, the child's does not),
+//! the kernel kills the child (PR_SET_PDEATHSIG), so no etcd or apiserver is left behind.
+//! The signal follows the thread that spawned the child: a tokio worker, which lives as
+//! long as its runtime, and so as long as the handles made in it are usable.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -30,6 +34,19 @@ impl ManagedProcess {
             .stderr(Stdio::from(err))
             .process_group(0)
             .kill_on_drop(true);
+        let parent = nix::unistd::getpid();
+        // SAFETY: runs in the forked child before exec and only makes two async-signal-safe
+        // system calls (prctl, getppid).
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+                // The parent may have died between fork and prctl.
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::other("parent exited during spawn"));
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn()?;
         let pid = child
             .id()

@@ -1,5 +1,5 @@
 //! Starts a throwaway control plane (and optionally a local node) and keeps it up until
-//! Ctrl-C, for humans and scripts: prints `KUBECONFIG=<path>` on stdout once ready.
+//! Ctrl-C or SIGTERM, for humans and scripts: prints `KUBECONFIG=<path>` on stdout once ready.
 //!
 //!   dispatch-kube-dev                       control plane only
 //!   dispatch-kube-dev --node --agent-bin B  plus a local node running pods' `agent` as B
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use dispatch_kube_harness::{ControlPlane, ControlPlaneOptions, LocalNode, LocalNodeOptions};
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser, Debug)]
 #[command(about = "A throwaway Kubernetes control plane on loopback, for development and tests")]
@@ -41,6 +42,10 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    // Handlers first: a signal that arrives while starting must still tear everything down
+    // (the default action would exit without dropping the control plane).
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     let cp = ControlPlane::start_with(ControlPlaneOptions {
         controller_manager: !args.no_controller_manager,
         keep_dir: args.keep,
@@ -74,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
         cp.bin_dir().display()
     );
     println!("KUBECONFIG={}", path.display());
-    tokio::signal::ctrl_c().await?;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
     if let Some(n) = node {
         n.shutdown().await;
     }
