@@ -266,6 +266,16 @@ describe("web UI in Chromium", () => {
     assert.match(await page.locator(`#panel-${id} [data-testid=session-ended]`).textContent(), /Ended\s*exit code \d+ · stopped/);
     const tab = page.getByRole("tab", { selected: true });
     assert.match(await tab.textContent(), /\d/, "the tab shows the exit code");
+    // the session list tells running from ended sessions, with how they ended
+    await page.getByRole("button", { name: /^Sessions/ }).click();
+    const list = page.getByRole("dialog", { name: "All sessions" });
+    await list.waitFor();
+    const text = await list.innerText();
+    assert.match(text, /exit \d+ · stopped/);
+    assert.match(text, /agent restarted/);
+    await shot(page, "09-session-list");
+    await page.keyboard.press("Escape");
+    await list.waitFor({ state: "detached" });
   });
 
   test("a second user cannot open the first user's workspace", async () => {
