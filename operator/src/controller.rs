@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dispatch_api::crd::{FINALIZER, TOKEN_KEY, Workspace, WorkspacePhase, WorkspaceStatus, names};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
@@ -160,8 +160,29 @@ pub async fn run(
     .reflect(np_writer)
     .touched_objects();
 
+    // The children's caches must be complete before the first reconcile (a
+    // token Secret missing from an unsynced cache must not look absent), so
+    // the Workspaces are only watched once they are. Each store has exactly
+    // one waiter here: kube's readiness signal wakes only one.
+    let (pods_ready, secrets_ready, pvcs_ready, services_ready, policies_ready) = (
+        pods.clone(),
+        secrets.clone(),
+        pvcs.clone(),
+        services.clone(),
+        policies.clone(),
+    );
+    let children_ready = async move {
+        let _ = tokio::join!(
+            pods_ready.wait_until_ready(),
+            secrets_ready.wait_until_ready(),
+            pvcs_ready.wait_until_ready(),
+            services_ready.wait_until_ready(),
+            policies_ready.wait_until_ready()
+        );
+        tracing::info!("caches of children synced");
+    };
     let (workspaces, ws_writer) = reflector::store();
-    let ws_stream = watcher(
+    let ws_watch = watcher(
         api::<Workspace>(&client, &namespace),
         watcher::Config::default(),
     )
@@ -173,6 +194,7 @@ pub async fn run(
         kube::runtime::predicates::resource_version,
         Default::default(),
     );
+    let ws_stream = children_ready.map(move |()| ws_watch).flatten_stream();
 
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
@@ -207,41 +229,19 @@ pub async fn run(
         .owns_stream(np_stream)
         .graceful_shutdown_on(shutdown);
 
-    // The children's caches must be complete before the first reconcile: a
-    // token Secret missing from an unsynced cache must not look absent.
-    let ready = async {
-        let _ = tokio::join!(
-            pods.wait_until_ready(),
-            secrets.wait_until_ready(),
-            pvcs.wait_until_ready(),
-            services.wait_until_ready(),
-            policies.wait_until_ready()
-        );
-        tracing::info!("caches of children synced");
-    };
-    let run = controller
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile stream");
             }
-        });
-    // `run` drives the watches; reconciles wait for `ready` through the
-    // reconcile function below only being reached once the stores answer.
-    tokio::join!(ready, run);
+        })
+        .await;
 }
 
 async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Error> {
-    // Never act on half-filled caches (a restarted operator must not mint a
-    // new token for a Secret it has not listed yet).
-    let _ = tokio::join!(
-        ctx.pods.wait_until_ready(),
-        ctx.secrets.wait_until_ready(),
-        ctx.pvcs.wait_until_ready(),
-        ctx.services.wait_until_ready(),
-        ctx.policies.wait_until_ready()
-    );
     let started = Instant::now();
+    tracing::debug!(workspace = %key(&ws), "reconcile");
     let ns = ws.namespace().unwrap_or_default();
     let api: Api<Workspace> = Api::namespaced(ctx.client.clone(), &ns);
     let k = key(&ws);
@@ -260,6 +260,7 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
         other => Error::Finalizer(other.to_string()),
     });
     ctx.metrics.reconciled(started.elapsed());
+    tracing::debug!(workspace = %k, took = ?started.elapsed(), ok = result.is_ok(), "reconciled");
     if result.is_ok()
         && let Ok(mut f) = ctx.failures.lock()
     {
