@@ -639,10 +639,15 @@ async fn api_errors_reach_the_client() {
     let tmp = tempfile::tempdir().unwrap();
     let agent = start_agent(&tmp.path().join("ws"), &bin, &model_env(&server), &[]);
     let mut c = agent.connect().await;
-    let id = start_claude(&mut c, json!({})).await;
+    // Model and permission mode reach the CLI.
+    let id = start_claude(
+        &mut c,
+        json!({"model": "claude-scripted-model", "permissionMode": "acceptEdits"}),
+    )
+    .await;
     let mut pane = Pane::default();
 
-    for (status, kind) in [(529, "overloaded"), (500, "API Error")] {
+    for status in [529, 500] {
         let result = turn(&mut c, &id, &mut pane, "Anyone there?").await;
         assert_eq!(result["raw"]["is_error"], true, "{result}");
         assert_eq!(result["raw"]["api_error_status"], status, "{result}");
@@ -653,13 +658,23 @@ async fn api_errors_reach_the_client() {
             assistant["raw"]["error"].is_string(),
             "the assistant event names the error: {assistant}"
         );
-        let _ = kind;
     }
     // The session carries on after errors.
     let result = turn(&mut c, &id, &mut pane, "Try again").await;
     assert_eq!(result["raw"]["is_error"], false);
     assert_eq!(result["raw"]["result"], "Recovered.");
-    assert_eq!(server.message_requests().len(), 3);
+    let reqs = server.message_requests();
+    assert_eq!(reqs.len(), 3);
+    assert!(
+        reqs.iter()
+            .all(|r| r.body["model"] == "claude-scripted-model")
+    );
+    let init = pane
+        .of_type("system")
+        .find(|e| e["subtype"] == "init")
+        .unwrap();
+    assert_eq!(init["raw"]["permissionMode"], "acceptEdits");
+    assert_eq!(init["raw"]["model"], "claude-scripted-model");
 }
 
 #[tokio::test]
