@@ -48,7 +48,8 @@ export function buildTerminal(container: HTMLElement, opts: { readOnly: boolean 
     cursorBlink: !opts.readOnly,
     disableStdin: opts.readOnly,
     fontFamily: "'JetBrains Mono', 'DejaVu Sans Mono', ui-monospace, Menlo, Consolas, monospace",
-    fontSize: 14,
+    // Phones get a smaller font so a usable number of columns fits.
+    fontSize: window.matchMedia?.("(max-width: 600px)").matches ? 12 : 14,
     lineHeight: 1.15,
     scrollback: 10_000,
     theme: THEME,
