@@ -315,7 +315,13 @@ async fn main() {
     }
     let ready_p50 = pct(&mut ready, 0.5);
 
-    let (agent, _) = start_agent(&a.agent_bin, &tmp.path().join("ws"), &[]);
+    // A 16 MiB ring (default 2 MiB), so that a scheduling hiccup of the client
+    // on a busy machine does not turn into a resync that skips bytes.
+    let (agent, _) = start_agent(
+        &a.agent_bin,
+        &tmp.path().join("ws"),
+        &["--ring-bytes", "16777216"],
+    );
     // settle, then idle RSS with no session
     while http_status(&agent.addr, "/readyz").await != Some(200) {}
     let rss_idle = rss_kib(agent.child.id());

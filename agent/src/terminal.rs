@@ -614,13 +614,14 @@ impl TerminalSession {
     /// skipped part, say an alternate-screen switch followed by megabytes of
     /// drawing, would be missed.)
     fn catch_up(&self, screen: &mut Screen, budget: usize) {
+        // Up to the end as it stands now, not chasing a flood that goes on.
         let end = lock(&self.ring).end();
         if end.saturating_sub(screen.parsed_upto()) > CATCH_UP_MAX {
             screen.skip_to(end - CATCH_UP_MAX);
         }
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut fed = 0usize;
-        while fed < budget {
+        while fed < budget && screen.parsed_upto() < end {
             let from = screen.parsed_upto();
             buf.clear();
             let got = lock(&self.ring).copy_into(from, 64 * 1024, &mut buf);

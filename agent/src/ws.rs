@@ -1,27 +1,25 @@
-//! One WebSocket connection: JSON control messages and binary frames in, and
-//! out through one writer task that takes, in turn, control replies and each
-//! attached session's frames.
+//! One WebSocket connection: JSON control messages and binary frames in; out,
+//! control replies and each attached session's frames, all sent through one
+//! fairly-locked sink ([`Out`]).
 //!
-//! Each attachment is a task with a cursor (the next offset to send) and a
-//! small bounded queue to the writer. It reads straight from the session's ring
-//! into frames. When the client is slow its queue fills, the task waits, the
+//! Each attachment is a task with a cursor (the next offset to send). It reads
+//! straight from the session's ring into a frame and sends it; at most one frame
+//! per subscriber is in flight. When the client is slow, the send waits, the
 //! ring moves on, and the next read finds the cursor lapped: the subscriber gets
 //! `session.resync` and a snapshot instead of an ever-growing backlog. Sessions
-//! never wait for subscribers, and the writer alternates between sessions, so a
+//! never wait for subscribers, and attachments take turns at the socket, so a
 //! flood in one session adds at most one frame of delay to another's echo.
 
 use std::collections::{HashMap, HashSet};
-use std::future::poll_fn;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
 
 use axum::extract::ws::{Message, WebSocket};
 use dispatch_api::frame::{Frame, FrameKind, encode_header_into, header_len};
 use dispatch_api::protocol::AttachMode;
 use dispatch_api::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId};
 use futures_util::stream::SplitSink;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -29,29 +27,18 @@ use crate::session::{Services, Session};
 use crate::state::{AgentState, TerminalRequest, check_size};
 use crate::terminal::{ClientError, DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
 
-/// Frames queued per attachment before its task waits for the writer.
+/// Claude events queued per attachment before its task waits for the socket.
 const ATTACH_QUEUE: usize = 4;
 /// Error replies per connection that are also written to the event log.
 const LOGGED_ERRORS: u32 = 100;
 
 pub async fn serve(socket: WebSocket, state: Arc<AgentState>) {
     let (sink, mut stream) = socket.split();
-    let (ctl_tx, ctl_rx) = mpsc::channel::<Message>(64);
-    let (reg_tx, reg_rx) = mpsc::unbounded_channel::<mpsc::Receiver<Message>>();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        Outbox {
-            ctl: ctl_rx,
-            reg: reg_rx,
-            queues: Vec::new(),
-            next: 0,
-        },
-    ));
+    let out = Out(Arc::new(tokio::sync::Mutex::new(sink)));
     state.services.metrics.connections.inc();
     let mut conn = Conn {
         state: state.clone(),
-        ctl: ctl_tx,
-        reg: reg_tx,
+        out: out.clone(),
         attachments: HashMap::new(),
         created: HashSet::new(),
         errors: 0,
@@ -76,7 +63,7 @@ pub async fn serve(socket: WebSocket, state: Arc<AgentState>) {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
-                let _ = conn.ctl.send(Message::Close(None)).await;
+                out.send(Message::Close(None)).await;
                 break;
             }
         }
@@ -85,14 +72,13 @@ pub async fn serve(socket: WebSocket, state: Arc<AgentState>) {
         h.abort();
     }
     drop(conn);
-    let _ = writer.await;
+    out.close().await;
     state.services.metrics.connections.dec();
 }
 
 struct Conn {
     state: Arc<AgentState>,
-    ctl: mpsc::Sender<Message>,
-    reg: mpsc::UnboundedSender<mpsc::Receiver<Message>>,
+    out: Out,
     attachments: HashMap<SessionId, JoinHandle<()>>,
     /// Sessions this connection started (it had `session.created` as a reply).
     created: HashSet<SessionId>,
@@ -105,7 +91,7 @@ fn text(m: &ServerMessage) -> Message {
 
 impl Conn {
     async fn send(&self, m: ServerMessage) {
-        let _ = self.ctl.send(text(&m)).await;
+        self.out.send(text(&m)).await;
     }
 
     async fn error(&mut self, (code, message): ClientError, id: Option<String>) {
@@ -329,12 +315,21 @@ impl Conn {
     }
 
     fn attach_claude(&mut self, s: Arc<crate::claude::ClaudeSession>, since: Option<u64>) {
-        let (tx, rx) = mpsc::channel(ATTACH_QUEUE);
-        if self.reg.send(rx).is_err() {
-            return;
-        }
+        // Claude events come through a small queue that a forwarder drains
+        // into the socket.
+        let (tx, mut rx) = mpsc::channel(ATTACH_QUEUE);
+        let out = self.out.clone();
         let id = s.id().clone();
-        let task = tokio::spawn(crate::claude::attach::run_attachment(s, since, tx));
+        let task = tokio::spawn(async move {
+            let forward = async move {
+                while let Some(m) = rx.recv().await {
+                    if !out.send(m).await {
+                        break;
+                    }
+                }
+            };
+            tokio::join!(crate::claude::attach::run_attachment(s, since, tx), forward);
+        });
         if let Some(old) = self.attachments.insert(id, task) {
             old.abort();
         }
@@ -362,13 +357,9 @@ impl Conn {
 
     /// Starts (or restarts) the attachment task; `plan` None means a snapshot.
     fn attach_terminal(&mut self, s: Arc<TerminalSession>, plan: Option<ReplayPlan>) {
-        let (tx, rx) = mpsc::channel(ATTACH_QUEUE);
-        if self.reg.send(rx).is_err() {
-            return;
-        }
         let id = s.id().clone();
         let services = self.state.services.clone();
-        let task = tokio::spawn(run_attachment(s, plan, tx, services));
+        let task = tokio::spawn(run_attachment(s, plan, self.out.clone(), services));
         if let Some(old) = self.attachments.insert(id, task) {
             old.abort();
         }
@@ -402,7 +393,7 @@ async fn take_snapshot(s: &Arc<TerminalSession>) -> Option<(u64, Vec<u8>)> {
 async fn run_attachment(
     s: Arc<TerminalSession>,
     plan: Option<ReplayPlan>,
-    tx: mpsc::Sender<Message>,
+    out: Out,
     services: Arc<Services>,
 ) {
     s.attached().fetch_add(1, Ordering::Relaxed);
@@ -418,7 +409,7 @@ async fn run_attachment(
                 lost_before: p.lost_before,
                 info: s.info(),
             };
-            if tx.send(text(&m)).await.is_err() {
+            if !out.send(text(&m)).await {
                 return;
             }
             (p.from, true)
@@ -434,8 +425,9 @@ async fn run_attachment(
                 lost_before: None,
                 info: s.info(),
             };
-            if tx.send(text(&m)).await.is_err()
-                || tx.send(snapshot_frame(&id, offset, &snap)).await.is_err()
+            if !out
+                .send2(text(&m), snapshot_frame(&id, offset, &snap))
+                .await
             {
                 return;
             }
@@ -463,7 +455,7 @@ async fn run_attachment(
             match frame {
                 Some(f) => {
                     let n = (f.len() - header_len(id.as_str().len())) as u64;
-                    if tx.send(Message::Binary(f.into())).await.is_err() {
+                    if !out.send(Message::Binary(f.into())).await {
                         return;
                     }
                     cursor += n;
@@ -478,8 +470,9 @@ async fn run_attachment(
                         id: id.clone(),
                         offset,
                     };
-                    if tx.send(text(&m)).await.is_err()
-                        || tx.send(snapshot_frame(&id, offset, &snap)).await.is_err()
+                    if !out
+                        .send2(text(&m), snapshot_frame(&id, offset, &snap))
+                        .await
                     {
                         return;
                     }
@@ -496,7 +489,7 @@ async fn run_attachment(
                 exit_code: info.exit_code,
                 reason: info.end_reason,
             };
-            let _ = tx.send(text(&m)).await;
+            out.send(text(&m)).await;
             return;
         }
         if rx.changed().await.is_err() {
@@ -505,70 +498,26 @@ async fn run_attachment(
     }
 }
 
-/// What the writer sends next: control messages first, then the attachment
-/// queues in turn.
-struct Outbox {
-    ctl: mpsc::Receiver<Message>,
-    reg: mpsc::UnboundedReceiver<mpsc::Receiver<Message>>,
-    queues: Vec<mpsc::Receiver<Message>>,
-    next: usize,
-}
+/// The connection's sending half, shared by the connection task and every
+/// attachment task. Each sends its own frames, so a keystroke's echo goes from
+/// the session's attachment straight to the socket, without another task in
+/// between. tokio's mutex is fair (first come, first served), so a flooding
+/// session and a quiet one take turns: an echo waits for at most one frame.
+#[derive(Clone)]
+struct Out(Arc<tokio::sync::Mutex<SplitSink<WebSocket, Message>>>);
 
-impl Outbox {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        while let Poll::Ready(Some(q)) = self.reg.poll_recv(cx) {
-            self.queues.push(q);
-        }
-        match self.ctl.poll_recv(cx) {
-            Poll::Ready(m) => return Poll::Ready(m),
-            Poll::Pending => {}
-        }
-        let mut idx = self.next;
-        let mut remaining = self.queues.len();
-        while remaining > 0 && !self.queues.is_empty() {
-            if idx >= self.queues.len() {
-                idx = 0;
-            }
-            match self.queues[idx].poll_recv(cx) {
-                Poll::Ready(Some(m)) => {
-                    self.next = idx + 1;
-                    return Poll::Ready(Some(m));
-                }
-                Poll::Ready(None) => {
-                    self.queues.swap_remove(idx);
-                }
-                Poll::Pending => idx += 1,
-            }
-            remaining -= 1;
-        }
-        Poll::Pending
+impl Out {
+    async fn send(&self, m: Message) -> bool {
+        self.0.lock().await.send(m).await.is_ok()
     }
-}
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut out: Outbox) {
-    // Messages gathered into one flush when several are ready at once.
-    const BATCH: usize = 16;
-    while let Some(first) = poll_fn(|cx| out.poll_next(cx)).await {
-        let closing = matches!(first, Message::Close(_));
-        if sink.feed(first).await.is_err() {
-            return;
-        }
-        if !closing {
-            for _ in 0..BATCH {
-                match poll_fn(|cx| out.poll_next(cx)).now_or_never() {
-                    Some(Some(m)) => {
-                        if sink.feed(m).await.is_err() {
-                            return;
-                        }
-                    }
-                    Some(None) | None => break,
-                }
-            }
-        }
-        if sink.flush().await.is_err() || closing {
-            let _ = sink.close().await;
-            return;
-        }
+    /// Two messages with nothing between them (a resync and its snapshot).
+    async fn send2(&self, a: Message, b: Message) -> bool {
+        let mut sink = self.0.lock().await;
+        sink.feed(a).await.is_ok() && sink.send(b).await.is_ok()
     }
-    let _ = sink.close().await;
+
+    async fn close(&self) {
+        let _ = self.0.lock().await.close().await;
+    }
 }
