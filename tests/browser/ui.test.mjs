@@ -278,6 +278,17 @@ describe("web UI in Chromium", () => {
     await list.waitFor({ state: "detached" });
   });
 
+  test("a shell that exits shows its exit code and keeps its output readable", async () => {
+    const id = await openTerminal(page);
+    const tag = randomTag();
+    await typeLine(page, `echo bye-${tag}; exit 3`);
+    const banner = page.locator(`#panel-${id} [data-testid=session-ended]`);
+    await banner.waitFor();
+    assert.match(await banner.textContent(), /exit code 3/);
+    assert.match(await paneText(page, id), new RegExp(`^bye-${tag}$`, "m"));
+    assert.equal(await page.evaluate((id) => window.__dispatch.panes.get(id).readOnly(), id), true);
+  });
+
   test("a second user cannot open the first user's workspace", async () => {
     const c = await browser.newContext();
     const p = await c.newPage();
@@ -305,6 +316,10 @@ describe("web UI in Chromium", () => {
     );
     assert.equal(ws, "closed");
     await shot(p, "09-other-user");
+    // signing out ends that login
+    await p.getByRole("button", { name: "Sign out" }).click();
+    await p.getByLabel("Access key").waitFor();
+    assert.equal(await p.evaluate(() => fetch("/api/me").then((r) => r.status)), 401);
     await c.close();
   });
 
