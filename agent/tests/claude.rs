@@ -633,6 +633,8 @@ async fn api_errors_reach_the_client() {
         Turn::error(529),
         Turn::error(500),
         Turn::text("Recovered."),
+        Turn::stream_error("Half an answer", 529),
+        Turn::text("Second try worked."),
     ])
     .await
     .unwrap();
@@ -663,8 +665,27 @@ async fn api_errors_reach_the_client() {
     let result = turn(&mut c, &id, &mut pane, "Try again").await;
     assert_eq!(result["raw"]["is_error"], false);
     assert_eq!(result["raw"]["result"], "Recovered.");
+    // Failing mid-answer: the CLI retries on its own without streaming
+    // (whatever the retry setting); a client sees the broken-off deltas, then
+    // the complete `assistant` message of the retry.
+    let before = pane.events.len();
+    let result = turn(&mut c, &id, &mut pane, "Once more").await;
+    let streamed: String = pane.events[before..]
+        .iter()
+        .filter_map(|e| e["raw"]["event"]["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(streamed, "Half an answer");
+    let assistant = pane.of_type("assistant").last().unwrap();
+    assert_eq!(
+        assistant["raw"]["message"]["content"][0]["text"],
+        "Second try worked."
+    );
+    assert_eq!(result["raw"]["is_error"], false, "{result}");
+    assert_eq!(result["raw"]["result"], "Second try worked.");
     let reqs = server.message_requests();
-    assert_eq!(reqs.len(), 3);
+    assert_eq!(reqs.len(), 5);
+    assert_eq!(reqs[3].body["stream"], true);
+    assert_eq!(reqs[4].body["stream"], false, "the retry does not stream");
     assert!(
         reqs.iter()
             .all(|r| r.body["model"] == "claude-scripted-model")

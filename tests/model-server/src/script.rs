@@ -28,6 +28,10 @@ pub struct Turn {
     /// Answer with an HTTP error instead of a message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ApiErrorTurn>,
+    /// Start streaming (status 200, the text so far), then fail with an
+    /// `error` event, as the real API does when it is overloaded mid-answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_error: Option<ApiErrorTurn>,
     /// Milliseconds to wait before each streamed chunk after the first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
@@ -93,6 +97,19 @@ impl Turn {
     pub fn error(status: u16) -> Self {
         Turn {
             error: Some(ApiErrorTurn {
+                status,
+                kind: None,
+                message: None,
+            }),
+            ..Turn::default()
+        }
+    }
+
+    /// Streams `text`, then breaks off with an `error` event of `status`'s type.
+    pub fn stream_error(text: impl Into<String>, status: u16) -> Self {
+        Turn {
+            text: Some(text.into()),
+            stream_error: Some(ApiErrorTurn {
                 status,
                 kind: None,
                 message: None,

@@ -145,11 +145,21 @@ pub fn turn_events(turn: &Turn, meta: &MessageMeta) -> Vec<SseEvent> {
                              "delta": {"type": "text_delta", "text": chunk}}),
             });
         }
-        ev.push(SseEvent {
-            name: "content_block_stop",
-            data: json!({"type": "content_block_stop", "index": index}),
-        });
+        if turn.stream_error.is_none() {
+            ev.push(SseEvent {
+                name: "content_block_stop",
+                data: json!({"type": "content_block_stop", "index": index}),
+            });
+        }
         index += 1;
+    }
+    if let Some(err) = &turn.stream_error {
+        // Broken off mid-answer: no block stop, no message_delta or stop.
+        ev.push(SseEvent {
+            name: "error",
+            data: err.body(),
+        });
+        return ev;
     }
     if let Some(tool) = &turn.tool_use {
         ev.push(SseEvent {
@@ -332,6 +342,27 @@ mod tests {
         assert_eq!(whole, input);
         let delta = decoded.iter().find(|(n, _)| n == "message_delta").unwrap();
         assert_eq!(delta.1["delta"]["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn a_stream_error_breaks_off_after_the_text_so_far() {
+        let events = turn_events(&Turn::stream_error("Partial answer", 529), &meta());
+        let decoded = decode(&encode_all(&events));
+        let names: Vec<&str> = decoded.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "error"
+            ]
+        );
+        let (_, err) = decoded.last().unwrap();
+        assert_eq!(err["type"], "error");
+        assert_eq!(err["error"]["type"], "overloaded_error");
     }
 
     #[test]
