@@ -358,6 +358,23 @@ describe("WorkspaceClient", () => {
     expect(sink.screen).toBe("abcdefghi");
   });
 
+  it("fails requests whose connection dropped, keeps those queued for the next one", async () => {
+    last().open();
+    last().hello();
+    const lost = client.listSessions();
+    last().drop();
+    await expect(lost).rejects.toMatchObject({ code: "connection_lost" });
+    const queued = client.listSessions(); // asked while disconnected
+    timers.advance(1000);
+    last().drop(); // a failed attempt that never said hello
+    timers.advance(1000);
+    last().open();
+    last().hello();
+    expect(last().messages()).toEqual([{ type: "session.list" }]);
+    last().json({ type: "session.list", sessions: [info("t1")] });
+    await expect(queued).resolves.toHaveLength(1);
+  });
+
   it("builds the socket URL on the page's origin", () => {
     expect(workspaceSocketUrl({ protocol: "https:", host: "x.dev" }, "my-ws")).toBe("wss://x.dev/api/workspaces/my-ws/ws");
     expect(workspaceSocketUrl({ protocol: "http:", host: "127.0.0.1:8787" }, "a")).toBe("ws://127.0.0.1:8787/api/workspaces/a/ws");

@@ -88,6 +88,8 @@ interface Pending<T> {
   resolve: (v: T) => void;
   reject: (e: Error) => void;
   timer: unknown;
+  /** The connection (counted by hellos) the request goes out on. */
+  generation: number;
 }
 
 /** A protocol error returned to a request. */
@@ -123,6 +125,8 @@ export class WorkspaceClient {
   private sessions = new Map<string, Attachment>();
   private stateListeners = new Set<(e: StateEvent) => void>();
   private messageListeners = new Set<(m: ServerMessage) => void>();
+  /** Connections that reached `hello` so far; requests remember theirs. */
+  private generation = 0;
   private pendingStarts: Pending<SessionInfo>[] = [];
   private pendingLists: Pending<SessionInfo[]>[] = [];
   private readonly timers: Timers;
@@ -256,13 +260,28 @@ export class WorkspaceClient {
   }
 
   private pending<T>(list: Pending<T>[], resolve: (v: T) => void, reject: (e: Error) => void, what: string): Pending<T> {
-    const p: Pending<T> = { resolve, reject, timer: null };
+    // Sent now on this connection, or queued for the next one.
+    const generation = this.state === "open" ? this.generation : this.generation + 1;
+    const p: Pending<T> = { resolve, reject, timer: null, generation };
     p.timer = this.timers.setTimeout(() => {
       const i = list.indexOf(p);
       if (i >= 0) list.splice(i, 1);
       reject(new ProtocolError("timeout", `no answer from the workspace ${what}`));
     }, this.opts.requestTimeoutMs);
     return p;
+  }
+
+  /** Answers to requests sent on a lost connection never come: fail them now. */
+  private failPending(generation: number): void {
+    const fail = <T>(list: Pending<T>[]): Pending<T>[] =>
+      list.filter((p) => {
+        if (p.generation > generation) return true;
+        this.timers.clearTimeout(p.timer);
+        p.reject(new ProtocolError("connection_lost", "the connection dropped before the workspace answered"));
+        return false;
+      });
+    this.pendingStarts = fail(this.pendingStarts);
+    this.pendingLists = fail(this.pendingLists);
   }
 
   private settle<T>(list: Pending<T>[], value: T): void {
@@ -295,6 +314,7 @@ export class WorkspaceClient {
     s.onclose = () => {
       if (this.socket !== s) return;
       this.socket = null;
+      if (this.state === "open") this.failPending(this.generation);
       if (this.helloTimer !== null) this.timers.clearTimeout(this.helloTimer);
       this.helloTimer = null;
       if (!this.closed) this.scheduleRetry();
@@ -432,6 +452,7 @@ export class WorkspaceClient {
     if (this.helloTimer !== null) this.timers.clearTimeout(this.helloTimer);
     this.helloTimer = null;
     this.attempt = 0;
+    this.generation += 1;
     this.setState("open");
     for (const [id, a] of this.sessions) {
       a.reattaching = false;
