@@ -505,7 +505,11 @@ fn write_file(path: &Path, text: &str) -> Result<(), Error> {
 
 fn spawn(name: &str, cmd: Command, root: &Path) -> Result<ManagedProcess, Error> {
     let log = root.join(format!("{name}.log"));
-    ManagedProcess::spawn(name, cmd, &log).map_err(io(format!("starting {name}")))
+    // Killed outright on drop: the cluster's state is thrown away, and a graceful apiserver
+    // shutdown would add seconds to every test.
+    ManagedProcess::spawn(name, cmd, &log)
+        .map(|p| p.with_drop_grace(Duration::ZERO))
+        .map_err(io(format!("starting {name}")))
 }
 
 /// A loopback port free at the time of asking.

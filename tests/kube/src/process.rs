@@ -22,6 +22,7 @@ pub struct ManagedProcess {
     child: Child,
     pgid: Pid,
     log: PathBuf,
+    drop_grace: Duration,
 }
 
 impl ManagedProcess {
@@ -57,7 +58,15 @@ impl ManagedProcess {
             child,
             pgid,
             log: log.to_path_buf(),
+            drop_grace: Duration::from_secs(3),
         })
+    }
+
+    /// How long `Drop` waits after SIGTERM before SIGKILL (default 3s). Zero kills at once,
+    /// right for processes whose state is thrown away anyway.
+    pub fn with_drop_grace(mut self, grace: Duration) -> ManagedProcess {
+        self.drop_grace = grace;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -99,7 +108,7 @@ impl ManagedProcess {
 
     /// Blocking variant for `Drop`, where no await is possible.
     fn terminate_blocking(&mut self, grace: Duration) {
-        if self.try_wait().is_none() {
+        if !grace.is_zero() && self.try_wait().is_none() {
             let _ = killpg(self.pgid, Signal::SIGTERM);
             let deadline = Instant::now() + grace;
             while self.try_wait().is_none() && Instant::now() < deadline {
@@ -108,12 +117,18 @@ impl ManagedProcess {
         }
         let _ = killpg(self.pgid, Signal::SIGKILL);
         let _ = self.child.start_kill();
+        // Reaped before returning, so its ports are closed and its files no longer written
+        // when the owner goes on (e.g. removes the state dir).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.try_wait().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
 impl Drop for ManagedProcess {
     fn drop(&mut self) {
-        self.terminate_blocking(Duration::from_secs(3));
+        self.terminate_blocking(self.drop_grace);
     }
 }
 

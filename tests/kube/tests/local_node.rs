@@ -211,15 +211,19 @@ async fn local_node_runs_pods_as_local_processes() {
         .expect("create pod");
 
     // As a kubelet, the node does not start a pod whose claim does not exist yet.
-    let (reason, message) = wait_for(
-        "echo-1 waiting for its claim",
-        Duration::from_secs(30),
-        || {
-            let pods = pods.clone();
-            async move { waiting_reason(&pods.get("echo-1").await.ok()?) }
-        },
-    )
-    .await;
+    let (reason, message) =
+        wait_for(
+            "echo-1 waiting for its claim",
+            Duration::from_secs(30),
+            || {
+                let pods = pods.clone();
+                // The first report says ContainerCreating with no message yet: wait for the why.
+                async move {
+                    waiting_reason(&pods.get("echo-1").await.ok()?).filter(|(_, m)| !m.is_empty())
+                }
+            },
+        )
+        .await;
     assert_eq!(reason, "ContainerCreating");
     assert!(message.contains("echo-data"), "{message}");
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
