@@ -946,3 +946,48 @@ async fn missing_cli_no_credentials_and_refused_modes_are_plain_errors() {
         .await;
     c.wait_error("wrong_session_type").await;
 }
+
+#[tokio::test]
+async fn an_allowed_prompt_may_run_edited_input() {
+    let bin = claude_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let ws = ws.canonicalize().unwrap();
+    let (asked, edited) = (ws.join("asked.txt"), ws.join("edited.txt"));
+    let server = ModelServer::start_local(vec![
+        Turn::bash(format!("touch {}", asked.display())),
+        Turn::text("Done."),
+    ])
+    .await
+    .unwrap();
+    let agent = start_agent(&ws, &bin, &model_env(&server), &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    let mut pane = Pane::default();
+    send_prompt(&mut c, &id, "Make a file").await;
+    collect_until(&mut c, &id, &mut pane, |p| {
+        p.of_type("control_request").count() == 1
+    })
+    .await;
+    let rid = pane.of_type("control_request").next().unwrap()["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.send(
+        json!({"type": "claude.permission", "id": id, "requestId": rid, "allow": true,
+                  "updatedInput": {"command": format!("touch {}", edited.display()),
+                                   "description": "edited by the user"}}),
+    )
+    .await;
+    collect_until(&mut c, &id, &mut pane, |p| p.results() == 1).await;
+    assert!(edited.exists(), "the edited command ran");
+    assert!(!asked.exists(), "the original command did not");
+    // A non-object replacement input is refused and settles nothing.
+    c.send(
+        json!({"type": "claude.permission", "id": id, "requestId": "x", "allow": true,
+                  "updatedInput": "rm -rf /"}),
+    )
+    .await;
+    c.wait_error("invalid_field").await;
+}
