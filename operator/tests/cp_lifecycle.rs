@@ -273,20 +273,21 @@ async fn workspace_lifecycle_on_a_real_control_plane() {
     ));
     running_endpoint(&wss, "sleepy").await;
     eventually(
-        "sleepy suspended for idleness",
+        "sleepy suspended for idleness, its Pod gone",
         Duration::from_secs(30),
         || async {
             let ws = wss.get("sleepy").await.expect("sleepy");
-            ws.spec.suspended && phase(&wss, "sleepy").await.as_deref() == Some("Suspended")
+            ws.spec.suspended
+                && phase(&wss, "sleepy").await.as_deref() == Some("Suspended")
+                && pods
+                    .get_opt(&names::pod("sleepy"))
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_none()
         },
     )
     .await;
-    assert!(
-        pods.get_opt(&names::pod("sleepy"))
-            .await
-            .expect("get")
-            .is_none()
-    );
     let st = wss
         .get("sleepy")
         .await
