@@ -35,20 +35,22 @@
 //! collection (children of a deleted Workspace go), namespace deletion that finishes, the
 //! `default` ServiceAccount in each namespace (without it the apiserver refuses Pods there),
 //! PVC protection finalizers, `kube-root-ca.crt`. Its controllers share the admin identity
-//! (not one ServiceAccount each, which costs ~5 s of start-up). Start-up is ~3.5 s here. No scheduler and no kubelet run: Pods stay
-//! Pending unless a [`LocalNode`] takes them; Deployments get Pods that stay Pending; PVCs
-//! stay Pending unless a [`LocalNode`] provisions them; Services get ClusterIPs that nothing
-//! routes (tests talk to pod IPs on loopback).
+//! (not one ServiceAccount each, which costs ~5 s of start-up); start-up is ~3.5 s here.
+//! No scheduler and no kubelet run: Pods stay Pending unless a [`LocalNode`] takes them;
+//! Deployments get Pods that stay Pending; PVCs stay Pending unless a [`LocalNode`]
+//! provisions them; Services get ClusterIPs that nothing routes (tests talk to pod IPs on
+//! loopback); the `kubernetes` Service has no endpoints (the endpoint reconciler refuses a
+//! loopback address).
 //!
 //! # Local node
 //!
 //! [`LocalNode::start`] registers a Ready Node (renewing its Lease so the node lifecycle
 //! controller keeps it), binds unscheduled Pods that match its selector and have an `agent`
-//! container to itself
-//! (`pods/binding`, as the scheduler would) and, for each Pod bound to it:
+//! container to itself (`pods/binding`, as the scheduler would) and, for each Pod bound to it:
 //!
-//! - gives it its own loopback address 127.0.0.x (x from 2 up, process-wide, checked free),
-//!   which is the pod IP;
+//! - gives it its own loopback address 127.0.0.x (x from 2 up; taken with a file lock under
+//!   `$TMPDIR/dispatch-local-node-ips/` shared by every process on the machine, and only if
+//!   the port is free there), which is the pod IP;
 //! - acts as the volume provisioner (unless [`LocalNodeOptions::provision_claims`] is off):
 //!   each pending PVC in its namespace gets a PersistentVolume pre-bound to it, so the claim
 //!   becomes Bound; deleting the claim deletes that PV and the claim's data;
@@ -58,7 +60,7 @@
 //!   the Pod goes, so data survives delete/recreate), emptyDir to a fresh dir, Secret /
 //!   ConfigMap / projected volumes to files written from the API objects (a projected
 //!   ServiceAccount token comes from TokenRequest, bound to the Pod); other volume types
-//!   are reported as a container config error;
+//!   keep the container waiting (`ContainerCreating`, with the reason);
 //! - runs the container named `agent` as a local process of the agent binary (the "image";
 //!   `command` is ignored, `args` are passed), with env: `PATH`, a fresh `HOME`,
 //!   [`LocalNodeOptions::extra_env`], then the container's env (`value`, `secretKeyRef`,
@@ -74,6 +76,9 @@
 //! - when the process exits: restartPolicy Always (or OnFailure with a failure) restarts it
 //!   after a back-off (0.5 s doubling to 10 s, `CrashLoopBackOff` meanwhile, restartCount
 //!   counted); otherwise the Pod becomes Succeeded/Failed.
+//!
+//! Processes die with the test process (PR_SET_PDEATHSIG) even when it is killed before
+//! dropping anything; its state dir (`$TMPDIR/dispatch-kube-*`, `dispatch-node-*`) then stays.
 //!
 //! Not modelled: securityContext (the process runs as the test's user), resource limits,
 //! liveness/startup probes, init and other containers (reported `NotRunByLocalNode`, so a Pod
