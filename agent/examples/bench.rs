@@ -249,6 +249,12 @@ async fn agent_throughput(addr: &str, file: &Path) -> (u64, Duration, u32) {
 
 /// Round trips of one byte: input frame out, the echoed output frame back.
 async fn agent_echo(ws: &mut Ws, id: &str, rounds: usize) -> Vec<Duration> {
+    agent_echo_counting(ws, id, rounds).await.0
+}
+
+/// As [`agent_echo`], also counting other sessions' output bytes seen.
+async fn agent_echo_counting(ws: &mut Ws, id: &str, rounds: usize) -> (Vec<Duration>, u64) {
+    let mut other = 0u64;
     let mut out = Vec::with_capacity(rounds);
     for i in 0..rounds {
         let c = b'a' + (i % 26) as u8;
@@ -262,6 +268,7 @@ async fn agent_echo(ws: &mut Ws, id: &str, rounds: usize) -> Vec<Duration> {
                         assert_eq!(f.payload[0], c);
                         break;
                     }
+                    other += f.payload.len() as u64;
                 }
                 Some(Ok(_)) => {}
                 other => panic!("connection ended: {other:?}"),
@@ -269,7 +276,7 @@ async fn agent_echo(ws: &mut Ws, id: &str, rounds: usize) -> Vec<Duration> {
         }
         out.push(t.elapsed());
     }
-    out
+    (out, other)
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {
@@ -327,10 +334,19 @@ async fn main() {
     let rss_idle = rss_kib(agent.child.id());
 
     // throughput
-    let (floor_bytes, floor_t) = pty_floor(&file);
-    let (agent_bytes, agent_t, resyncs) = agent_throughput(&agent.addr, &file).await;
-    let floor_mbs = floor_bytes as f64 / floor_t.as_secs_f64() / 1e6;
-    let agent_mbs = agent_bytes as f64 / agent_t.as_secs_f64() / 1e6;
+    // throughput: alternate runs (the machine is shared), best of each
+    let mut floor_runs = Vec::new();
+    let mut agent_runs = Vec::new();
+    let mut resyncs = 0;
+    for _ in 0..2 {
+        let (b, t) = pty_floor(&file);
+        floor_runs.push(b as f64 / t.as_secs_f64() / 1e6);
+        let (b, t, r) = agent_throughput(&agent.addr, &file).await;
+        agent_runs.push(b as f64 / t.as_secs_f64() / 1e6);
+        resyncs += r;
+    }
+    let floor_mbs = floor_runs.iter().cloned().fold(0.0, f64::max);
+    let agent_mbs = agent_runs.iter().cloned().fold(0.0, f64::max);
 
     // echo latency
     let mut raw = pty_echo(a.rounds);
@@ -349,25 +365,31 @@ async fn main() {
     ))
     .await
     .unwrap();
+    let drained = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = drained.clone();
     let drain = tokio::spawn(async move {
-        let mut n = 0u64;
         while let Some(Ok(m)) = fws.next().await {
             if let Message::Binary(b) = m {
-                n += b.len() as u64;
+                counter.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        n
     });
     tokio::time::sleep(Duration::from_millis(300)).await; // let the flood get going
+    let before = drained.load(std::sync::atomic::Ordering::Relaxed);
+    let t_other = Instant::now();
     let mut flood_other = agent_echo(&mut ws, &id, a.rounds).await;
+    let t_other = t_other.elapsed();
+    let flood_other_bytes = drained.load(std::sync::atomic::Ordering::Relaxed) - before;
+    drain.abort();
     // and the same flood attached on the echo's own connection
     ws.send(Message::Text(
         json!({"type":"session.attach","id":fid}).to_string().into(),
     ))
     .await
     .unwrap();
-    let mut flood_same = agent_echo(&mut ws, &id, a.rounds).await;
-    drain.abort();
+    let t_same = Instant::now();
+    let (mut flood_same, flood_same_bytes) = agent_echo_counting(&mut ws, &id, a.rounds).await;
+    let t_same = t_same.elapsed();
 
     let (raw50, raw99) = (pct(&mut raw, 0.5), pct(&mut raw, 0.99));
     let (i50, i99) = (pct(&mut idle, 0.5), pct(&mut idle, 0.99));
@@ -376,13 +398,9 @@ async fn main() {
 
     println!();
     println!("throughput (cat of {} MiB through a PTY)", a.size_mib);
+    println!("  PTY floor, minimal reader   {floor_mbs:8.1} MB/s  (best of runs {floor_runs:.1?})");
     println!(
-        "  PTY floor, minimal reader   {floor_mbs:8.1} MB/s  ({floor_bytes} bytes in {:.2} s)",
-        floor_t.as_secs_f64()
-    );
-    println!(
-        "  agent WebSocket to client   {agent_mbs:8.1} MB/s  ({agent_bytes} bytes in {:.2} s, {resyncs} resyncs)",
-        agent_t.as_secs_f64()
+        "  agent WebSocket to client   {agent_mbs:8.1} MB/s  (best of runs {agent_runs:.1?}; {resyncs} resyncs)"
     );
     println!(
         "  ratio agent/floor           {:8.2}x   (target >= 0.8x)",
@@ -400,14 +418,16 @@ async fn main() {
         us(i99)
     );
     println!(
-        "  agent, flood on other conn  p50 {:7.1} us  p99 {:7.1} us",
+        "  agent, flood on other conn  p50 {:7.1} us  p99 {:7.1} us  (flood delivered meanwhile: {:.1} MB/s)",
         us(o50),
-        us(o99)
+        us(o99),
+        flood_other_bytes as f64 / t_other.as_secs_f64() / 1e6
     );
     println!(
-        "  agent, flood on same conn   p50 {:7.1} us  p99 {:7.1} us",
+        "  agent, flood on same conn   p50 {:7.1} us  p99 {:7.1} us  (flood delivered meanwhile: {:.1} MB/s)",
         us(s50),
-        us(s99)
+        us(s99),
+        flood_same_bytes as f64 / t_same.as_secs_f64() / 1e6
     );
     println!(
         "  idle p50 - PTY p50          {:7.1} us   (target <= 200 us)",

@@ -379,6 +379,11 @@ impl TerminalSession {
             m.end_reason = reason.clone();
         }
         let (oldest, end) = self.oldest_and_end();
+        // An ended session keeps its output on disk only; subscribers still
+        // draining its tail read from there.
+        if lock(&self.log).is_some() {
+            *lock(&self.ring) = Ring::new(1, end);
+        }
         self.progress.send_modify(|p| p.ended = true);
         let id = self.id.as_str().to_owned();
         let r = reason.clone();

@@ -443,7 +443,9 @@ async fn run_attachment(
                     Some(f)
                 }
                 Ok(None) => None,
-                Err(_) if replaying => {
+                // Replaying, or draining the tail of a session that ended:
+                // what the ring no longer has is on disk.
+                Err(_) if replaying || p.ended => {
                     let (s2, c) = (s.clone(), cursor);
                     match tokio::task::spawn_blocking(move || s2.disk_frame(c, MAX_CHUNK)).await {
                         Ok(DiskChunk::Frame(f, _)) => Some(f),

@@ -29,6 +29,13 @@ async fn start_echo_and_exit_code() {
     assert_eq!(s["exitCode"], 7);
     assert!(s["ended"].is_i64());
     assert_eq!(s["offset"], c.stream(&id).end());
+    // An ended session's output stays readable, from the start.
+    let mut late = agent.connect().await;
+    late.send(json!({"type": "session.attach", "id": id, "since": 0}))
+        .await;
+    let ended = late.wait_type("session.ended").await;
+    assert_eq!(ended["exitCode"], 7);
+    assert_eq!(late.stream(&id).bytes, c.stream(&id).bytes);
 }
 
 #[tokio::test]
