@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use dispatch_kube_harness::{ControlPlane, LocalNode, LocalNodeOptions};
+use k8s_openapi::api::authentication::v1::TokenReview;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use kube::Api;
 use kube::api::PostParams;
@@ -362,6 +363,63 @@ async fn local_node_runs_pods_as_local_processes() {
         "nothing listens on the old pod IP"
     );
     assert!(node.pod(NS, "echo-1").is_none());
+
+    // A pod that keeps the default ServiceAccount token (the admission plugin adds the
+    // projected `kube-api-access-*` volume) gets a real token bound to it.
+    let mut with_token = pod_json("echo-sa", "echo");
+    with_token["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("automountServiceAccountToken");
+    let with_token: Pod = serde_json::from_value(with_token).expect("pod");
+    pods.create(&PostParams::default(), &with_token)
+        .await
+        .expect("create");
+    let sa_pod = wait_for("echo-sa running", Duration::from_secs(30), || {
+        let node = &node;
+        async move { node.pod(NS, "echo-sa").filter(|p| p.pid.is_some()) }
+    })
+    .await;
+    let volumes = node
+        .state_dir()
+        .join("pods")
+        .join(&sa_pod.uid)
+        .join("volumes");
+    let token_file = std::fs::read_dir(&volumes)
+        .expect("volumes")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("kube-api-access-"))
+        })
+        .expect("projected volume")
+        .join("token");
+    let token = std::fs::read_to_string(&token_file).expect("token");
+    let review: TokenReview = serde_json::from_value(serde_json::json!({
+        "spec": {"token": token}
+    }))
+    .expect("review");
+    let reviewed = Api::<TokenReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("token review");
+    let status = reviewed.status.expect("status");
+    assert_eq!(status.authenticated, Some(true), "{status:?}");
+    let user = status.user.expect("user");
+    assert_eq!(
+        user.username.as_deref(),
+        Some("system:serviceaccount:apps:default")
+    );
+    let extra = user.extra.unwrap_or_default();
+    assert_eq!(
+        extra.get("authentication.kubernetes.io/pod-name"),
+        Some(&vec!["echo-sa".to_string()]),
+        "bound to the pod"
+    );
+    pods.delete("echo-sa", &Default::default())
+        .await
+        .expect("delete");
 
     // Recreated, the pod sees the claim's data again.
     pods.create(&PostParams::default(), &p)
