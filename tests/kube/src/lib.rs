@@ -82,7 +82,9 @@
 //!
 //! Not modelled: securityContext (the process runs as the test's user), resource limits,
 //! liveness/startup probes, init and other containers (reported `NotRunByLocalNode`, so a Pod
-//! with more containers never becomes Ready), image pulls.
+//! with more containers never becomes Ready), image pulls, NetworkPolicy enforcement (no
+//! CNI: the objects are stored and validated, nothing filters traffic), Events. Give each
+//! `LocalNode` of one cluster its own name: two with the same name would both run its pods.
 
 mod bins;
 mod control_plane;
