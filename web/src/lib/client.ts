@@ -194,6 +194,15 @@ export class WorkspaceClient {
     return this.sessions.get(id)?.tracker.next ?? null;
   }
 
+  /**
+   * A Claude session's stream has no byte frames: its pane says which event
+   * seq it needs next, so a reconnect replays only what it missed.
+   */
+  advance(id: string, next: number): void {
+    const t = this.sessions.get(id)?.tracker;
+    if (t && (t.next === null || next > t.next)) t.next = next;
+  }
+
   /** Sends a control message now, or once connected (bounded queue). */
   send(msg: ClientMessage): void {
     if (this.state === "open") {

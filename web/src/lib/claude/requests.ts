@@ -1,0 +1,80 @@
+// Claude requests that wait for an answer: start (or resume) a session, list
+// past conversations, load one. The agent answers them on the same socket
+// without a request id, so each waits for the first fitting reply, or for an
+// error that carries no session id (how the agent reports a failed
+// `claude.*` request).
+
+import { ProtocolError, type WorkspaceClient } from "../client";
+import type { ClientMessage, PermissionMode, ServerMessage, SessionInfo } from "../protocol";
+
+export interface ConversationInfo {
+  id: string;
+  title: string;
+  cwd: string;
+  /** Unix ms of the last entry. */
+  updated: number;
+  messages: number;
+}
+
+type Client = Pick<WorkspaceClient, "send" | "onMessage">;
+
+const TIMEOUT_MS = 30_000;
+
+function request<T>(client: Client, msg: ClientMessage, pick: (m: ServerMessage) => T | undefined, what: string, errorCodes?: Set<string>): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const stop = client.onMessage((m) => {
+      if (m.type === "error" && !m.id && (!errorCodes || errorCodes.has(m.code))) {
+        done();
+        reject(new ProtocolError(m.code, m.message));
+        return;
+      }
+      const v = pick(m);
+      if (v !== undefined) {
+        done();
+        resolve(v);
+      }
+    });
+    const timer = setTimeout(() => {
+      stop();
+      reject(new ProtocolError("timeout", `no answer from the workspace ${what}`));
+    }, TIMEOUT_MS);
+    function done(): void {
+      clearTimeout(timer);
+      stop();
+    }
+    client.send(msg);
+  });
+}
+
+/** Codes with which the agent refuses a `claude.start`. */
+const START_ERRORS = new Set(["claude_unavailable", "spawn_failed", "session_limit", "invalid_field", "path_outside_workspace", "no_such_session", "already_exists", "bad_message"]);
+
+export function startClaude(client: Client, opts: { resume?: string; model?: string; permissionMode?: PermissionMode } = {}): Promise<SessionInfo> {
+  return request(
+    client,
+    { type: "claude.start", ...opts },
+    (m) => (m.type === "session.created" && m.info?.type === "claude" ? m.info : undefined),
+    "starting Claude",
+    START_ERRORS,
+  );
+}
+
+export function listConversations(client: Client): Promise<ConversationInfo[]> {
+  return request(
+    client,
+    { type: "claude.history" },
+    (m) => (m.type === "claude.history" ? (m.conversations as ConversationInfo[]) : undefined),
+    "listing conversations",
+    new Set(["internal"]),
+  );
+}
+
+export function loadTranscript(client: Client, conversationId: string): Promise<unknown[]> {
+  return request(
+    client,
+    { type: "claude.load", conversationId },
+    (m) => (m.type === "claude.transcript" && m.conversationId === conversationId ? m.entries : undefined),
+    "loading the conversation",
+    new Set(["no_such_session", "internal", "invalid_field"]),
+  );
+}
