@@ -95,6 +95,31 @@ pub struct Settings {
     pub instance: String,
 }
 
+/// What kubectl apply keeps on every object: a full copy of it, useless here.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The cache keeps of a Pod only what the reconcile reads (hash annotation,
+/// uid, deletion, node, status), so 1,000 workspaces stay small in memory.
+fn slim_pod(p: &mut Pod) {
+    p.managed_fields_mut().clear();
+    p.annotations_mut().remove(LAST_APPLIED);
+    if let Some(spec) = p.spec.as_mut() {
+        *spec = k8s_openapi::api::core::v1::PodSpec {
+            node_name: spec.node_name.take(),
+            ..Default::default()
+        };
+    }
+}
+
+/// Of a token Secret only its token matters.
+fn slim_secret(s: &mut Secret) {
+    s.managed_fields_mut().clear();
+    s.annotations_mut().remove(LAST_APPLIED);
+    if let Some(data) = s.data.as_mut() {
+        data.retain(|k, _| k == TOKEN_KEY);
+    }
+}
+
 /// Starts the watches and the controller; returns when `shutdown` resolves.
 pub async fn run(
     client: Client,
@@ -123,13 +148,13 @@ pub async fn run(
     let (pods, pod_writer) = reflector::store();
     let pod_stream = watcher(api::<Pod>(&client, &namespace), children.clone())
         .default_backoff()
-        .modify(|p| p.managed_fields_mut().clear())
+        .modify(slim_pod)
         .reflect(pod_writer)
         .touched_objects();
     let (secrets, secret_writer) = reflector::store();
     let secret_stream = watcher(api::<Secret>(&client, &namespace), children.clone())
         .default_backoff()
-        .modify(|s| s.managed_fields_mut().clear())
+        .modify(slim_secret)
         .reflect(secret_writer)
         .touched_objects();
     let (pvcs, pvc_writer) = reflector::store();
@@ -187,7 +212,10 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|w| w.managed_fields_mut().clear())
+    .modify(|w| {
+        w.managed_fields_mut().clear();
+        w.annotations_mut().remove(LAST_APPLIED);
+    })
     .reflect(ws_writer)
     .touched_objects()
     .predicate_filter(
@@ -314,11 +342,13 @@ async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         .lock()
         .map(|m| m.get(&k).is_none_or(|t| t.elapsed() > FULL_APPLY_EVERY))
         .unwrap_or(true);
+    let mut applied_pod = None;
     let apply_error = match apply_children(ws, ctx, &children, full, token_known).await {
-        Ok(()) => {
+        Ok(pod) => {
             if full && let Ok(mut m) = ctx.full_applies.lock() {
                 m.insert(k.clone(), Instant::now());
             }
+            applied_pod = pod;
             None
         }
         // The apiserver refused a child (a 4xx other than a conflict): show it,
@@ -331,7 +361,9 @@ async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         Err(e) => return Err(e),
     };
 
-    let pod = cached(&ctx.pods, &ns, &names::pod(&name));
+    let pod = applied_pod
+        .map(Arc::new)
+        .or_else(|| cached(&ctx.pods, &ns, &names::pod(&name)));
     let obs = Observed {
         name: &name,
         generation: ws.metadata.generation,
@@ -476,20 +508,21 @@ async fn apply_one<K>(
     desired: &K,
     cached_hash: Option<String>,
     full: bool,
-) -> Result<(), Error>
+) -> Result<Option<K>, Error>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
     let want = applied_hash(desired.meta()).map(String::from);
     if !full && want.is_some() && cached_hash == want {
-        return Ok(());
+        return Ok(None);
     }
     let mut body = serde_json::to_value(desired).map_err(|e| Error::Finalizer(e.to_string()))?;
     body["apiVersion"] = K::api_version(&()).into();
     body["kind"] = K::kind(&()).into();
-    api.patch(&desired.name_any(), &params(), &Patch::Apply(&body))
+    let applied = api
+        .patch(&desired.name_any(), &params(), &Patch::Apply(&body))
         .await?;
-    Ok(())
+    Ok(Some(applied))
 }
 
 async fn apply_children(
@@ -498,7 +531,7 @@ async fn apply_children(
     c: &Children,
     full: bool,
     token_known: bool,
-) -> Result<(), Error> {
+) -> Result<Option<Pod>, Error> {
     let ns = ws.namespace().unwrap_or_default();
     let name = ws.name_any();
     let client = &ctx.client;
@@ -584,7 +617,9 @@ async fn apply_children(
             delete_pod(&pods, pod).await?;
         }
         (Some(want), current) => {
-            apply_one(
+            // The Pod as the apiserver has it after the apply, so the status
+            // written next already knows it exists (one status write less).
+            return apply_one(
                 &pods,
                 want,
                 current
@@ -592,10 +627,10 @@ async fn apply_children(
                     .map(String::from),
                 full,
             )
-            .await?
+            .await;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 async fn delete_pod(pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {

@@ -1,0 +1,326 @@
+//! Benchmark of the operator on a real control plane (see scripts/bench-operator.sh).
+//!
+//! 1. Floor: a client creates, for N Workspaces, the Workspace and the same five
+//!    children the operator would make, plus the status, directly.
+//! 2. Operator: the same client creates N Workspaces; time until every one has
+//!    its children and a status (phase Starting: no node runs their Pods).
+//! 3. The operator's RSS once synced.
+//! 4. Cold start: with the local node, apply one Workspace at a time and time
+//!    apply -> phase Running; p50 and p90.
+//!
+//! Env: BENCH_N (1000), BENCH_CONCURRENCY (16), BENCH_COLD (15),
+//! DISPATCH_OPERATOR_BIN, DISPATCH_AGENT_BIN.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dispatch_api::crd::{Workspace, WorkspaceSpec};
+use dispatch_kube_harness::{ControlPlane, LocalNode, LocalNodeOptions};
+use dispatch_operator::config::WorkspaceDefaults;
+use dispatch_operator::desired::{desired, new_token};
+use dispatch_operator::status::{Observed, compute};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn ws(name: &str, ns: &str, owner: &str) -> Workspace {
+    let mut w = Workspace::new(
+        name,
+        WorkspaceSpec {
+            owner: owner.into(),
+            ..Default::default()
+        },
+    );
+    w.metadata.namespace = Some(ns.into());
+    w
+}
+
+async fn create_directly(client: Client, ns: String, name: String) -> anyhow::Result<()> {
+    let pp = PostParams::default();
+    let wss: Api<Workspace> = Api::namespaced(client.clone(), &ns);
+    let created = wss.create(&pp, &ws(&name, &ns, "bench")).await?;
+    let c = desired(&created, &WorkspaceDefaults::default(), &new_token());
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&pp, &c.secret)
+        .await?;
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+        .create(&pp, &c.pvc)
+        .await?;
+    Api::<Service>::namespaced(client.clone(), &ns)
+        .create(&pp, &c.service)
+        .await?;
+    Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+        .create(&pp, &c.network_policy)
+        .await?;
+    let pod = Api::<Pod>::namespaced(client.clone(), &ns)
+        .create(
+            &pp,
+            c.pod.as_ref().ok_or_else(|| anyhow::anyhow!("no pod"))?,
+        )
+        .await?;
+    let obs = Observed {
+        name: &name,
+        generation: created.metadata.generation,
+        deleting: false,
+        suspended: false,
+        invalid: None,
+        pod: Some(&pod),
+        apply_error: None,
+    };
+    let status = compute(&obs, None, Timestamp::now());
+    let body = serde_json::json!({"status": status});
+    wss.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
+        .await?;
+    Ok(())
+}
+
+async fn create_many(
+    client: &Client,
+    ns: &str,
+    n: usize,
+    conc: usize,
+    direct: bool,
+) -> anyhow::Result<()> {
+    stream::iter(0..n)
+        .map(|i| {
+            let (client, ns) = (client.clone(), ns.to_string());
+            async move {
+                let name = format!("b{i:04}");
+                if direct {
+                    create_directly(client, ns, name).await
+                } else {
+                    let api: Api<Workspace> = Api::namespaced(client, &ns);
+                    api.create(&PostParams::default(), &ws(&name, &ns, "bench"))
+                        .await
+                        .map(|_| ())
+                        .map_err(Into::into)
+                }
+            }
+        })
+        .buffer_unordered(conc)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn count<K>(client: &Client, ns: &str) -> anyhow::Result<usize>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Ok(Api::<K>::namespaced(client.clone(), ns)
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .len())
+}
+
+async fn all_children(client: &Client, ns: &str, n: usize) -> anyhow::Result<bool> {
+    Ok(count::<Secret>(client, ns).await? >= n
+        && count::<PersistentVolumeClaim>(client, ns).await? >= n
+        && count::<Service>(client, ns).await? >= n
+        && count::<NetworkPolicy>(client, ns).await? >= n
+        && count::<Pod>(client, ns).await? >= n)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn pctl(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n = env_usize("BENCH_N", 1000);
+    let conc = env_usize("BENCH_CONCURRENCY", 16);
+    let cold = env_usize("BENCH_COLD", 15);
+    let operator_bin = PathBuf::from(std::env::var("DISPATCH_OPERATOR_BIN")?);
+    let agent_bin = PathBuf::from(std::env::var("DISPATCH_AGENT_BIN")?);
+
+    let cp = ControlPlane::start().await?;
+    let client = cp.client();
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/workspace.yaml");
+    anyhow::ensure!(
+        cp.kubectl()
+            .args(["apply", "--server-side", "-f", crd])
+            .status()?
+            .success(),
+        "CRD"
+    );
+    anyhow::ensure!(
+        cp.kubectl()
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/workspaces.dispatch.dev"
+            ])
+            .status()?
+            .success(),
+        "CRD established"
+    );
+    for ns in ["bench-floor", "bench-op", "bench-cold"] {
+        cp.create_namespace(ns, &[]).await?;
+    }
+
+    // 1. Floor.
+    let t = Instant::now();
+    create_many(&client, "bench-floor", n, conc, true).await?;
+    let floor = t.elapsed();
+    println!(
+        "floor: {n} Workspaces + 5 children + status created directly in {:.2}s",
+        floor.as_secs_f64()
+    );
+
+    // 2. Operator.
+    let mut op = Command::new(&operator_bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--namespace",
+            "bench-op",
+            "--concurrency",
+            &conc.to_string(),
+        ])
+        .env("KUBECONFIG", cp.kubeconfig_path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let pid = op.id();
+    // Started and leading before the clock runs: the Lease exists once it leads.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), "bench-op");
+    while leases.get_opt("dispatch-operator").await?.is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rss_idle = rss_kib(pid);
+    let wss: Api<Workspace> = Api::namespaced(client.clone(), "bench-op");
+    let t = Instant::now();
+    create_many(&client, "bench-op", n, conc, false).await?;
+    let created = t.elapsed();
+    loop {
+        let list = wss.list(&ListParams::default()).await?;
+        let done = list.items.iter().filter(|w| {
+            w.status.as_ref().is_some_and(|s| {
+                s.phase.map(|p| p.as_str()) == Some("Starting")
+                    && s.observed_generation == w.metadata.generation
+            })
+        });
+        // Children are counted only once every status is there (listing them
+        // all each time would load the apiserver the operator is using).
+        if done.count() == n && all_children(&client, "bench-op", n).await? {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let with_operator = t.elapsed();
+    println!(
+        "operator: {n} Workspaces created in {:.2}s; all with children and status after {:.2}s",
+        created.as_secs_f64(),
+        with_operator.as_secs_f64()
+    );
+    // Let the re-reconciles the children triggered settle, then measure memory.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss = rss_kib(pid);
+
+    // 4. Cold start with the local node (only the bench-cold namespace).
+    let node = LocalNode::start(
+        client.clone(),
+        LocalNodeOptions {
+            namespace: Some("bench-cold".into()),
+            label_selector: Some("app.kubernetes.io/name=dispatch-workspace".into()),
+            agent_bin: Some(agent_bin),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut op_cold = Command::new(&operator_bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--namespace",
+            "bench-cold",
+            "--no-leader-election",
+        ])
+        .env("KUBECONFIG", cp.kubeconfig_path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let cold_api: Api<Workspace> = Api::namespaced(client.clone(), "bench-cold");
+    // Warm the cold operator's watches with one workspace first.
+    let mut times = Vec::new();
+    for i in 0..=cold {
+        let name = format!("c{i:02}");
+        let t = Instant::now();
+        cold_api
+            .create(&PostParams::default(), &ws(&name, "bench-cold", "cold"))
+            .await?;
+        loop {
+            let w = cold_api.get(&name).await?;
+            if w.status.and_then(|s| s.phase).map(|p| p.as_str()) == Some("Running") {
+                break;
+            }
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(60), "{name} never ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if i > 0 {
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    let _ = op_cold.kill();
+    node.shutdown().await;
+    let _ = op.kill();
+
+    let ratio = with_operator.as_secs_f64() / floor.as_secs_f64();
+    println!();
+    println!("== results (N={n}, client concurrency {conc}) ==");
+    println!(
+        "floor (direct creates)          {:>8.2} s",
+        floor.as_secs_f64()
+    );
+    println!(
+        "operator (apply -> all synced)  {:>8.2} s",
+        with_operator.as_secs_f64()
+    );
+    println!(
+        "ratio                           {:>8.2} x   (target <= 1.3)",
+        ratio
+    );
+    println!(
+        "operator RSS before / after     {:>5.1} / {:.1} MiB (target <= 40)",
+        rss_idle as f64 / 1024.0,
+        rss as f64 / 1024.0
+    );
+    println!(
+        "cold start apply -> Running     p50 {:.0} ms, p90 {:.0} ms, max {:.0} ms over {} (target p50 <= 1000)",
+        pctl(&times, 0.5).as_secs_f64() * 1000.0,
+        pctl(&times, 0.9).as_secs_f64() * 1000.0,
+        times.last().copied().unwrap_or_default().as_secs_f64() * 1000.0,
+        times.len()
+    );
+    Ok(())
+}
