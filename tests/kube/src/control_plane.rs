@@ -111,6 +111,23 @@ impl ControlPlane {
     }
 
     pub async fn start_with(opts: ControlPlaneOptions) -> Result<ControlPlane, Error> {
+        // Ports are picked free and bound a moment later by the child; another process can
+        // take one in between. Rare, but many control planes start at once in the tests.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_once(&opts).await {
+                Err(Error::Exited { log, .. })
+                    if attempt < 3 && log.contains("address already in use") =>
+                {
+                    tracing::warn!(attempt, "a port was taken during start-up; starting again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(opts: &ControlPlaneOptions) -> Result<ControlPlane, Error> {
         let bin_dir = bins::bin_dir()?;
         let dir = tempfile::Builder::new()
             .prefix("dispatch-kube-")
@@ -120,9 +137,7 @@ impl ControlPlane {
         let pki = Pki::generate()?;
         let files = write_pki(&root, &pki)?;
 
-        let etcd_client = free_port()?;
-        let etcd_peer = free_port()?;
-        let api_port = free_port()?;
+        let [etcd_client, etcd_peer, api_port] = free_ports()?;
         let server = format!("https://127.0.0.1:{api_port}");
 
         let mut procs = Vec::new();
@@ -510,6 +525,18 @@ fn spawn(name: &str, cmd: Command, root: &Path) -> Result<ManagedProcess, Error>
     ManagedProcess::spawn(name, cmd, &log)
         .map(|p| p.with_drop_grace(Duration::ZERO))
         .map_err(io(format!("starting {name}")))
+}
+
+/// `N` distinct loopback ports free at the time of asking (held together while choosing).
+fn free_ports<const N: usize>() -> Result<[u16; N], Error> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ports = [0u16; N];
+    for (slot, l) in ports.iter_mut().zip(&listeners) {
+        *slot = l.local_addr().map_err(io("finding a free port"))?.port();
+    }
+    Ok(ports)
 }
 
 /// A loopback port free at the time of asking.
