@@ -991,3 +991,68 @@ async fn an_allowed_prompt_may_run_edited_input() {
     .await;
     c.wait_error("invalid_field").await;
 }
+
+/// Live processes whose command line holds `needle`.
+fn processes_with(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && !common::is_gone(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn stop_ends_the_cli_and_the_tools_it_runs() {
+    let bin = claude_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    // A duration no other process here uses, to find the tool's process.
+    let marker = format!("sleep {}", 300 + std::process::id() % 97);
+    // (`touch` first: a bare `sleep` counts as harmless and runs unasked.)
+    let started = ws.canonicalize().unwrap().join("started");
+    let server = ModelServer::start_local(vec![Turn::bash(format!(
+        "touch {} && {marker}",
+        started.display()
+    ))])
+    .await
+    .unwrap();
+    let agent = start_agent(&ws, &bin, &model_env(&server), &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    let mut pane = Pane::default();
+    send_prompt(&mut c, &id, "Wait a while").await;
+    collect_until(&mut c, &id, &mut pane, |p| {
+        p.of_type("control_request").count() == 1
+    })
+    .await;
+    let rid = pane.of_type("control_request").next().unwrap()["requestId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    c.send(json!({"type": "claude.permission", "id": id, "requestId": rid, "allow": true}))
+        .await;
+    let cli = cli_pid(agent.child.id() as i32, &id).expect("the CLI process");
+    common::eventually("the tool's sleep to start", || {
+        !processes_with(&marker).is_empty()
+    })
+    .await;
+
+    c.send(json!({"type": "session.stop", "id": id})).await;
+    let ended = c
+        .wait_json(|v| v["type"] == "session.ended" && v["id"] == id.as_str())
+        .await;
+    assert_eq!(ended["reason"], "stopped", "{ended}");
+    assert!(common::is_gone(cli), "the CLI is gone");
+    common::eventually("the tool's sleep to be gone", || {
+        processes_with(&marker).is_empty()
+    })
+    .await;
+}
