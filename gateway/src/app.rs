@@ -125,7 +125,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     })?;
     // Kept in a file so that logins survive restarts (and, in a cluster,
     // mounted from one Secret so replicas accept each other's tokens).
-    let signing_key = keys::read_or_create_secret(&data_dir.join("session-key"), 32)?;
+    let signing_key = match &cfg.signing_key_file {
+        Some(path) => read_signing_key(path)?,
+        None => {
+            if !local {
+                tracing::warn!(
+                    "no --signing-key-file: logins are signed with this replica's own key, \
+                     so other replicas will not accept them"
+                );
+            }
+            keys::read_or_create_secret(&data_dir.join("session-key"), 32)?
+        }
+    };
     let auth = Auth::new(
         AuthSettings {
             keys,
@@ -149,9 +160,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             )
             .context("workspace root")?,
         ),
-        BackendKind::Kubernetes => {
-            anyhow::bail!("the kubernetes backend is not built yet; use --backend local")
-        }
+        BackendKind::Kubernetes => Arc::new(kubernetes_backend(&cfg).await?),
     };
 
     let shutdown = CancellationToken::new();
@@ -190,6 +199,45 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_secs(5), proxies.wait()).await;
     backend.shutdown().await;
     Ok(())
+}
+
+/// The login-token signing key shared by replicas (a mounted Secret).
+fn read_signing_key(path: &std::path::Path) -> anyhow::Result<String> {
+    let key = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the signing key {}", path.display()))?;
+    let key = key.trim();
+    anyhow::ensure!(
+        key.len() >= 32,
+        "the signing key in {} is shorter than 32 bytes",
+        path.display()
+    );
+    Ok(key.to_owned())
+}
+
+/// Client from the in-cluster service account or KUBECONFIG; namespace from
+/// the flag, else the client's default; template from its file.
+async fn kubernetes_backend(
+    cfg: &Config,
+) -> anyhow::Result<crate::backend::kubernetes::KubernetesBackend> {
+    use crate::backend::kubernetes::{KubernetesBackend, Template};
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (in-cluster or KUBECONFIG)")?;
+    let namespace = cfg
+        .namespace
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let template = match &cfg.workspace_template {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the workspace template {}", path.display()))?;
+            Template::parse(&text).with_context(|| path.display().to_string())?
+        }
+        None => Template::default(),
+    };
+    tracing::info!(%namespace, "kubernetes backend: watching Workspaces");
+    Ok(KubernetesBackend::start(client, &namespace, template))
 }
 
 /// The lines the contracts promise on stdout.

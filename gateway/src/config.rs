@@ -11,7 +11,7 @@ use clap::{Parser, ValueEnum};
 pub enum BackendKind {
     /// One agent process per workspace on this machine.
     Local,
-    /// Workspace resources in a cluster (not built yet).
+    /// `Workspace` resources in a cluster namespace, run by the operator.
     Kubernetes,
 }
 
@@ -61,6 +61,23 @@ pub struct Config {
     /// How long a login lasts, in seconds.
     #[arg(long, env = "DISPATCH_SESSION_TTL", default_value_t = 7 * 24 * 3600)]
     pub session_ttl: u64,
+
+    /// File holding the key that signs login tokens (at least 32 bytes).
+    /// Replicas that share it accept each other's logins. Default: a key
+    /// generated once in the data dir (`session-key`).
+    #[arg(long, env = "DISPATCH_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// Kubernetes backend: the namespace of the Workspace resources. Default:
+    /// the namespace of the gateway's service account, else `default`.
+    #[arg(long, env = "DISPATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Kubernetes backend: YAML file of the Workspace spec that workspaces
+    /// made from the UI get (`owner` is filled in per user). Default: an empty
+    /// spec (the operator's defaults).
+    #[arg(long, env = "DISPATCH_WORKSPACE_TEMPLATE")]
+    pub workspace_template: Option<PathBuf>,
 
     /// Failed logins allowed in a burst from one client address before 429.
     #[arg(long, env = "DISPATCH_LOGIN_BURST", default_value_t = 5)]

@@ -1,9 +1,10 @@
 //! Where workspaces live and how to reach their agents. `local` runs agent
-//! processes on this machine; a `kubernetes` backend (its own issue) maps the
-//! same calls onto `Workspace` resources: `open` resumes a suspended one,
+//! processes on this machine; the `kubernetes` backend maps the same calls
+//! onto `Workspace` resources: `open` resumes a suspended one,
 //! `endpoint` waits for `status.endpoint` and reads the token from the
 //! workspace's Secret, `status` reports the resource's phase.
 
+pub mod kubernetes;
 pub mod local;
 
 use std::time::Duration;
