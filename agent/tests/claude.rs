@@ -46,7 +46,17 @@ struct ClaudeAgent {
 }
 
 impl Drop for ClaudeAgent {
+    /// SIGTERM first, so the agent stops its CLIs instead of orphaning them.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let end = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
