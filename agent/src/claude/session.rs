@@ -214,12 +214,13 @@ impl ClaudeSession {
         let s = session.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
-            // Let the reader pass on everything the CLI printed before exiting.
-            if let Some(r) = reader {
-                let _ = tokio::time::timeout(DRAIN_GRACE, r).await;
-            }
-            if let Some(t) = stderr_task {
-                let _ = tokio::time::timeout(DRAIN_GRACE, t).await;
+            // Let the readers pass on everything the CLI printed before
+            // exiting; a pipe a leftover grandchild still holds is abandoned,
+            // so nothing is appended after the end.
+            for mut task in [reader, stderr_task].into_iter().flatten() {
+                if tokio::time::timeout(DRAIN_GRACE, &mut task).await.is_err() {
+                    task.abort();
+                }
             }
             let tail = {
                 let t = lock(&stderr_tail);
