@@ -58,6 +58,10 @@ async function startModelServer(turns) {
   });
   return {
     url,
+    async addTurns(more) {
+      const r = await fetch(`${url}/control/turns`, { method: "POST", body: JSON.stringify(more) });
+      assert.equal(r.status, 200, await r.text());
+    },
     async requests() {
       const r = await fetch(`${url}/control/requests`);
       return r.json();
@@ -228,7 +232,69 @@ describe("Claude pane in Chromium", () => {
     await page.getByRole("button", { name: "Close", exact: true }).click();
     await transcript.waitFor({ state: "hidden" });
     const requests = await model.requests();
-    assert.equal(requests.length, 3, "one model request per scripted turn");
+    assert.equal(requests.filter((r) => r.uri.startsWith("/v1/messages")).length, 3, "one model request per scripted turn");
+  });
+
+  test("a denied tool call does not run, and the model is told why", async () => {
+    const denied = join(gw.dataDir, "data", "workspaces", alice.user, workspace, "denied.txt");
+    await model.addTurns([{ tool_use: { name: "Bash", input: { command: "touch denied.txt", description: "Write denied.txt" } } }, { text: "Understood, I left it alone." }]);
+    const box = pane().getByLabel("Message Claude");
+    await box.fill("Create denied.txt");
+    await box.press("Enter");
+    const dialog = pane().getByRole("alertdialog");
+    await dialog.waitFor({ timeout: 60_000 });
+    await dialog.getByRole("button", { name: "Deny…" }).click();
+    await dialog.getByLabel("Reason (optional, told to Claude)").fill("Not in this workspace, thanks.");
+    await dialog.getByRole("button", { name: "Deny", exact: true }).click();
+    const card = pane().locator('[data-testid="tool-card"][data-tool="Bash"]').nth(1);
+    await until(async () => (await card.getAttribute("data-status")) === "denied", "the card to show the denial", 30_000);
+    await until(async () => (await assistantTexts()).some((t) => t.includes("Understood, I left it alone.")), "the answer after the denial", 60_000);
+    assert.equal(existsSync(denied), false, "the denied command did not run");
+    const requests = await model.requests();
+    assert.match(JSON.stringify(requests[requests.length - 1].body.messages), /Not in this workspace, thanks\./, "the reason reached the model");
+  });
+
+  test("Interrupt stops a streaming answer and the session goes on", async () => {
+    const words = Array.from({ length: 80 }, (_, i) => `word${i}`).join(" ");
+    await model.addTurns([{ text: words, delay_ms: 150 }]);
+    const results = pane().locator('[data-testid="claude-result"]');
+    const before = await results.count();
+    const box = pane().getByLabel("Message Claude");
+    await box.fill("Tell me a long story");
+    await box.press("Enter");
+    await until(async () => (await assistantTexts()).some((t) => t.startsWith("word0 word1")), "the story to start streaming", 60_000);
+    await pane().getByRole("button", { name: "Interrupt" }).click();
+    await until(async () => (await results.count()) === before + 1, "the interrupted turn to end", 30_000);
+    await until(async () => (await pane().getByRole("button", { name: "Interrupt" }).count()) === 0, "the Interrupt button to go");
+    const story = (await assistantTexts()).find((t) => t.startsWith("word0"));
+    assert.ok(!story.includes("word79"), "the answer stopped early");
+    assert.equal(await pane().getByLabel("Message Claude").isDisabled(), false, "the session goes on");
+  });
+
+  test("a stopped conversation resumes from the history, with its earlier messages", async () => {
+    await page.getByRole("button", { name: "Stop", exact: true }).click();
+    await page.getByRole("button", { name: "Stop session" }).click();
+    await pane().getByTestId("claude-ended").waitFor({ timeout: 30_000 });
+    assert.equal(await pane().getByLabel("Message Claude").isDisabled(), true);
+    await model.addTurns([{ text: "Welcome back." }]);
+    await page.getByRole("button", { name: "Claude history" }).click();
+    const row = page.getByTestId("claude-history-row");
+    await row.first().waitFor();
+    await shot(page, "claude-06-history");
+    assert.equal(await row.count(), 1, "one conversation in this workspace");
+    await row.getByRole("button", { name: "Resume" }).click();
+    await until(async () => (await page.locator('[data-testid="claude-pane"]').count()) === 2, "a second Claude pane");
+    const earlier = pane().locator(".earlier");
+    await until(async () => (await earlier.count()) === 1 && (await earlier.innerText()).includes(DONE), "the earlier messages, from the transcript", 30_000);
+    const box = pane().getByLabel("Message Claude");
+    await box.fill("Are you back?");
+    await box.press("Enter");
+    await until(async () => (await assistantTexts()).some((t) => t.includes("Welcome back.")), "the resumed conversation's answer", 60_000);
+    const requests = await model.requests();
+    const last = JSON.stringify(requests[requests.length - 1].body.messages);
+    assert.match(last, /Please create proof\.txt/, "the resumed request carries the earlier conversation");
+    assert.match(last, /Are you back\?/);
+    await shot(page, "claude-07-resumed");
   });
 
   test("no errors in the page console", () => {

@@ -172,6 +172,17 @@ describe("Claude conversation reducer", () => {
     expect(s.items[1]).toMatchObject({ kind: "result", isError: true, apiErrorStatus: 529, text: "API Error: 529 overloaded" });
   });
 
+  it("shows an interruption as such, not as a prompt or an error", () => {
+    const s = initialState();
+    applyEvent(s, ev("user", { message: { role: "user", content: [{ type: "text", text: "[Request interrupted by user]" }] } }));
+    applyEvent(s, ev("result", { is_error: true, result: "[ede_diagnostic] result_type=user", total_cost_usd: 0.5 }, { subtype: "error_during_execution" }));
+    expect(s.items.map((i) => i.kind)).toEqual(["notice", "result"]);
+    expect(s.items[1]).toMatchObject({ isError: false, interrupted: true, text: "" });
+    // the next turn's failure is an error again
+    applyEvent(s, ev("result", { is_error: true, result: "API Error: 500" }, { subtype: "success" }));
+    expect(s.items[2]).toMatchObject({ isError: true, interrupted: false });
+  });
+
   it("keeps a sent prompt queued until the CLI echoes it", () => {
     const s = initialState();
     promptSent(s, "Say hello");

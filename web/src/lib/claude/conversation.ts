@@ -75,6 +75,8 @@ export type Item =
       /** This turn's cost in USD, when the CLI said (or it follows from the running total). */
       costUsd?: number;
       apiErrorStatus?: number;
+      /** The user interrupted this turn. */
+      interrupted?: boolean;
     }
   | { kind: "notice"; key: string; level: "info" | "warn" | "error"; text: string };
 
@@ -105,6 +107,8 @@ export interface ConversationState {
   streamSlots: Record<number, number>;
   /** Counter for keys of items that have no id of their own. */
   keyCounter: number;
+  /** The CLI reported an interruption; the turn's result follows. */
+  interrupted: boolean;
 }
 
 const MAX_STDERR_LINES = 30;
@@ -121,6 +125,7 @@ export function initialState(): ConversationState {
     earlier: [],
     streamSlots: {},
     keyCounter: 0,
+    interrupted: false,
   };
 }
 
@@ -318,13 +323,22 @@ function applyUser(s: ConversationState, raw: Obj): void {
   }
   const text = userText(content);
   if (text === null) return;
+  // The CLI's own note that the user interrupted, not something the user typed.
+  if (text.startsWith("[Request interrupted by user")) {
+    s.interrupted = true;
+    notice(s, "info", "Interrupted.");
+    return;
+  }
   const i = s.pendingPrompts.indexOf(text);
   if (i >= 0) s.pendingPrompts.splice(i, 1);
   s.items.push({ kind: "user", key: str(raw.uuid) ?? newKey(s, "u"), text });
 }
 
 function applyResult(s: ConversationState, raw: Obj, subtype: string): void {
-  const isError = raw.is_error === true || (subtype !== "success" && subtype !== "");
+  const interrupted = s.interrupted;
+  s.interrupted = false;
+  // An interrupted turn ends as error_during_execution; the notice already said why.
+  const isError = !interrupted && (raw.is_error === true || (subtype !== "success" && subtype !== ""));
   const total = num(raw.total_cost_usd);
   const usage = readUsage(raw.usage);
   s.items.push({
@@ -332,12 +346,13 @@ function applyResult(s: ConversationState, raw: Obj, subtype: string): void {
     key: str(raw.uuid) ?? newKey(s, "r"),
     isError,
     subtype,
-    text: str(raw.result) ?? (Array.isArray(raw.errors) ? raw.errors.map(String).join("\n") : ""),
+    text: interrupted ? "" : str(raw.result) ?? (Array.isArray(raw.errors) ? raw.errors.map(String).join("\n") : ""),
     durationMs: num(raw.duration_ms),
     numTurns: num(raw.num_turns),
     usage,
     costUsd: turnCost(raw, s.totalCostUsd),
     apiErrorStatus: num(raw.api_error_status),
+    interrupted,
   });
   if (total !== undefined) s.totalCostUsd = total;
   if (usage) s.lastUsage = usage;

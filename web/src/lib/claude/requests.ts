@@ -49,14 +49,27 @@ function request<T>(client: Client, msg: ClientMessage, pick: (m: ServerMessage)
 /** Codes with which the agent refuses a `claude.start`. */
 const START_ERRORS = new Set(["claude_unavailable", "spawn_failed", "session_limit", "invalid_field", "path_outside_workspace", "no_such_session", "already_exists", "bad_message"]);
 
-export function startClaude(client: Client, opts: { resume?: string; model?: string; permissionMode?: PermissionMode } = {}): Promise<SessionInfo> {
-  return request(
+/**
+ * Sessions started here to resume a conversation, by session id. The CLI
+ * names its conversation only once the first prompt is sent, so this is how
+ * a resumed session's pane can show the earlier messages right away.
+ */
+const resumed = new Map<string, string>();
+
+export function resumedConversation(sessionId: string): string | undefined {
+  return resumed.get(sessionId);
+}
+
+export async function startClaude(client: Client, opts: { resume?: string; model?: string; permissionMode?: PermissionMode } = {}): Promise<SessionInfo> {
+  const info = await request(
     client,
     { type: "claude.start", ...opts },
     (m) => (m.type === "session.created" && m.info?.type === "claude" ? m.info : undefined),
     "starting Claude",
     START_ERRORS,
   );
+  if (opts.resume) resumed.set(info.id, opts.resume);
+  return info;
 }
 
 export function listConversations(client: Client): Promise<ConversationInfo[]> {
