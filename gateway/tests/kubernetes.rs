@@ -181,20 +181,21 @@ async fn kubectl_apply_to_terminal_suspend_and_resume_through_two_gateways() {
     )
     .await;
 
-    // Suspended again, a WebSocket alone resumes it (the UI's reconnect path).
-    c.kubectl(
-        &[
-            "patch",
-            "ws",
-            "demo",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"suspended":true}}"#,
-        ],
+    // Suspended again, a WebSocket alone (a tab reconnecting) does not resume
+    // it: it is refused with 503 and the workspace stays suspended.
+    suspend(&c, "demo");
+    wait_phase(gw0, ALICE_KEY, "demo", "Suspended").await;
+    let url = format!("ws://{}/api/workspaces/demo/ws", gw0.host);
+    let auth = bearer(ALICE_KEY);
+    let refused = ws_connect(&url, &[("authorization", &auth)])
+        .await
+        .expect_err("a suspended workspace's WebSocket is refused");
+    assert_eq!(refused_status(&refused), 503);
+    let spec = c.kubectl(
+        &["get", "ws", "demo", "-o", "jsonpath={.spec.suspended}"],
         None,
     );
-    wait_phase(gw0, ALICE_KEY, "demo", "Suspended").await;
-    shell_run(gw0, ALICE_KEY, "demo", "echo back-$((1+1))", "back-2").await;
+    assert_eq!(spec, "true");
 
     // Made from the UI's API: a resource from the chart's template, owner filled in.
     let auth = bearer(BOB_KEY);
@@ -260,6 +261,20 @@ async fn kubectl_apply_to_terminal_suspend_and_resume_through_two_gateways() {
                 .all(|l| l != "workspace.dispatch.dev/bobs")
     })
     .await;
+}
+
+fn suspend(c: &Cluster, name: &str) {
+    c.kubectl(
+        &[
+            "patch",
+            "ws",
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspended":true}}"#,
+        ],
+        None,
+    );
 }
 
 fn rand_u32() -> u32 {

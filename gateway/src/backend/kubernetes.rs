@@ -4,7 +4,9 @@
 //! Reads come from a watch-backed cache (a kube-runtime reflector), so a
 //! listing costs no apiserver request. Writes go to the apiserver: create from
 //! the configured template, `open` resumes a suspended workspace (patches
-//! `spec.suspended=false`), delete. To reach an agent the gateway waits for
+//! `spec.suspended=false`), delete. A WebSocket to a suspended workspace is
+//! refused (503) rather than resuming it, so that a suspension is never undone
+//! by a browser tab reconnecting. To reach an agent the gateway waits for
 //! the cache to show it Running with an endpoint, then reads the agent's token
 //! from the workspace's Secret with a single `get` (the gateway's RBAC allows
 //! `get` on Secrets and nothing wider, so it cannot list or watch them).
@@ -250,10 +252,16 @@ impl WorkspaceBackend for KubernetesBackend {
     ) -> Result<AgentEndpoint, BackendError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = self.changes.clone();
-        self.open(owner, name).await?;
         loop {
             changes.borrow_and_update();
             let ws = self.owned(owner, name).await?;
+            // Only an explicit open resumes: a tab left open that reconnects
+            // must not undo a suspension (kubectl's or the idle timeout's).
+            if ws.spec.suspended {
+                return Err(BackendError::Unavailable(format!(
+                    "workspace {name} is suspended; open it to resume"
+                )));
+            }
             if let Some((base_url, secret)) = view::reachable(&ws) {
                 let token = self.token(&secret).await?;
                 return Ok(AgentEndpoint { base_url, token });
