@@ -297,6 +297,20 @@ describe("Claude pane in Chromium", () => {
     await shot(page, "claude-07-resumed");
   });
 
+  test("an API error is shown in the pane", async () => {
+    await model.addTurns([{ error: { status: 529 } }]);
+    const box = pane().getByLabel("Message Claude");
+    await box.fill("Are you there?");
+    await box.press("Enter");
+    const alert = pane().locator('[data-testid="claude-assistant"][role="alert"]');
+    await alert.waitFor({ timeout: 60_000 });
+    assert.match(await alert.innerText(), /API Error: 529/);
+    assert.equal(await alert.count(), 1, "said once");
+    await until(async () => /✗ API error 529/.test(await pane().locator('[data-testid="claude-result"]').last().innerText()), "the failed turn's end");
+    assert.equal(await pane().getByLabel("Message Claude").isDisabled(), false, "the session goes on after an API error");
+    await shot(page, "claude-08-api-error");
+  });
+
   test("no errors in the page console", () => {
     assert.deepEqual(consoleErrors, []);
   });

@@ -169,7 +169,10 @@ describe("Claude conversation reducer", () => {
     applyEvent(s, ev("assistant", { error: "server_error", message: { id: "m-err", model: "<synthetic>", content: [{ type: "text", text: "API Error: 529 overloaded" }] } }));
     applyEvent(s, ev("result", { is_error: true, result: "API Error: 529 overloaded", api_error_status: 529 }, { subtype: "success" }));
     expect(assistants(s)[0].error).toBe(true);
-    expect(s.items[1]).toMatchObject({ kind: "result", isError: true, apiErrorStatus: 529, text: "API Error: 529 overloaded" });
+    // said once: the result does not repeat the message's text
+    expect(s.items[1]).toMatchObject({ kind: "result", isError: true, apiErrorStatus: 529, text: "" });
+    applyEvent(s, ev("result", { is_error: true, result: "Reached the maximum number of turns" }, { subtype: "error_max_turns" }));
+    expect(s.items[2]).toMatchObject({ isError: true, text: "Reached the maximum number of turns" });
   });
 
   it("shows an interruption as such, not as a prompt or an error", () => {

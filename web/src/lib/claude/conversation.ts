@@ -341,12 +341,16 @@ function applyResult(s: ConversationState, raw: Obj, subtype: string): void {
   const isError = !interrupted && (raw.is_error === true || (subtype !== "success" && subtype !== ""));
   const total = num(raw.total_cost_usd);
   const usage = readUsage(raw.usage);
+  let text = interrupted ? "" : str(raw.result) ?? (Array.isArray(raw.errors) ? raw.errors.map(String).join("\n") : "");
+  // An API failure arrives first as a synthetic assistant message with the same text: say it once.
+  const last = s.items[s.items.length - 1];
+  if (isError && last?.kind === "assistant" && last.error && last.blocks.some((b) => b.kind === "text" && b.text.trim() === text.trim())) text = "";
   s.items.push({
     kind: "result",
     key: str(raw.uuid) ?? newKey(s, "r"),
     isError,
     subtype,
-    text: interrupted ? "" : str(raw.result) ?? (Array.isArray(raw.errors) ? raw.errors.map(String).join("\n") : ""),
+    text,
     durationMs: num(raw.duration_ms),
     numTurns: num(raw.num_turns),
     usage,
