@@ -180,6 +180,7 @@ describe("Claude pane in Chromium", () => {
     const card = pane().locator('[data-testid="tool-card"][data-tool="Bash"]');
     assert.equal(await card.getAttribute("data-status"), "needs permission");
     assert.equal(existsSync(proof), false, "nothing runs before the answer");
+    assert.match(await page.evaluate(() => document.activeElement?.id ?? ""), /^claude-input-/, "the prompt does not take the focus (an Enter must not allow)");
     await shot(page, "claude-02-permission");
 
     await dialog.getByRole("button", { name: "Allow", exact: true }).click();
