@@ -47,6 +47,7 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
     tracing::info!(%addr, workspace = %state.root.display(), "agent listening");
     let app = http::router(state.clone());
     let st = state.clone();
+    let listener = axum::serve::ListenerExt::tap_io(listener, tune_socket);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
@@ -58,6 +59,15 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
     let _ = state.services.db.call(|_| Ok(())).await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Keystrokes and their echo are small writes: no Nagle delay.
+///
+/// (TCP_NOTSENT_LOWAT, to keep a flood from queueing much ahead of an echo on
+/// the same connection, was tried: with it a subscriber's socket sometimes
+/// stayed unwritable for seconds, so it is not set.)
+fn tune_socket(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
 }
 
 async fn shutdown_signal() {

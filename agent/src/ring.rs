@@ -16,6 +16,7 @@ pub struct Lapped {
 #[derive(Debug)]
 pub struct Ring {
     buf: Vec<u8>,
+    cap: usize,
     start: u64,
     end: u64,
 }
@@ -23,19 +24,32 @@ pub struct Ring {
 impl Ring {
     /// An empty ring whose next byte will have offset `offset`.
     ///
-    /// The buffer is zero-allocated, so pages the session never fills are never
-    /// made resident.
+    /// The buffer grows as output arrives, up to `capacity`: a quiet session
+    /// costs little memory however big the ring may become.
     pub fn new(capacity: usize, offset: u64) -> Self {
         assert!(capacity > 0, "ring capacity must be positive");
         Ring {
-            buf: vec![0; capacity],
+            buf: Vec::new(),
+            cap: capacity,
             start: offset,
             end: offset,
         }
     }
 
     pub fn capacity(&self) -> usize {
-        self.buf.len()
+        self.cap
+    }
+
+    /// Makes `buf[..len]` addressable, growing by doubling but never past `cap`.
+    fn grow_to(&mut self, len: usize) {
+        if len <= self.buf.len() {
+            return;
+        }
+        if len > self.buf.capacity() {
+            let target = len.max(self.buf.capacity() * 2).min(self.cap);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+        self.buf.resize(len, 0);
     }
 
     /// Oldest offset still held.
@@ -49,11 +63,11 @@ impl Ring {
     }
 
     fn pos(&self, offset: u64) -> usize {
-        (offset % self.buf.len() as u64) as usize
+        (offset % self.cap as u64) as usize
     }
 
     pub fn append(&mut self, data: &[u8]) {
-        let cap = self.buf.len();
+        let cap = self.cap;
         let total = data.len() as u64;
         // Only the last `cap` bytes can survive the append.
         let kept = if data.len() > cap {
@@ -64,8 +78,10 @@ impl Ring {
         let first_off = self.end + total - kept.len() as u64;
         let p = self.pos(first_off);
         let first = kept.len().min(cap - p);
+        self.grow_to(p + first);
         self.buf[p..p + first].copy_from_slice(&kept[..first]);
         let rest = kept.len() - first;
+        // Only reached once the first part ran to the end: `buf` is full size.
         self.buf[..rest].copy_from_slice(&kept[first..]);
         self.end += total;
         self.start = self.start.max(self.end.saturating_sub(cap as u64));
@@ -85,7 +101,7 @@ impl Ring {
             return Ok((&[], &[]));
         }
         let len = ((self.end - from) as usize).min(max);
-        let cap = self.buf.len();
+        let cap = self.cap;
         let p = self.pos(from);
         let first = len.min(cap - p);
         Ok((&self.buf[p..p + first], &self.buf[..len - first]))
@@ -130,6 +146,19 @@ mod tests {
         let mut out = Vec::new();
         r.copy_into(14, 100, &mut out).unwrap();
         assert_eq!(out, b"456");
+    }
+
+    #[test]
+    fn grows_only_as_output_arrives() {
+        let mut r = Ring::new(1 << 20, 0);
+        r.append(b"hello");
+        assert!(r.buf.capacity() < 1024);
+        r.append(&vec![7u8; 3 << 20]);
+        assert_eq!(r.buf.len(), 1 << 20);
+        assert!(r.buf.capacity() <= 1 << 20);
+        let mut out = Vec::new();
+        r.copy_into(r.start(), 10, &mut out).unwrap();
+        assert_eq!(out, vec![7u8; 10]);
     }
 
     #[test]

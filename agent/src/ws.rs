@@ -63,6 +63,12 @@ pub async fn serve(socket: WebSocket, state: Arc<AgentState>) {
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                // The sessions have been stopped: let the attachments send
+                // their last bytes and `session.ended` before the close.
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+                for h in conn.attachments.values_mut() {
+                    let _ = tokio::time::timeout_at(deadline, h).await;
+                }
                 out.send(Message::Close(None)).await;
                 break;
             }

@@ -131,8 +131,9 @@ async fn two_clients_on_one_session() {
 
 #[tokio::test]
 async fn attach_from_offset_under_busy_producer_gets_exactly_the_missed_bytes() {
-    // A small ring, so that the replay comes from the on-disk log.
-    let agent = Agent::start(&["--ring-bytes", "262144"]);
+    // b asks for offset 1000 once more than the 1 MiB ring was produced, so
+    // its replay starts from the on-disk log.
+    let agent = Agent::start(&["--ring-bytes", "1048576"]);
     let mut a = agent.connect().await;
     let id = a.start(json!({"shell": "/bin/sh"})).await;
     a.write(
@@ -140,7 +141,7 @@ async fn attach_from_offset_under_busy_producer_gets_exactly_the_missed_bytes() 
         "i=0; while [ $i -lt 400 ]; do seq $((i*1000)) $((i*1000+999)); sleep 0.01; i=$((i+1)); done; echo PRODUCER-$((1+1))-DONE\n",
     )
     .await;
-    a.wait_until(|c| c.streams.get(&id).is_some_and(|s| s.end() > 300_000))
+    a.wait_until(|c| c.streams.get(&id).is_some_and(|s| s.end() > 1_200_000))
         .await;
     // `a` keeps reading in its own task, so that it never falls behind.
     let ida = id.clone();

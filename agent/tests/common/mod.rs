@@ -286,16 +286,27 @@ impl Client {
         v
     }
 
+    /// Waits until the session's output (or, after a resync, its latest
+    /// snapshot) contains `needle`; returns the output as text. Only new bytes
+    /// are searched each time, so long streams stay cheap.
     pub async fn wait_output(&mut self, id: &str, needle: &str) -> String {
+        let n = needle.len();
+        let mut searched: Option<(u64, usize)> = None; // (stream base, bytes searched)
         loop {
             if let Some(s) = self.streams.get(id) {
-                let t = s.text();
+                let from = match searched {
+                    Some((base, done)) if base == s.base => done.saturating_sub(n),
+                    _ => 0,
+                };
+                let found = s.bytes.len() >= from + n
+                    && s.bytes[from..].windows(n).any(|w| w == needle.as_bytes());
+                searched = Some((s.base, s.bytes.len()));
                 // after a resync the text may be in the snapshot
                 let in_snapshot = s.snapshots.last().is_some_and(|(off, snap)| {
                     *off == s.base && String::from_utf8_lossy(snap).contains(needle)
                 });
-                if t.contains(needle) || in_snapshot {
-                    return t;
+                if found || in_snapshot {
+                    return s.text();
                 }
             }
             self.pump().await;
