@@ -150,6 +150,14 @@ describe("Claude conversation reducer", () => {
     expect(s.items[0]).toMatchObject({ kind: "notice", level: "warn" });
     applyEvents(s, events);
     expect(s.items.filter((i) => i.kind === "user")).toHaveLength(0);
+    // a fresh pane whose replay starts late says so too; a reconnect that continues does not
+    const fresh = initialState();
+    attached(fresh, 12);
+    expect(fresh.items).toHaveLength(1);
+    const going = initialState();
+    applyEvents(going, events.slice(0, 5));
+    attached(going, 5);
+    expect(going.items.filter((i) => i.kind === "notice")).toHaveLength(0);
   });
 
   it("reports usage and cost from result events", () => {

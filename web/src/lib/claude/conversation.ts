@@ -476,8 +476,10 @@ export function promptSent(s: ConversationState, text: string): void {
 
 /** `session.attached`: tell when older events were lost. */
 export function attached(s: ConversationState, offset: number, lostBefore?: number): void {
-  if (lostBefore !== undefined && s.nextSeq < lostBefore) {
-    notice(s, "warn", `Earlier events of this session are no longer kept (before #${lostBefore}).`);
+  // Asked for events that are gone, or a fresh pane whose replay starts past the first event.
+  const gone = lostBefore ?? (s.nextSeq === 0 && offset > 0 ? offset : undefined);
+  if (gone !== undefined && s.nextSeq < gone) {
+    notice(s, "warn", `Earlier events of this session are no longer kept (before #${gone}).`);
   }
   if (offset > s.nextSeq) s.nextSeq = offset;
 }
