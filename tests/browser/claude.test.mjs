@@ -312,6 +312,20 @@ describe("Claude pane in Chromium", () => {
     await shot(page, "claude-08-api-error");
   });
 
+  test("the pane fits a phone screen", async () => {
+    await page.setViewportSize({ width: 390, height: 760 });
+    try {
+      const overflow = await page.evaluate(() => {
+        const el = document.querySelector('[data-testid="claude-pane"]:not(.hidden) .scroll');
+        return el ? el.scrollWidth - el.clientWidth : null;
+      });
+      assert.equal(overflow, 0, "no sideways scrolling");
+      await shot(page, "claude-09-phone");
+    } finally {
+      await page.setViewportSize({ width: 1200, height: 800 });
+    }
+  });
+
   test("no errors in the page console", () => {
     assert.deepEqual(consoleErrors, []);
   });
