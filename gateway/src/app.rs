@@ -150,6 +150,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     .await?;
 
     let metrics = Metrics::default();
+    let mut kube_client = None;
     let backend: Arc<dyn WorkspaceBackend> = match cfg.backend {
         BackendKind::Local => Arc::new(
             LocalBackend::new(
@@ -160,7 +161,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             )
             .context("workspace root")?,
         ),
-        BackendKind::Kubernetes => Arc::new(kubernetes_backend(&cfg).await?),
+        BackendKind::Kubernetes => {
+            let (b, client, namespace) = kubernetes_backend(&cfg).await?;
+            kube_client = Some((client, namespace));
+            Arc::new(b)
+        }
     };
 
     let shutdown = CancellationToken::new();
@@ -172,6 +177,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         proxies: TaskTracker::new(),
     };
+    if let (Some((client, namespace)), Some(cm)) = (kube_client, &cfg.revocations_configmap) {
+        crate::backend::kubernetes::revocations::start(client, &namespace, cm, st.auth.clone());
+    }
     let default_key = st.auth.keys().default_user_key();
     let proxies = st.proxies.clone();
 
@@ -218,7 +226,11 @@ fn read_signing_key(path: &std::path::Path) -> anyhow::Result<String> {
 /// the flag, else the client's default; template from its file.
 async fn kubernetes_backend(
     cfg: &Config,
-) -> anyhow::Result<crate::backend::kubernetes::KubernetesBackend> {
+) -> anyhow::Result<(
+    crate::backend::kubernetes::KubernetesBackend,
+    kube::Client,
+    String,
+)> {
     use crate::backend::kubernetes::{KubernetesBackend, Template};
     let client = kube::Client::try_default()
         .await
@@ -237,7 +249,8 @@ async fn kubernetes_backend(
         None => Template::default(),
     };
     tracing::info!(%namespace, "kubernetes backend: watching Workspaces");
-    Ok(KubernetesBackend::start(client, &namespace, template))
+    let backend = KubernetesBackend::start(client.clone(), &namespace, template);
+    Ok((backend, client, namespace))
 }
 
 /// The lines the contracts promise on stdout.

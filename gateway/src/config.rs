@@ -79,6 +79,11 @@ pub struct Config {
     #[arg(long, env = "DISPATCH_WORKSPACE_TEMPLATE")]
     pub workspace_template: Option<PathBuf>,
 
+    /// Kubernetes backend: a ConfigMap (in --namespace) through which the
+    /// replicas share logouts. Without it a logout holds on this replica only.
+    #[arg(long, env = "DISPATCH_REVOCATIONS_CONFIGMAP")]
+    pub revocations_configmap: Option<String>,
+
     /// Failed logins allowed in a burst from one client address before 429.
     #[arg(long, env = "DISPATCH_LOGIN_BURST", default_value_t = 5)]
     pub login_burst: u32,

@@ -129,6 +129,41 @@ async fn kubectl_apply_to_terminal_suspend_and_resume_through_two_gateways() {
     let me = http(&gw1.host, "GET", "/api/me", &[("cookie", &cookie)], "").await;
     assert_eq!(me.status, 200, "{}", me.body);
     assert!(me.body.contains("\"alice\""));
+    // A second login; logging it out on one replica ends it on the other too
+    // (through the chart's revocations ConfigMap), and the first login lives on.
+    let r = http(
+        &gw1.host,
+        "POST",
+        "/api/login",
+        &[("content-type", "application/json")],
+        &serde_json::json!({"key": ALICE_KEY}).to_string(),
+    )
+    .await;
+    let second = common::cookie_of(&r);
+    let out = http(&gw1.host, "POST", "/api/logout", &[("cookie", &second)], "").await;
+    assert_eq!(out.status, 204, "{}", out.body);
+    for gw in [gw1, gw0] {
+        eventually("the logout to reach every replica", WAIT, || async {
+            http(&gw.host, "GET", "/api/me", &[("cookie", &second)], "")
+                .await
+                .status
+                == 401
+        })
+        .await;
+        let me = http(&gw.host, "GET", "/api/me", &[("cookie", &cookie)], "").await;
+        assert_eq!(me.status, 200, "the other login is untouched: {}", me.body);
+    }
+    let shared = c.kubectl(
+        &[
+            "get",
+            "configmap",
+            "dispatch-revocations",
+            "-o",
+            "jsonpath={.data}",
+        ],
+        None,
+    );
+    assert!(shared.contains(':'), "one revocation recorded: {shared}");
 
     // Suspend with kubectl: the gateway shows it Suspended, the pod goes.
     c.kubectl(

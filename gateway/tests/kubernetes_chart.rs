@@ -207,6 +207,24 @@ async fn chart_lints_dry_runs_and_installs_under_restricted_pod_security() {
             "gateway {denied:?}"
         );
     }
+    // Only its own ConfigMap (shared logouts), by name.
+    assert!(can_i(
+        &cp,
+        gw,
+        &["patch", "configmap/dispatch-revocations", "-n", NS]
+    ));
+    assert!(can_i(
+        &cp,
+        gw,
+        &["watch", "configmap/dispatch-revocations", "-n", NS]
+    ));
+    assert!(!can_i(
+        &cp,
+        gw,
+        &["patch", "configmap/dispatch-workspace-template", "-n", NS]
+    ));
+    assert!(!can_i(&cp, gw, &["list", "configmaps", "-n", NS]));
+    assert!(!can_i(&cp, gw, &["create", "configmaps", "-n", NS]));
     let status = [
         "patch",
         "workspaces.dispatch.dev",

@@ -16,7 +16,7 @@ pub mod token;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
@@ -57,7 +57,16 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Tells other gateway replicas about a logout (token id, expiry in Unix ms).
+pub type RevocationSink = Arc<
+    dyn Fn(String, i64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
 pub struct Auth {
+    /// Set when replicas share logouts (kubernetes backend).
+    revocation_sink: OnceLock<RevocationSink>,
     keys: KeyStore,
     signer: TokenSigner,
     /// Token id -> expiry (Unix ms) of logged-out tokens not yet expired.
@@ -86,6 +95,7 @@ impl Auth {
     pub async fn new(s: AuthSettings, registry: Registry) -> Result<Self, RegistryError> {
         let revoked = registry.revocations(now_ms()).await?.into_iter().collect();
         Ok(Auth {
+            revocation_sink: OnceLock::new(),
             keys: s.keys,
             signer: s.signer,
             revoked: Mutex::new(revoked),
@@ -171,15 +181,30 @@ impl Auth {
             .contains_key(id)
     }
 
-    /// Makes the token with these claims unusable from now on.
+    /// Makes the token with these claims unusable from now on (on every
+    /// replica, when a revocation sink is set).
     pub async fn logout(&self, claims: &Claims) -> Result<(), RegistryError> {
-        let now = now_ms();
-        {
-            let mut r = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-            r.retain(|_, exp| *exp > now);
-            r.insert(claims.id.clone(), claims.expires);
+        self.add_revocation(&claims.id, claims.expires);
+        if let Some(sink) = self.revocation_sink.get() {
+            sink(claims.id.clone(), claims.expires).await;
         }
         self.registry.revoke(&claims.id, claims.expires).await
+    }
+
+    /// Records a logout (possibly another replica's) in memory.
+    pub fn add_revocation(&self, id: &str, expires: i64) {
+        let now = now_ms();
+        if expires <= now {
+            return;
+        }
+        let mut r = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        r.retain(|_, exp| *exp > now);
+        r.insert(id.to_owned(), expires);
+    }
+
+    /// Where logouts are published for other replicas; set once.
+    pub fn set_revocation_sink(&self, sink: RevocationSink) {
+        let _ = self.revocation_sink.set(sink);
     }
 
     /// Whether Set-Cookie gets `Secure`: when configured, or when a

@@ -13,6 +13,7 @@
 //!
 //! Nothing here is per replica: every replica watches the same resources.
 
+pub mod revocations;
 pub mod view;
 
 use std::sync::Arc;
