@@ -232,6 +232,23 @@ async fn kubectl_apply_to_terminal_suspend_and_resume_through_two_gateways() {
     );
     assert_eq!(spec, "true");
 
+    // Trouble reaches the user: the operator's Degraded condition is the
+    // workspace's message in the list.
+    c.kubectl(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "{}  resources: {{requests: {{cpu: '4'}}}}\n",
+            workspace_yaml("greedy", "alice")
+        )),
+    );
+    eventually("greedy's trouble in the list", WAIT, || async {
+        let (_, list) = get_json(gw0, ALICE_KEY, "/api/workspaces").await;
+        list.as_array().into_iter().flatten().any(|w| {
+            w["name"] == "greedy" && w["message"].as_str().is_some_and(|m| m.contains("limit"))
+        })
+    })
+    .await;
+
     // Made from the UI's API: a resource from the chart's template, owner filled in.
     let auth = bearer(BOB_KEY);
     let r = http(
@@ -274,7 +291,7 @@ async fn kubectl_apply_to_terminal_suspend_and_resume_through_two_gateways() {
         .iter()
         .filter_map(|w| w["name"].as_str())
         .collect();
-    assert_eq!(names, ["demo"]);
+    assert_eq!(names, ["demo", "greedy"]);
     wait_phase(gw1, BOB_KEY, "bobs", "Running").await;
     shell_run(gw1, BOB_KEY, "bobs", "echo bob-$((2*3))", "bob-6").await;
 

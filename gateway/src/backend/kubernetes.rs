@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dispatch_api::crd::{TOKEN_KEY, Workspace};
-use dispatch_api::rest::WorkspaceInfo;
+use dispatch_api::rest::{WorkspaceInfo, WorkspacePhase};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -72,7 +73,10 @@ impl KubernetesBackend {
         let (tx, changes) = watch::channel(0u64);
         let stream = reflector::reflector(
             writer,
-            watcher(workspaces.clone(), watcher::Config::default()).default_backoff(),
+            watcher(workspaces.clone(), watcher::Config::default())
+                .default_backoff()
+                // The cache holds every workspace: keep only what is read.
+                .modify(|w| w.managed_fields_mut().clear()),
         );
         let ns = namespace.to_owned();
         let watcher = tokio::spawn(async move {
@@ -268,6 +272,12 @@ impl WorkspaceBackend for KubernetesBackend {
                 return Ok(AgentEndpoint { base_url, token });
             }
             let info = view::info(&ws);
+            if info.phase == WorkspacePhase::Failed {
+                let why = info.message.unwrap_or_else(|| "see kubectl describe".into());
+                return Err(BackendError::Unavailable(format!(
+                    "workspace {name} failed: {why}"
+                )));
+            }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
                 Ok(Err(_)) => {
