@@ -273,7 +273,9 @@ impl WorkspaceBackend for KubernetesBackend {
             }
             let info = view::info(&ws);
             if info.phase == WorkspacePhase::Failed {
-                let why = info.message.unwrap_or_else(|| "see kubectl describe".into());
+                let why = info
+                    .message
+                    .unwrap_or_else(|| "see kubectl describe".into());
                 return Err(BackendError::Unavailable(format!(
                     "workspace {name} failed: {why}"
                 )));
