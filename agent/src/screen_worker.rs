@@ -1,10 +1,13 @@
-//! Keeps terminal emulators caught up in the background, on one low-priority
-//! thread, so that a snapshot rarely has much to parse.
+//! Keeps terminal emulators caught up in the background, on one thread, so
+//! that a snapshot rarely has much to parse.
 //!
 //! A session is parsed only once it has been quiet for a moment: during a flood
 //! the emulator costs nothing (a snapshot, if one is asked for, catches up on
 //! demand, bounded by `terminal::CATCH_UP_MAX`), and the CPU stays with the
-//! sessions and their subscribers.
+//! sessions and their subscribers. After a pause, the work is bounded by the
+//! same 4 MiB. The thread runs at normal priority on purpose: it holds the
+//! screen lock while it parses a slice, and a starved low-priority holder
+//! could make a snapshot wait behind it for long.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -26,10 +29,7 @@ impl ScreenWorker {
         let (tx, rx) = mpsc::channel::<Weak<TerminalSession>>();
         std::thread::Builder::new()
             .name("screen".into())
-            .spawn(move || {
-                lower_priority();
-                run(rx);
-            })?;
+            .spawn(move || run(rx))?;
         Ok(ScreenWorker { tx })
     }
 
@@ -73,14 +73,5 @@ fn run(rx: mpsc::Receiver<Weak<TerminalSession>>) {
             s.catch_up_screen_in_background();
             false
         });
-    }
-}
-
-/// Nice 19 for this thread only (Linux applies setpriority to a thread id).
-fn lower_priority() {
-    // SAFETY: plain syscalls on the calling thread.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
     }
 }

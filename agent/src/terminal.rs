@@ -383,6 +383,13 @@ impl TerminalSession {
         // draining its tail read from there.
         if lock(&self.log).is_some() {
             *lock(&self.ring) = Ring::new(1, end);
+            // Hand the freed ring back to the system rather than keep it in
+            // the allocator's free lists.
+            #[cfg(target_env = "gnu")]
+            // SAFETY: malloc_trim only releases free memory.
+            unsafe {
+                libc::malloc_trim(0);
+            }
         }
         self.progress.send_modify(|p| p.ended = true);
         let id = self.id.as_str().to_owned();
@@ -594,17 +601,26 @@ impl TerminalSession {
         f(&screen)
     }
 
+    /// Called by the screen worker once the session's output has paused.
+    /// Parses up to the end as it stood when called, in small slices so that a
+    /// snapshot never waits long for the lock, and gives up as soon as output
+    /// resumes (the next pause queues the session again).
     pub(crate) fn catch_up_screen_in_background(&self) {
         self.screen_queued.store(false, Ordering::Release);
+        let target = self.progress().end;
         loop {
             // A snapshot in progress is catching up already.
             let Ok(mut screen) = self.screen.try_lock() else {
                 return;
             };
-            // In slices, so that a snapshot never waits long for the lock.
             let before = screen.parsed_upto();
-            self.catch_up(&mut screen, 256 * 1024);
-            if screen.parsed_upto() == before || screen.parsed_upto() >= self.progress().end {
+            if before >= target {
+                return;
+            }
+            self.catch_up(&mut screen, 64 * 1024);
+            let after = screen.parsed_upto();
+            drop(screen);
+            if after == before || self.progress().end != target {
                 return;
             }
         }
