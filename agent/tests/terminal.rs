@@ -277,3 +277,28 @@ async fn slow_client_is_resynced_not_buffered() {
         &sa.bytes[(from - sa.base) as usize..(end - sa.base) as usize]
     );
 }
+
+#[tokio::test]
+async fn fresh_attach_during_a_flood_gets_the_screen_then_live_output() {
+    let agent = Agent::start(&[]);
+    let mut a = agent.connect().await;
+    let id = a.start(json!({"shell": "/bin/sh"})).await;
+    a.write(&id, "exec yes flood-line\n").await;
+    a.wait_output(&id, "flood-line\r\nflood-line\r\n").await;
+    // `a` stops reading (and is resynced later); b attaches fresh meanwhile
+    let mut b = agent.connect().await;
+    b.send(json!({"type": "session.attach", "id": id})).await;
+    let att = b.wait_type("session.attached").await;
+    assert_eq!(att["mode"], "snapshot");
+    let offset = att["offset"].as_u64().unwrap();
+    b.wait_until(|c| {
+        c.streams
+            .get(&id)
+            .is_some_and(|s| !s.snapshots.is_empty() && s.end() > offset + 200_000)
+    })
+    .await;
+    let snap = &b.stream(&id).snapshots[0].1;
+    assert!(String::from_utf8_lossy(snap).contains("flood-line"));
+    b.send(json!({"type": "session.stop", "id": id})).await;
+    b.wait_json(|v| v["type"] == "session.ended").await;
+}
