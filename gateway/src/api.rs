@@ -233,12 +233,17 @@ pub async fn login_link(
             .into_response()
     };
     match st.auth.login(peer.ip(), &key) {
-        Ok((token, claims)) => {
+        Ok((token, _claims)) => {
             st.metrics.login("ok");
-            let mut resp = login_response(&st, req.headers(), &token, &claims.user, claims.expires);
-            *resp.status_mut() = StatusCode::SEE_OTHER;
-            resp.headers_mut()
-                .insert(LOCATION, HeaderValue::from_static("/"));
+            let set = cookie::set_session(
+                &token,
+                st.auth.ttl().as_secs(),
+                st.auth.cookie_secure(req.headers()),
+            );
+            let mut resp = redirect("/");
+            if let Ok(v) = HeaderValue::from_str(&set) {
+                resp.headers_mut().insert(SET_COOKIE, v);
+            }
             resp
         }
         Err(f) => {
@@ -434,10 +439,27 @@ pub async fn workspace_ws(
         }
     };
     let name = workspace_name(&name)?;
-    let ep = st.backend.endpoint(&p.user, &name, AGENT_WAIT).await?;
-    let agent = proxy::connect_agent(&ep)
-        .await
-        .map_err(|e| Fail::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, e))?;
+    // Right after an agent dies the backend may still hand out its old
+    // address for a moment: retry until the restarted one answers.
+    let deadline = tokio::time::Instant::now() + AGENT_WAIT;
+    let agent = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let ep = st.backend.endpoint(&p.user, &name, left).await?;
+        match proxy::connect_agent(&ep).await {
+            Ok(ws) => break ws,
+            Err(e) if tokio::time::Instant::now() + Duration::from_millis(200) < deadline => {
+                tracing::debug!(workspace = %name, "agent not reachable yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(Fail::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    e,
+                ));
+            }
+        }
+    };
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return Err(Fail::new(
             StatusCode::BAD_REQUEST,

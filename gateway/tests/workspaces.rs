@@ -184,3 +184,22 @@ async fn the_web_ui_is_served_with_spa_fallback() {
     let r = gw.req("GET", "/../Cargo.toml", &[], "").await;
     assert!(!r.body.contains("[package]"));
 }
+
+#[tokio::test]
+async fn an_agent_that_cannot_start_is_a_clear_503() {
+    let gw = Gateway::start_with(Opts {
+        extra: vec!["--agent-bin".into(), "/nonexistent/dispatch-agent".into()],
+        ..Opts::default()
+    })
+    .await;
+    let c = gw.login(KEY).await;
+    gw.create_workspace(&c, "broken").await;
+    let r = gw
+        .api(&c, "GET", "/api/workspaces/broken/sessions", "")
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.code(), "unavailable");
+    assert!(r.body.contains("cannot run"), "{}", r.body);
+    let e = gw.ws(&c, "broken").await.unwrap_err();
+    assert_eq!(refused_status(&e), 503);
+}

@@ -96,8 +96,11 @@ pub fn parse_listening_line(line: &str) -> Option<std::net::SocketAddr> {
 enum AgentState {
     Starting,
     Running(AgentEndpoint),
-    /// Died or failed to start; restarting after a delay.
-    Restarting(String),
+    /// Died or failed to start (the `n`th time); restarting after a delay.
+    Restarting {
+        why: String,
+        n: u64,
+    },
     Stopped,
 }
 
@@ -165,7 +168,7 @@ impl LocalBackend {
             None | Some(AgentState::Stopped) => (WorkspacePhase::Stopped, None),
             Some(AgentState::Starting) => (WorkspacePhase::Starting, None),
             Some(AgentState::Running(_)) => (WorkspacePhase::Running, None),
-            Some(AgentState::Restarting(why)) => (
+            Some(AgentState::Restarting { why, .. }) => (
                 WorkspacePhase::Starting,
                 Some(format!("agent restarting: {why}")),
             ),
@@ -350,19 +353,29 @@ impl WorkspaceBackend for LocalBackend {
         let _ = self.registry.touch(owner, name.as_str(), now_ms()).await;
         // Wait through restarts too: a client reconnecting right after its
         // agent died gets the new agent rather than an error.
-        let _ = tokio::time::timeout(wait, async {
-            let _ = state
-                .wait_for(|s| matches!(s, AgentState::Running(_) | AgentState::Stopped))
-                .await;
-        })
-        .await;
+        // A start that fails ends the wait at once (with its reason); a
+        // failure from before the wait began does not.
+        let failures_before = match &*state.borrow() {
+            AgentState::Restarting { n, .. } => *n,
+            _ => 0,
+        };
+        let _ = tokio::time::timeout(
+            wait,
+            state.wait_for(|s| match s {
+                AgentState::Restarting { n, .. } => *n > failures_before,
+                AgentState::Starting => false,
+                AgentState::Running(_) | AgentState::Stopped => true,
+            }),
+        )
+        .await
+        .map(|_| ());
         let last = state.borrow().clone();
         match last {
             AgentState::Running(ep) => Ok(ep),
             AgentState::Stopped => Err(BackendError::Unavailable(
                 "the workspace's agent was stopped".into(),
             )),
-            AgentState::Restarting(why) => Err(BackendError::Unavailable(format!(
+            AgentState::Restarting { why, .. } => Err(BackendError::Unavailable(format!(
                 "the workspace's agent is restarting: {why}"
             ))),
             AgentState::Starting => Err(BackendError::Unavailable(
@@ -396,6 +409,7 @@ async fn supervise(
     metrics: Metrics,
 ) {
     let mut backoff = Backoff::default();
+    let mut failures = 0;
     loop {
         state.send_replace(AgentState::Starting);
         let started = Instant::now();
@@ -428,7 +442,8 @@ async fn supervise(
             () = stop.cancelled() => break,
         };
         let delay = backoff.after_run(started.elapsed());
-        state.send_replace(AgentState::Restarting(why));
+        failures += 1;
+        state.send_replace(AgentState::Restarting { why, n: failures });
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = stop.cancelled() => break,

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Benchmark of the gateway's WebSocket proxy: one run compares the path through
+# the gateway with the path straight to the agent and prints ratios:
+#   output throughput (target >= 0.95x direct), added echo latency at p50
+#   (target <= 100 us), gateway RSS per idle proxied WebSocket at 1,000
+#   connections (target <= 32 KiB).
+# Knobs (env): BENCH_THROUGHPUT_BYTES, BENCH_ROUNDS, BENCH_ECHOES, BENCH_CONNECTIONS.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+# 1,000 proxied connections hold ~3,000 sockets across client, gateway and agent.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+step "release builds"
+cargo build --release --locked -p dispatch-gateway -p dispatch-agent --bins --examples
+step "benchmark"
+BENCH_BIN_DIR="$CARGO_TARGET_DIR/release" "$CARGO_TARGET_DIR/release/examples/bench_gateway"
