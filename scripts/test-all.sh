@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test suite (scripts/test.d/*, in order) and prints a summary.
-# Assumes scripts/setup.sh has run (.ci/run does both).
+# Installs what the suites need first (scripts/setup.sh: idempotent, seconds
+# when nothing is missing); DISPATCH_SKIP_SETUP=1 skips that.
 source "$(dirname "$0")/lib.sh"
+if [ "${DISPATCH_SKIP_SETUP:-0}" != 1 ]; then
+  "$ROOT/scripts/setup.sh"
+fi
 passed=0 failed=0 failures=()
 for s in "$ROOT"/scripts/test.d/*.sh; do
   [ -e "$s" ] || continue
