@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dispatch_api::crd::{FINALIZER, TOKEN_KEY, Workspace, WorkspacePhase, WorkspaceStatus, names};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
@@ -27,6 +27,7 @@ use crate::config::WorkspaceDefaults;
 use crate::desired::{self, Children, Invalid, applied_hash, managed_selector};
 use crate::idle::{self, ActivityClient, Verdict};
 use crate::metrics::Metrics;
+use crate::recent::{CACHE_LAG, Recent};
 use crate::status::{self, DEGRADED, Observed};
 
 /// Field manager of every server-side apply.
@@ -69,6 +70,7 @@ pub struct Context {
     pub services: Store<PartialObjectMeta<Service>>,
     pub policies: Store<PartialObjectMeta<NetworkPolicy>>,
     full_applies: Mutex<HashMap<String, Instant>>,
+    recent: Arc<Recent>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -146,8 +148,21 @@ pub async fn run(
     let children = watcher::Config::default().labels(&managed_selector());
 
     let (pods, pod_writer) = reflector::store();
+    let recent = Arc::new(Recent::default());
+    let forget = recent.clone();
     let pod_stream = watcher(api::<Pod>(&client, &namespace), children.clone())
         .default_backoff()
+        // A deleted Pod must be recreated at once, not after the memory of
+        // having applied it fades.
+        .inspect_ok(move |ev| {
+            if let watcher::Event::Delete(p) = ev {
+                forget.forget_applied(&format!(
+                    "Pod/{}/{}",
+                    p.namespace().unwrap_or_default(),
+                    p.name_any()
+                ));
+            }
+        })
         .modify(slim_pod)
         .reflect(pod_writer)
         .touched_objects();
@@ -242,6 +257,7 @@ pub async fn run(
         services: services.clone(),
         policies: policies.clone(),
         full_applies: Mutex::default(),
+        recent,
         failures: Mutex::default(),
     });
 
@@ -325,14 +341,14 @@ async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         Err(invalid) => return refuse(ws, ctx, &invalid).await,
     };
 
-    let token = cached(&ctx.secrets, &ns, &names::token_secret(&name))
-        .and_then(|s| {
-            s.data
-                .as_ref()?
-                .get(TOKEN_KEY)
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        })
+    let from_cache = cached(&ctx.secrets, &ns, &names::token_secret(&name))
+        .map(|s| token_of(&s))
         .filter(|t| !t.is_empty());
+    if from_cache.is_some() {
+        ctx.recent.forget_token(&k);
+    }
+    // Until the cache shows the Secret this process just made, its token is remembered.
+    let token = from_cache.or_else(|| ctx.recent.token(&k));
     let token_known = token.is_some();
     let token = token.unwrap_or_else(desired::new_token);
     let children = desired::desired(ws, &ctx.defaults, &token);
@@ -342,13 +358,13 @@ async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         .lock()
         .map(|m| m.get(&k).is_none_or(|t| t.elapsed() > FULL_APPLY_EVERY))
         .unwrap_or(true);
-    let mut applied_pod = None;
+    let mut applied = Applied::default();
     let apply_error = match apply_children(ws, ctx, &children, full, token_known).await {
-        Ok(pod) => {
+        Ok(a) => {
             if full && let Ok(mut m) = ctx.full_applies.lock() {
                 m.insert(k.clone(), Instant::now());
             }
-            applied_pod = pod;
+            applied = a;
             None
         }
         // The apiserver refused a child (a 4xx other than a conflict): show it,
@@ -361,9 +377,17 @@ async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         Err(e) => return Err(e),
     };
 
-    let pod = applied_pod
+    let pod = applied
+        .pod
         .map(Arc::new)
-        .or_else(|| cached(&ctx.pods, &ns, &names::pod(&name)));
+        .or_else(|| cached(&ctx.pods, &ns, &names::pod(&name)))
+        .or_else(|| {
+            if applied.lagging {
+                ctx.recent.pod(&k)
+            } else {
+                None
+            }
+        });
     let obs = Observed {
         name: &name,
         generation: ws.metadata.generation,
@@ -409,10 +433,18 @@ async fn apply(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         }
     }
 
+    if let Some(e) = &apply_error {
+        warn_once(ws, ctx, "ApplyFailed", e, "Apply").await;
+    }
     write_status(ws, ctx, &next).await?;
     ctx.metrics.set_phase(&k, next.phase);
     if apply_error.is_some() {
+        // The apiserver refused the spec's outcome: wait for the spec to change.
         return Ok(Action::await_change());
+    }
+    if applied.lagging {
+        // A skip trusted a recent write: look again once the caches must show it.
+        return Ok(Action::requeue(CACHE_LAG));
     }
     Ok(action)
 }
@@ -433,27 +465,34 @@ fn ready_since_ms(pod: &Pod) -> Option<i64> {
     Some(c.last_transition_time.as_ref()?.0.as_millisecond())
 }
 
-async fn refuse(ws: &Workspace, ctx: &Context, invalid: &Invalid) -> Result<Action, Error> {
-    let name = ws.name_any();
+/// A Warning Event, unless the status already says the same about this generation
+/// (reconciles triggered by other changes must not repeat it).
+async fn warn_once(ws: &Workspace, ctx: &Context, reason: &str, message: &str, action: &str) {
     let already = ws.status.as_ref().is_some_and(|s| {
         s.conditions
             .iter()
-            .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == invalid.reason)
+            .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == reason)
             && s.observed_generation == ws.metadata.generation
     });
-    if !already {
-        tracing::warn!(workspace = %key(ws), reason = invalid.reason, message = %invalid.message, "invalid spec");
-        let ev = Event {
-            type_: EventType::Warning,
-            reason: invalid.reason.into(),
-            note: Some(invalid.message.clone()),
-            action: "Validate".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&ev, &ws.object_ref(&())).await {
-            tracing::warn!(error = %e, "could not publish an event");
-        }
+    if already {
+        return;
     }
+    tracing::warn!(workspace = %key(ws), reason, message, "workspace degraded");
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(message.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &ws.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish an event");
+    }
+}
+
+async fn refuse(ws: &Workspace, ctx: &Context, invalid: &Invalid) -> Result<Action, Error> {
+    let name = ws.name_any();
+    warn_once(ws, ctx, invalid.reason, &invalid.message, "Validate").await;
     let obs = Observed {
         name: &name,
         generation: ws.metadata.generation,
@@ -503,18 +542,33 @@ fn params() -> PatchParams {
 }
 
 /// Applies `desired` unless the cache shows the same hash (and `full` is not asked).
+/// `Ok(None)` when skipped; `lagging` is set when only [`Recent`] vouched for it.
 async fn apply_one<K>(
     api: &Api<K>,
     desired: &K,
     cached_hash: Option<String>,
     full: bool,
+    recent: &Recent,
+    lagging: &mut bool,
 ) -> Result<Option<K>, Error>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
     let want = applied_hash(desired.meta()).map(String::from);
-    if !full && want.is_some() && cached_hash == want {
-        return Ok(None);
+    let object = format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        desired.namespace().unwrap_or_default(),
+        desired.name_any()
+    );
+    if !full && let Some(want) = &want {
+        if cached_hash.as_deref() == Some(want.as_str()) {
+            return Ok(None);
+        }
+        if recent.applied(&object, want) {
+            *lagging = true;
+            return Ok(None);
+        }
     }
     let mut body = serde_json::to_value(desired).map_err(|e| Error::Finalizer(e.to_string()))?;
     body["apiVersion"] = K::api_version(&()).into();
@@ -522,7 +576,18 @@ where
     let applied = api
         .patch(&desired.name_any(), &params(), &Patch::Apply(&body))
         .await?;
+    if let Some(want) = &want {
+        recent.record_applied(&object, want);
+    }
     Ok(Some(applied))
+}
+
+/// What applying the children did: the Pod as applied (if it was), and
+/// whether a skip relied on [`Recent`] rather than the caches.
+#[derive(Default)]
+struct Applied {
+    pod: Option<Pod>,
+    lagging: bool,
 }
 
 async fn apply_children(
@@ -531,7 +596,9 @@ async fn apply_children(
     c: &Children,
     full: bool,
     token_known: bool,
-) -> Result<Option<Pod>, Error> {
+) -> Result<Applied, Error> {
+    let mut lagging = false;
+    let recent = &ctx.recent;
     let ns = ws.namespace().unwrap_or_default();
     let name = ws.name_any();
     let client = &ctx.client;
@@ -547,6 +614,8 @@ async fn apply_children(
             &c.secret,
             hash_of(cached.as_deref().map(|s| &s.metadata)),
             full,
+            recent,
+            &mut lagging,
         )
         .await?;
     } else {
@@ -560,7 +629,7 @@ async fn apply_children(
             )
             .await
         {
-            Ok(_) => {}
+            Ok(_) => recent.record_token(&key(ws), &token_of(&c.secret)),
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 // Someone (a previous run of ours) made it: reconcile again with its token.
                 return Err(Error::Kube(kube::Error::Api(e)));
@@ -576,6 +645,8 @@ async fn apply_children(
         &c.pvc,
         hash_of(cached_pvc.as_deref().map(|m| &m.metadata)),
         full,
+        recent,
+        &mut lagging,
     )
     .await?;
 
@@ -586,6 +657,8 @@ async fn apply_children(
         &c.service,
         hash_of(cached_svc.as_deref().map(|m| &m.metadata)),
         full,
+        recent,
+        &mut lagging,
     )
     .await?;
 
@@ -596,6 +669,8 @@ async fn apply_children(
         &c.network_policy,
         hash_of(cached_np.as_deref().map(|m| &m.metadata)),
         full,
+        recent,
+        &mut lagging,
     )
     .await?;
 
@@ -619,18 +694,33 @@ async fn apply_children(
         (Some(want), current) => {
             // The Pod as the apiserver has it after the apply, so the status
             // written next already knows it exists (one status write less).
-            return apply_one(
+            let pod = apply_one(
                 &pods,
                 want,
                 current
                     .and_then(|p| applied_hash(&p.metadata))
                     .map(String::from),
                 full,
+                recent,
+                &mut lagging,
             )
-            .await;
+            .await?;
+            if let Some(p) = &pod {
+                recent.record_pod(&key(ws), Arc::new(p.clone()));
+            }
+            return Ok(Applied { pod, lagging });
         }
     }
-    Ok(None)
+    Ok(Applied { pod: None, lagging })
+}
+
+fn token_of(secret: &Secret) -> String {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(TOKEN_KEY))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .unwrap_or_default()
 }
 
 async fn delete_pod(pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
@@ -649,10 +739,12 @@ async fn delete_pod(pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
 }
 
 async fn write_status(ws: &Workspace, ctx: &Context, next: &WorkspaceStatus) -> Result<(), Error> {
+    let k = key(ws);
     if ws
         .status
         .as_ref()
         .is_some_and(|cur| !status::differs(cur, next))
+        || ctx.recent.status_written(&k, next)
     {
         return Ok(());
     }
@@ -665,6 +757,7 @@ async fn write_status(ws: &Workspace, ctx: &Context, next: &WorkspaceStatus) -> 
     });
     api.patch_status(&ws.name_any(), &params(), &Patch::Apply(&body))
         .await?;
+    ctx.recent.record_status(&k, next);
     Ok(())
 }
 
@@ -737,6 +830,14 @@ async fn cleanup(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
     if let Ok(mut m) = ctx.full_applies.lock() {
         m.remove(&k);
     }
+    let children = [
+        format!("Secret/{ns}/{}", names::token_secret(&name)),
+        format!("PersistentVolumeClaim/{ns}/{}", names::pvc(&name)),
+        format!("Service/{ns}/{}", names::service(&name)),
+        format!("NetworkPolicy/{ns}/{}", names::network_policy(&name)),
+        format!("Pod/{ns}/{}", names::pod(&name)),
+    ];
+    ctx.recent.forget_workspace(&k, &children);
     tracing::info!(workspace = %k, retain_volume = retain, "workspace deleted");
     Ok(Action::await_change())
 }

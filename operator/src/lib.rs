@@ -10,4 +10,5 @@ pub mod http;
 pub mod idle;
 pub mod leader;
 pub mod metrics;
+pub mod recent;
 pub mod status;

@@ -332,6 +332,14 @@ async fn workspace_lifecycle_on_a_real_control_plane() {
         .expect("Degraded")
         .message;
     assert!(msg.contains("limit"), "message says why: {msg}");
+    eventually("an ApplyFailed event for greedy", WAIT, || async {
+        let evs = events.list(&ListParams::default()).await.expect("events");
+        evs.items.iter().any(|e| {
+            e.reason.as_deref() == Some("ApplyFailed")
+                && e.involved_object.name.as_deref() == Some("greedy")
+        })
+    })
+    .await;
     let reconciles = |text: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with("dispatch_operator_reconciles_total"))

@@ -1,0 +1,146 @@
+//! What this process wrote in the last few seconds, for the short time until
+//! its watch caches show it. Without it, every reconcile that a child's event
+//! triggers before the caches catch up would write the same objects again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dispatch_api::crd::WorkspaceStatus;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::status;
+
+/// How long a write is trusted without the cache confirming it. A reconcile
+/// that relied on it is requeued after this long, so a child deleted in the
+/// meantime is still recreated soon.
+pub const CACHE_LAG: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+pub struct Recent {
+    applied: Mutex<HashMap<String, (String, Instant)>>,
+    pods: Mutex<HashMap<String, (Arc<Pod>, Instant)>>,
+    tokens: Mutex<HashMap<String, String>>,
+    statuses: Mutex<HashMap<String, WorkspaceStatus>>,
+}
+
+impl Recent {
+    /// Whether `hash` was applied to `object` less than [`CACHE_LAG`] ago.
+    pub fn applied(&self, object: &str, hash: &str) -> bool {
+        self.applied
+            .lock()
+            .map(|m| {
+                m.get(object)
+                    .is_some_and(|(h, t)| h == hash && t.elapsed() < CACHE_LAG)
+            })
+            .unwrap_or(false)
+    }
+
+    pub fn record_applied(&self, object: &str, hash: &str) {
+        if let Ok(mut m) = self.applied.lock() {
+            m.insert(object.to_string(), (hash.to_string(), Instant::now()));
+        }
+    }
+
+    /// The object is gone (its deletion was seen): nothing vouches for it any more.
+    pub fn forget_applied(&self, object: &str) {
+        if let Ok(mut m) = self.applied.lock() {
+            m.remove(object);
+        }
+    }
+
+    /// The Pod as the apiserver returned it, if applied less than [`CACHE_LAG`] ago.
+    pub fn pod(&self, workspace: &str) -> Option<Arc<Pod>> {
+        let m = self.pods.lock().ok()?;
+        m.get(workspace)
+            .filter(|(_, t)| t.elapsed() < CACHE_LAG)
+            .map(|(p, _)| p.clone())
+    }
+
+    pub fn record_pod(&self, workspace: &str, pod: Arc<Pod>) {
+        if let Ok(mut m) = self.pods.lock() {
+            m.insert(workspace.to_string(), (pod, Instant::now()));
+        }
+    }
+
+    /// The token this process put in the workspace's Secret (until the cache has it).
+    pub fn token(&self, workspace: &str) -> Option<String> {
+        self.tokens.lock().ok()?.get(workspace).cloned()
+    }
+
+    pub fn record_token(&self, workspace: &str, token: &str) {
+        if let Ok(mut m) = self.tokens.lock() {
+            m.insert(workspace.to_string(), token.to_string());
+        }
+    }
+
+    /// The cache has the Secret now: the remembered token is not needed.
+    pub fn forget_token(&self, workspace: &str) {
+        if let Ok(mut m) = self.tokens.lock() {
+            m.remove(workspace);
+        }
+    }
+
+    /// Whether `next` is what this process last wrote as the workspace's status.
+    pub fn status_written(&self, workspace: &str, next: &WorkspaceStatus) -> bool {
+        self.statuses
+            .lock()
+            .map(|m| m.get(workspace).is_some_and(|s| !status::differs(s, next)))
+            .unwrap_or(false)
+    }
+
+    pub fn record_status(&self, workspace: &str, written: &WorkspaceStatus) {
+        if let Ok(mut m) = self.statuses.lock() {
+            m.insert(workspace.to_string(), written.clone());
+        }
+    }
+
+    /// Drops everything about a deleted workspace (`ns/name`) and its children.
+    pub fn forget_workspace(&self, workspace: &str, children: &[String]) {
+        if let Ok(mut m) = self.applied.lock() {
+            for c in children {
+                m.remove(c);
+            }
+        }
+        if let Ok(mut m) = self.pods.lock() {
+            m.remove(workspace);
+        }
+        self.forget_token(workspace);
+        if let Ok(mut m) = self.statuses.lock() {
+            m.remove(workspace);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_only_the_same_hash() {
+        let r = Recent::default();
+        assert!(!r.applied("Pod/ns/a", "h1"));
+        r.record_applied("Pod/ns/a", "h1");
+        assert!(r.applied("Pod/ns/a", "h1"));
+        assert!(!r.applied("Pod/ns/a", "h2"));
+        r.forget_workspace("ns/a", &["Pod/ns/a".to_string()]);
+        assert!(!r.applied("Pod/ns/a", "h1"));
+    }
+
+    #[test]
+    fn status_compared_without_timestamps() {
+        let r = Recent::default();
+        let s = WorkspaceStatus {
+            endpoint: Some("http://x".into()),
+            ..Default::default()
+        };
+        assert!(!r.status_written("ns/a", &s));
+        r.record_status("ns/a", &s);
+        assert!(r.status_written("ns/a", &s));
+        let other = WorkspaceStatus {
+            endpoint: None,
+            ..s.clone()
+        };
+        assert!(!r.status_written("ns/a", &other));
+    }
+}
