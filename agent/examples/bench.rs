@@ -332,6 +332,20 @@ async fn main() {
     // settle, then idle RSS with no session
     while http_status(&agent.addr, "/readyz").await != Some(200) {}
     let rss_idle = rss_kib(agent.child.id());
+    // One idle shell session, on an agent of its own with default settings.
+    let rss_one_session = {
+        let (one, _) = start_agent(&a.agent_bin, &tmp.path().join("one"), &[]);
+        let mut ws = connect(&one.addr).await;
+        let _id = start(&mut ws, "/bin/sh").await;
+        // the shell's prompt
+        loop {
+            if let Some(Ok(Message::Binary(_))) = ws.next().await {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rss_kib(one.child.id())
+    };
 
     // throughput
     // throughput: alternate runs (the machine is shared), best of each
@@ -354,7 +368,7 @@ async fn main() {
     let id = start(&mut ws, "/bin/cat").await;
     let _ = agent_echo(&mut ws, &id, 50).await; // warm up
     let mut idle = agent_echo(&mut ws, &id, a.rounds).await;
-    let rss_one_session = rss_kib(agent.child.id());
+    let rss_after = rss_kib(agent.child.id());
 
     // flood in another session, drained by another connection
     let mut fws = connect(&agent.addr).await;
@@ -387,6 +401,17 @@ async fn main() {
     ))
     .await
     .unwrap();
+    // Wait until the flood's frames flow on this connection (after the
+    // snapshot) before measuring.
+    let mut flowing = 0u64;
+    while flowing < 4 << 20 {
+        if let Some(Ok(Message::Binary(b))) = ws.next().await {
+            let f = Frame::decode(&b).unwrap();
+            if f.kind == FrameKind::Output && f.id == fid {
+                flowing += f.payload.len() as u64;
+            }
+        }
+    }
     let t_same = Instant::now();
     let (mut flood_same, flood_same_bytes) = agent_echo_counting(&mut ws, &id, a.rounds).await;
     let t_same = t_same.elapsed();
@@ -450,6 +475,10 @@ async fn main() {
     println!(
         "  RSS with one idle session   {:7.1} MiB",
         rss_one_session as f64 / 1024.0
+    );
+    println!(
+        "  RSS after the 256 MiB runs   {:7.1} MiB  (16 MiB ring; one idle session left)",
+        rss_after as f64 / 1024.0
     );
     println!(
         "  exec to /readyz 200, p50    {:7.1} ms   (target <= 50 ms; of 10 starts on fresh workspaces)",
