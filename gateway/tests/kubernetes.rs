@@ -231,6 +231,19 @@ async fn kubectl_apply_to_terminal_suspend_and_resume_through_two_gateways() {
         None,
     );
     assert_eq!(spec, "true");
+    // Opened on one replica, connected at once on the other (whose cache may
+    // not have seen the open yet): the socket waits for the agent.
+    let auth = bearer(ALICE_KEY);
+    let r = http(
+        &gw1.host,
+        "POST",
+        "/api/workspaces/demo/open",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    shell_run(gw0, ALICE_KEY, "demo", "echo again-$((3+4))", "again-7").await;
 
     // Trouble reaches the user: the operator's Degraded condition is the
     // workspace's message in the list.

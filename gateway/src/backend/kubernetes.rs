@@ -257,15 +257,29 @@ impl WorkspaceBackend for KubernetesBackend {
     ) -> Result<AgentEndpoint, BackendError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut changes = self.changes.clone();
+        let mut resumed = false;
         loop {
             changes.borrow_and_update();
             let ws = self.owned(owner, name).await?;
             // Only an explicit open resumes: a tab left open that reconnects
             // must not undo a suspension (kubectl's or the idle timeout's).
-            if ws.spec.suspended {
-                return Err(BackendError::Unavailable(format!(
-                    "workspace {name} is suspended; open it to resume"
-                )));
+            // The cache may lag an open that just happened (here or on another
+            // replica), so the apiserver has the last word.
+            if ws.spec.suspended && !resumed {
+                let fresh = self
+                    .workspaces
+                    .get_opt(name.as_str())
+                    .await
+                    .map_err(api_error)?;
+                match fresh {
+                    Some(w) if view::owned_by(&w, owner) && !w.spec.suspended => resumed = true,
+                    Some(w) if view::owned_by(&w, owner) => {
+                        return Err(BackendError::Unavailable(format!(
+                            "workspace {name} is suspended; open it to resume"
+                        )));
+                    }
+                    _ => return Err(BackendError::NoSuchWorkspace(name.to_string())),
+                }
             }
             if let Some((base_url, secret)) = view::reachable(&ws) {
                 let token = self.token(&secret).await?;
