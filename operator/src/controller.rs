@@ -706,7 +706,9 @@ async fn apply_children(
             )
             .await?;
             if let Some(p) = &pod {
-                recent.record_pod(&key(ws), Arc::new(p.clone()));
+                let mut slim = p.clone();
+                slim_pod(&mut slim);
+                recent.record_pod(&key(ws), Arc::new(slim));
             }
             return Ok(Applied { pod, lagging });
         }

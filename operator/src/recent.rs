@@ -21,7 +21,14 @@ pub struct Recent {
     applied: Mutex<HashMap<String, (String, Instant)>>,
     pods: Mutex<HashMap<String, (Arc<Pod>, Instant)>>,
     tokens: Mutex<HashMap<String, String>>,
-    statuses: Mutex<HashMap<String, WorkspaceStatus>>,
+    statuses: Mutex<HashMap<String, (WorkspaceStatus, Instant)>>,
+}
+
+/// Drops entries older than [`CACHE_LAG`]: by then the caches know.
+fn sweep<V>(m: &mut HashMap<String, (V, Instant)>) {
+    if m.len() > 64 {
+        m.retain(|_, (_, t)| t.elapsed() < CACHE_LAG);
+    }
 }
 
 impl Recent {
@@ -38,6 +45,7 @@ impl Recent {
 
     pub fn record_applied(&self, object: &str, hash: &str) {
         if let Ok(mut m) = self.applied.lock() {
+            sweep(&mut m);
             m.insert(object.to_string(), (hash.to_string(), Instant::now()));
         }
     }
@@ -59,6 +67,7 @@ impl Recent {
 
     pub fn record_pod(&self, workspace: &str, pod: Arc<Pod>) {
         if let Ok(mut m) = self.pods.lock() {
+            sweep(&mut m);
             m.insert(workspace.to_string(), (pod, Instant::now()));
         }
     }
@@ -85,13 +94,17 @@ impl Recent {
     pub fn status_written(&self, workspace: &str, next: &WorkspaceStatus) -> bool {
         self.statuses
             .lock()
-            .map(|m| m.get(workspace).is_some_and(|s| !status::differs(s, next)))
+            .map(|m| {
+                m.get(workspace)
+                    .is_some_and(|(s, t)| t.elapsed() < CACHE_LAG && !status::differs(s, next))
+            })
             .unwrap_or(false)
     }
 
     pub fn record_status(&self, workspace: &str, written: &WorkspaceStatus) {
         if let Ok(mut m) = self.statuses.lock() {
-            m.insert(workspace.to_string(), written.clone());
+            sweep(&mut m);
+            m.insert(workspace.to_string(), (written.clone(), Instant::now()));
         }
     }
 
