@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark of the gateway's WebSocket proxy: one run compares the path through
 # the gateway with the path straight to the agent and prints ratios:
-#   output throughput (target >= 0.95x direct), added echo latency at p50
-#   (target <= 100 us), gateway RSS per idle proxied WebSocket at 1,000
-#   connections (target <= 32 KiB).
-# Knobs (env): BENCH_THROUGHPUT_BYTES, BENCH_ROUNDS, BENCH_ECHOES, BENCH_CONNECTIONS.
+#   output throughput of live terminal output, `cat` of a 256 MiB file in a
+#   session (target >= 0.95x direct); output throughput of a replay of 32 MiB
+#   from the agent's memory (an upper bound on the proxy's cost, far above what
+#   a terminal produces); added echo latency at p50 (target <= 100 us); gateway
+#   RSS per idle proxied WebSocket at 1,000 connections (target <= 32 KiB).
+# Throughput runs alternate direct and via the gateway; the best of each counts
+# (other processes share the machine).
+# Knobs (env): BENCH_LIVE_BYTES, BENCH_LIVE_ROUNDS, BENCH_THROUGHPUT_BYTES (replay),
+# BENCH_ROUNDS (replay), BENCH_ECHOES, BENCH_CONNECTIONS.
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 # 1,000 proxied connections hold ~3,000 sockets across client, gateway and agent.
