@@ -11,6 +11,7 @@
 //! Env: BENCH_N (1000), BENCH_CONCURRENCY (16), BENCH_COLD (15),
 //! DISPATCH_OPERATOR_BIN, DISPATCH_AGENT_BIN.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -147,6 +148,61 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The apiserver's request counts by verb and resource (its `/metrics`).
+fn requests(cp: &ControlPlane) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    let Ok(out) = cp.kubectl().args(["get", "--raw", "/metrics"]).output() else {
+        return m;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |k: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let sub = label("subresource");
+        let res = if sub.is_empty() {
+            label("resource")
+        } else {
+            format!("{}/{sub}", label("resource"))
+        };
+        let v: f64 = value.trim().parse().unwrap_or(0.0);
+        *m.entry(format!("{} {res}", label("verb"))).or_insert(0.0) += v;
+    }
+    m
+}
+
+/// Requests made between two snapshots, per workspace, most first.
+fn print_requests(
+    phase: &str,
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+    n: usize,
+) {
+    let mut d: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(k, v)| *v > 0.0 && !k.starts_with("WATCH") && !k.contains("leases"))
+        .collect();
+    d.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = d.iter().map(|(_, v)| v).sum();
+    println!(
+        "{phase}: {:.2} apiserver requests per workspace (leases and watches aside)",
+        total / n as f64
+    );
+    for (k, v) in d.iter().filter(|(_, v)| *v >= n as f64 / 20.0) {
+        println!("    {:<40} {:>6.2}", k, v / n as f64);
+    }
+}
+
 fn pctl(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -187,9 +243,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 1. Floor.
+    let r0 = requests(&cp);
     let t = Instant::now();
     create_many(&client, "bench-floor", n, conc, true).await?;
     let floor = t.elapsed();
+    let r1 = requests(&cp);
     println!(
         "floor: {n} Workspaces + 5 children + status created directly in {:.2}s",
         floor.as_secs_f64()
@@ -217,6 +275,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let rss_idle = rss_kib(pid);
+    let r2 = requests(&cp);
     let wss: Api<Workspace> = Api::namespaced(client.clone(), "bench-op");
     let t = Instant::now();
     create_many(&client, "bench-op", n, conc, false).await?;
@@ -237,6 +296,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let with_operator = t.elapsed();
+    let r3 = requests(&cp);
     println!(
         "operator: {n} Workspaces created in {:.2}s; all with children and status after {:.2}s",
         created.as_secs_f64(),
@@ -245,6 +305,7 @@ async fn main() -> anyhow::Result<()> {
     // Let the re-reconciles the children triggered settle, then measure memory.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss = rss_kib(pid);
+    let r4 = requests(&cp);
 
     // 4. Cold start with the local node (only the bench-cold namespace).
     let node = LocalNode::start(
@@ -296,6 +357,15 @@ async fn main() -> anyhow::Result<()> {
     let _ = op.kill();
 
     let ratio = with_operator.as_secs_f64() / floor.as_secs_f64();
+    println!();
+    print_requests("floor", &r0, &r1, n);
+    print_requests(
+        "operator until synced (incl. the bench's polling)",
+        &r2,
+        &r3,
+        n,
+    );
+    print_requests("operator, 3 s after sync", &r3, &r4, n);
     println!();
     println!("== results (N={n}, client concurrency {conc}) ==");
     println!(

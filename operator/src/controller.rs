@@ -289,10 +289,64 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
     let ns = ws.namespace().unwrap_or_default();
     let api: Api<Workspace> = Api::namespaced(ctx.client.clone(), &ns);
     let k = key(&ws);
-    let result = finalizer(&api, FINALIZER, ws, |event| async {
+    let result = if ws.metadata.deletion_timestamp.is_none()
+        && !ws.finalizers().iter().any(|f| f == FINALIZER)
+    {
+        // The finalizer goes on before any child exists, and the children
+        // follow in this same reconcile: waiting for the patch to come back
+        // through the watch would cost every new Workspace a second round.
+        match add_finalizer(&api, &ws).await {
+            Ok(()) => apply(&ws, &ctx).await,
+            Err(e) => Err(e),
+        }
+    } else {
+        finalizer_step(&api, ws, &ctx).await
+    };
+    ctx.metrics.reconciled(started.elapsed());
+    tracing::debug!(workspace = %k, took = ?started.elapsed(), ok = result.is_ok(), "reconciled");
+    if result.is_ok()
+        && let Ok(mut f) = ctx.failures.lock()
+    {
+        f.remove(&k);
+    }
+    result
+}
+
+/// Adds our finalizer with a JSON patch whose test fails (and the reconcile
+/// retries) if someone changed the finalizers meanwhile, as kube's helper does.
+async fn add_finalizer(api: &Api<Workspace>, ws: &Workspace) -> Result<(), Error> {
+    let ops = if ws.finalizers().is_empty() {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ])
+    } else {
+        serde_json::json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": ws.finalizers()},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ])
+    };
+    let patch = serde_json::from_value(ops).map_err(|e| Error::Finalizer(e.to_string()))?;
+    api.patch(
+        &ws.name_any(),
+        &PatchParams::default(),
+        &Patch::Json::<()>(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A Workspace that has the finalizer (or is going): apply, or clean up and
+/// release it.
+async fn finalizer_step(
+    api: &Api<Workspace>,
+    ws: Arc<Workspace>,
+    ctx: &Arc<Context>,
+) -> Result<Action, Error> {
+    finalizer(api, FINALIZER, ws, |event| async {
         match event {
-            Finalizer::Apply(ws) => apply(&ws, &ctx).await,
-            Finalizer::Cleanup(ws) => cleanup(&ws, &ctx).await,
+            Finalizer::Apply(ws) => apply(&ws, ctx).await,
+            Finalizer::Cleanup(ws) => cleanup(&ws, ctx).await,
         }
     })
     .await
@@ -302,15 +356,7 @@ async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Erro
         kube::runtime::finalizer::Error::AddFinalizer(e)
         | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
         other => Error::Finalizer(other.to_string()),
-    });
-    ctx.metrics.reconciled(started.elapsed());
-    tracing::debug!(workspace = %k, took = ?started.elapsed(), ok = result.is_ok(), "reconciled");
-    if result.is_ok()
-        && let Ok(mut f) = ctx.failures.lock()
-    {
-        f.remove(&k);
-    }
-    result
+    })
 }
 
 /// Transient errors back off exponentially per Workspace: 0.5 s, 1 s, 2 s ... 5 min.
@@ -597,123 +643,149 @@ async fn apply_children(
     full: bool,
     token_known: bool,
 ) -> Result<Applied, Error> {
-    let mut lagging = false;
     let recent = &ctx.recent;
     let ns = ws.namespace().unwrap_or_default();
     let name = ws.name_any();
     let client = &ctx.client;
     let hash_of = |m: Option<&kube::core::ObjectMeta>| m.and_then(applied_hash).map(String::from);
 
-    // The token Secret is created, never blindly applied, while we have not
-    // seen it: if it exists after all (a stale cache), keep its token.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    if token_known {
-        let cached = cached(&ctx.secrets, &ns, &names::token_secret(&name));
-        apply_one(
-            &secrets,
-            &c.secret,
-            hash_of(cached.as_deref().map(|s| &s.metadata)),
-            full,
-            recent,
-            &mut lagging,
-        )
-        .await?;
-    } else {
-        match secrets
-            .create(
-                &PostParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..Default::default()
-                },
+    // The children do not depend on one another at the apiserver (the Pod
+    // names its Secret and claim; the kubelet waits for them), so they are
+    // written at once: one round trip of latency per reconcile, not five.
+    // Each returns whether its skip relied on [`Recent`] rather than the caches.
+    let secret = async {
+        let mut lagging = false;
+        // The token Secret is created, never blindly applied, while we have not
+        // seen it: if it exists after all (a stale cache), keep its token.
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        if token_known {
+            let cached = cached(&ctx.secrets, &ns, &names::token_secret(&name));
+            apply_one(
+                &secrets,
                 &c.secret,
-            )
-            .await
-        {
-            Ok(_) => recent.record_token(&key(ws), &token_of(&c.secret)),
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                // Someone (a previous run of ours) made it: reconcile again with its token.
-                return Err(Error::Kube(kube::Error::Api(e)));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    let cached_pvc = cached(&ctx.pvcs, &ns, &names::pvc(&name));
-    apply_one(
-        &pvcs,
-        &c.pvc,
-        hash_of(cached_pvc.as_deref().map(|m| &m.metadata)),
-        full,
-        recent,
-        &mut lagging,
-    )
-    .await?;
-
-    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let cached_svc = cached(&ctx.services, &ns, &names::service(&name));
-    apply_one(
-        &services,
-        &c.service,
-        hash_of(cached_svc.as_deref().map(|m| &m.metadata)),
-        full,
-        recent,
-        &mut lagging,
-    )
-    .await?;
-
-    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
-    let cached_np = cached(&ctx.policies, &ns, &names::network_policy(&name));
-    apply_one(
-        &policies,
-        &c.network_policy,
-        hash_of(cached_np.as_deref().map(|m| &m.metadata)),
-        full,
-        recent,
-        &mut lagging,
-    )
-    .await?;
-
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let current = cached(&ctx.pods, &ns, &names::pod(&name));
-    match (&c.pod, current.as_deref()) {
-        (None, Some(pod)) if pod.metadata.deletion_timestamp.is_none() => {
-            delete_pod(&pods, pod).await?
-        }
-        (None, _) => {}
-        // Terminating: wait for it to go (its deletion triggers a reconcile).
-        (Some(_), Some(pod)) if pod.metadata.deletion_timestamp.is_some() => {}
-        (Some(want), Some(pod))
-            if applied_hash(&pod.metadata) != applied_hash(&want.metadata)
-                || status::pod_finished(pod) =>
-        {
-            // Pods are mostly immutable: a changed spec or a finished Pod means a new Pod.
-            tracing::info!(workspace = %key(ws), "replacing the Pod");
-            delete_pod(&pods, pod).await?;
-        }
-        (Some(want), current) => {
-            // The Pod as the apiserver has it after the apply, so the status
-            // written next already knows it exists (one status write less).
-            let pod = apply_one(
-                &pods,
-                want,
-                current
-                    .and_then(|p| applied_hash(&p.metadata))
-                    .map(String::from),
+                hash_of(cached.as_deref().map(|s| &s.metadata)),
                 full,
                 recent,
                 &mut lagging,
             )
             .await?;
-            if let Some(p) = &pod {
-                let mut slim = p.clone();
-                slim_pod(&mut slim);
-                recent.record_pod(&key(ws), Arc::new(slim));
+        } else {
+            match secrets
+                .create(
+                    &PostParams {
+                        field_manager: Some(MANAGER.into()),
+                        ..Default::default()
+                    },
+                    &c.secret,
+                )
+                .await
+            {
+                Ok(_) => recent.record_token(&key(ws), &token_of(&c.secret)),
+                // Someone (a previous run of ours) made it: reconcile again with its token.
+                Err(e) => return Err(Error::Kube(e)),
             }
-            return Ok(Applied { pod, lagging });
         }
-    }
-    Ok(Applied { pod: None, lagging })
+        Ok::<bool, Error>(lagging)
+    };
+
+    let pvc = async {
+        let mut lagging = false;
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        let cached_pvc = cached(&ctx.pvcs, &ns, &names::pvc(&name));
+        apply_one(
+            &pvcs,
+            &c.pvc,
+            hash_of(cached_pvc.as_deref().map(|m| &m.metadata)),
+            full,
+            recent,
+            &mut lagging,
+        )
+        .await?;
+        Ok::<bool, Error>(lagging)
+    };
+
+    let service = async {
+        let mut lagging = false;
+        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+        let cached_svc = cached(&ctx.services, &ns, &names::service(&name));
+        apply_one(
+            &services,
+            &c.service,
+            hash_of(cached_svc.as_deref().map(|m| &m.metadata)),
+            full,
+            recent,
+            &mut lagging,
+        )
+        .await?;
+        Ok::<bool, Error>(lagging)
+    };
+
+    let policy = async {
+        let mut lagging = false;
+        let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+        let cached_np = cached(&ctx.policies, &ns, &names::network_policy(&name));
+        apply_one(
+            &policies,
+            &c.network_policy,
+            hash_of(cached_np.as_deref().map(|m| &m.metadata)),
+            full,
+            recent,
+            &mut lagging,
+        )
+        .await?;
+        Ok::<bool, Error>(lagging)
+    };
+
+    let pod = async {
+        let mut lagging = false;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let current = cached(&ctx.pods, &ns, &names::pod(&name));
+        let mut applied = None;
+        match (&c.pod, current.as_deref()) {
+            (None, Some(pod)) if pod.metadata.deletion_timestamp.is_none() => {
+                delete_pod(&pods, pod).await?
+            }
+            (None, _) => {}
+            // Terminating: wait for it to go (its deletion triggers a reconcile).
+            (Some(_), Some(pod)) if pod.metadata.deletion_timestamp.is_some() => {}
+            (Some(want), Some(pod))
+                if applied_hash(&pod.metadata) != applied_hash(&want.metadata)
+                    || status::pod_finished(pod) =>
+            {
+                // Pods are mostly immutable: a changed spec or a finished Pod means a new Pod.
+                tracing::info!(workspace = %key(ws), "replacing the Pod");
+                delete_pod(&pods, pod).await?;
+            }
+            (Some(want), current) => {
+                // The Pod as the apiserver has it after the apply, so the status
+                // written next already knows it exists (one status write less).
+                applied = apply_one(
+                    &pods,
+                    want,
+                    current
+                        .and_then(|p| applied_hash(&p.metadata))
+                        .map(String::from),
+                    full,
+                    recent,
+                    &mut lagging,
+                )
+                .await?;
+                if let Some(p) = &applied {
+                    let mut slim = p.clone();
+                    slim_pod(&mut slim);
+                    recent.record_pod(&key(ws), Arc::new(slim));
+                }
+            }
+        }
+        Ok::<(Option<Pod>, bool), Error>((applied, lagging))
+    };
+
+    let (l_secret, l_pvc, l_svc, l_np, (pod, l_pod)) =
+        tokio::try_join!(secret, pvc, service, policy, pod)?;
+    Ok(Applied {
+        pod,
+        lagging: l_secret || l_pvc || l_svc || l_np || l_pod,
+    })
 }
 
 fn token_of(secret: &Secret) -> String {
