@@ -643,149 +643,123 @@ async fn apply_children(
     full: bool,
     token_known: bool,
 ) -> Result<Applied, Error> {
+    let mut lagging = false;
     let recent = &ctx.recent;
     let ns = ws.namespace().unwrap_or_default();
     let name = ws.name_any();
     let client = &ctx.client;
     let hash_of = |m: Option<&kube::core::ObjectMeta>| m.and_then(applied_hash).map(String::from);
 
-    // The children do not depend on one another at the apiserver (the Pod
-    // names its Secret and claim; the kubelet waits for them), so they are
-    // written at once: one round trip of latency per reconcile, not five.
-    // Each returns whether its skip relied on [`Recent`] rather than the caches.
-    let secret = async {
-        let mut lagging = false;
-        // The token Secret is created, never blindly applied, while we have not
-        // seen it: if it exists after all (a stale cache), keep its token.
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-        if token_known {
-            let cached = cached(&ctx.secrets, &ns, &names::token_secret(&name));
-            apply_one(
-                &secrets,
+    // The token Secret is created, never blindly applied, while we have not
+    // seen it: if it exists after all (a stale cache), keep its token.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    if token_known {
+        let cached = cached(&ctx.secrets, &ns, &names::token_secret(&name));
+        apply_one(
+            &secrets,
+            &c.secret,
+            hash_of(cached.as_deref().map(|s| &s.metadata)),
+            full,
+            recent,
+            &mut lagging,
+        )
+        .await?;
+    } else {
+        match secrets
+            .create(
+                &PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                },
                 &c.secret,
-                hash_of(cached.as_deref().map(|s| &s.metadata)),
+            )
+            .await
+        {
+            Ok(_) => recent.record_token(&key(ws), &token_of(&c.secret)),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                // Someone (a previous run of ours) made it: reconcile again with its token.
+                return Err(Error::Kube(kube::Error::Api(e)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let cached_pvc = cached(&ctx.pvcs, &ns, &names::pvc(&name));
+    apply_one(
+        &pvcs,
+        &c.pvc,
+        hash_of(cached_pvc.as_deref().map(|m| &m.metadata)),
+        full,
+        recent,
+        &mut lagging,
+    )
+    .await?;
+
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let cached_svc = cached(&ctx.services, &ns, &names::service(&name));
+    apply_one(
+        &services,
+        &c.service,
+        hash_of(cached_svc.as_deref().map(|m| &m.metadata)),
+        full,
+        recent,
+        &mut lagging,
+    )
+    .await?;
+
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+    let cached_np = cached(&ctx.policies, &ns, &names::network_policy(&name));
+    apply_one(
+        &policies,
+        &c.network_policy,
+        hash_of(cached_np.as_deref().map(|m| &m.metadata)),
+        full,
+        recent,
+        &mut lagging,
+    )
+    .await?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let current = cached(&ctx.pods, &ns, &names::pod(&name));
+    match (&c.pod, current.as_deref()) {
+        (None, Some(pod)) if pod.metadata.deletion_timestamp.is_none() => {
+            delete_pod(&pods, pod).await?
+        }
+        (None, _) => {}
+        // Terminating: wait for it to go (its deletion triggers a reconcile).
+        (Some(_), Some(pod)) if pod.metadata.deletion_timestamp.is_some() => {}
+        (Some(want), Some(pod))
+            if applied_hash(&pod.metadata) != applied_hash(&want.metadata)
+                || status::pod_finished(pod) =>
+        {
+            // Pods are mostly immutable: a changed spec or a finished Pod means a new Pod.
+            tracing::info!(workspace = %key(ws), "replacing the Pod");
+            delete_pod(&pods, pod).await?;
+        }
+        (Some(want), current) => {
+            // The Pod as the apiserver has it after the apply, so the status
+            // written next already knows it exists (one status write less).
+            let pod = apply_one(
+                &pods,
+                want,
+                current
+                    .and_then(|p| applied_hash(&p.metadata))
+                    .map(String::from),
                 full,
                 recent,
                 &mut lagging,
             )
             .await?;
-        } else {
-            match secrets
-                .create(
-                    &PostParams {
-                        field_manager: Some(MANAGER.into()),
-                        ..Default::default()
-                    },
-                    &c.secret,
-                )
-                .await
-            {
-                Ok(_) => recent.record_token(&key(ws), &token_of(&c.secret)),
-                // Someone (a previous run of ours) made it: reconcile again with its token.
-                Err(e) => return Err(Error::Kube(e)),
+            if let Some(p) = &pod {
+                let mut slim = p.clone();
+                slim_pod(&mut slim);
+                recent.record_pod(&key(ws), Arc::new(slim));
             }
+            return Ok(Applied { pod, lagging });
         }
-        Ok::<bool, Error>(lagging)
-    };
-
-    let pvc = async {
-        let mut lagging = false;
-        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-        let cached_pvc = cached(&ctx.pvcs, &ns, &names::pvc(&name));
-        apply_one(
-            &pvcs,
-            &c.pvc,
-            hash_of(cached_pvc.as_deref().map(|m| &m.metadata)),
-            full,
-            recent,
-            &mut lagging,
-        )
-        .await?;
-        Ok::<bool, Error>(lagging)
-    };
-
-    let service = async {
-        let mut lagging = false;
-        let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-        let cached_svc = cached(&ctx.services, &ns, &names::service(&name));
-        apply_one(
-            &services,
-            &c.service,
-            hash_of(cached_svc.as_deref().map(|m| &m.metadata)),
-            full,
-            recent,
-            &mut lagging,
-        )
-        .await?;
-        Ok::<bool, Error>(lagging)
-    };
-
-    let policy = async {
-        let mut lagging = false;
-        let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
-        let cached_np = cached(&ctx.policies, &ns, &names::network_policy(&name));
-        apply_one(
-            &policies,
-            &c.network_policy,
-            hash_of(cached_np.as_deref().map(|m| &m.metadata)),
-            full,
-            recent,
-            &mut lagging,
-        )
-        .await?;
-        Ok::<bool, Error>(lagging)
-    };
-
-    let pod = async {
-        let mut lagging = false;
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let current = cached(&ctx.pods, &ns, &names::pod(&name));
-        let mut applied = None;
-        match (&c.pod, current.as_deref()) {
-            (None, Some(pod)) if pod.metadata.deletion_timestamp.is_none() => {
-                delete_pod(&pods, pod).await?
-            }
-            (None, _) => {}
-            // Terminating: wait for it to go (its deletion triggers a reconcile).
-            (Some(_), Some(pod)) if pod.metadata.deletion_timestamp.is_some() => {}
-            (Some(want), Some(pod))
-                if applied_hash(&pod.metadata) != applied_hash(&want.metadata)
-                    || status::pod_finished(pod) =>
-            {
-                // Pods are mostly immutable: a changed spec or a finished Pod means a new Pod.
-                tracing::info!(workspace = %key(ws), "replacing the Pod");
-                delete_pod(&pods, pod).await?;
-            }
-            (Some(want), current) => {
-                // The Pod as the apiserver has it after the apply, so the status
-                // written next already knows it exists (one status write less).
-                applied = apply_one(
-                    &pods,
-                    want,
-                    current
-                        .and_then(|p| applied_hash(&p.metadata))
-                        .map(String::from),
-                    full,
-                    recent,
-                    &mut lagging,
-                )
-                .await?;
-                if let Some(p) = &applied {
-                    let mut slim = p.clone();
-                    slim_pod(&mut slim);
-                    recent.record_pod(&key(ws), Arc::new(slim));
-                }
-            }
-        }
-        Ok::<(Option<Pod>, bool), Error>((applied, lagging))
-    };
-
-    let (l_secret, l_pvc, l_svc, l_np, (pod, l_pod)) =
-        tokio::try_join!(secret, pvc, service, policy, pod)?;
-    Ok(Applied {
-        pod,
-        lagging: l_secret || l_pvc || l_svc || l_np || l_pod,
-    })
+    }
+    Ok(Applied { pod: None, lagging })
 }
 
 fn token_of(secret: &Secret) -> String {
