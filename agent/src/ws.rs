@@ -248,7 +248,15 @@ impl Conn {
             | ClientMessage::ClaudePermission { .. }
             | ClientMessage::ClaudeInterrupt { .. }
             | ClientMessage::ClaudeHistory {}
-            | ClientMessage::ClaudeLoad { .. }) => self.claude(m).await,
+            | ClientMessage::ClaudeLoad { .. }) => {
+                // Say which session an error is about, so a client with several
+                // Claude panes shows it in the right one.
+                let id = named_session(&m).map(SessionId::to_string);
+                if let Err(e) = self.claude(m).await {
+                    self.error(e, id).await;
+                }
+                return;
+            }
             ClientMessage::SessionAttach { id, since } => {
                 let r = self.attach(&id, since);
                 return self.reply_err(r, &id).await;
@@ -296,8 +304,7 @@ impl Conn {
         }
     }
 
-    /// THE place where Claude sessions plug in: every `claude.*` message lands
-    /// here. Until the Claude integration exists, each gets `claude_unavailable`.
+    /// Every `claude.*` message lands here and goes to `crate::claude`.
     async fn claude(&mut self, m: ClientMessage) -> Result<(), ClientError> {
         for reply in crate::claude::handle(&self.state, m).await? {
             match reply {
@@ -527,5 +534,15 @@ impl Out {
 
     async fn close(&self) {
         let _ = self.0.lock().await.close().await;
+    }
+}
+
+/// The session a `claude.*` message is about, when it names one.
+fn named_session(m: &ClientMessage) -> Option<&SessionId> {
+    match m {
+        ClientMessage::ClaudeSend { id, .. }
+        | ClientMessage::ClaudePermission { id, .. }
+        | ClientMessage::ClaudeInterrupt { id } => Some(id),
+        _ => None,
     }
 }

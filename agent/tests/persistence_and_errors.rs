@@ -129,6 +129,11 @@ async fn every_bad_input_gets_its_code_and_the_connection_carries_on() {
         let e = c.wait_type("error").await;
         assert_eq!(e["code"], *code, "{msg:.80} -> {e}");
         assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+        // An error about a named session says which one.
+        let sent: Value = serde_json::from_str(msg).unwrap_or_default();
+        if *code == "no_such_session" {
+            assert_eq!(e["id"], sent["id"], "{msg:.80} -> {e}");
+        }
     }
     // binary frames: undecodable, wrong kind, unknown session, too large
     c.send_binary(vec![1]).await;
