@@ -10,9 +10,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// The running agent's URL and token, read the way only a test may: the URL
 /// from the gateway's log, the token from the agent's environment in /proc.
-fn agent_direct(gw: &Gateway) -> (String, String, u32) {
+async fn agent_direct(gw: &Gateway) -> (String, String, u32) {
     let (url, pid) = gw
-        .agents_started()
+        .wait_agents_started(1)
+        .await
         .last()
         .cloned()
         .expect("an agent was started");
@@ -78,7 +79,7 @@ async fn bytes_in_equal_bytes_out_both_ways() {
     assert!(out.bytes.len() > 3_000_000);
     assert_eq!(out.start, Some(0));
 
-    let (url, token, _) = agent_direct(&gw);
+    let (url, token, _) = agent_direct(&gw).await;
     let auth = format!("Bearer {token}");
     let mut direct = ws_connect(&url, &[("authorization", &auth)]).await.unwrap();
     let hello_direct = match next(&mut direct).await {
@@ -132,7 +133,7 @@ async fn a_killed_agent_is_restarted_and_the_client_resumes() {
         .unwrap();
     read_until(&mut ws, &id, &mut seen, b"BEFORE-KILL").await;
 
-    let (_, _, pid) = agent_direct(&gw);
+    let (_, _, pid) = agent_direct(&gw).await;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
@@ -162,7 +163,7 @@ async fn a_killed_agent_is_restarted_and_the_client_resumes() {
     // Reconnecting waits for the restarted agent.
     let mut ws = gw.ws(&c, "crash").await.unwrap();
     next_json(&mut ws, "hello").await;
-    let started = gw.agents_started();
+    let started = gw.wait_agents_started(2).await;
     assert_eq!(started.len(), 2, "one restart");
     assert_ne!(started[1].1, pid);
 

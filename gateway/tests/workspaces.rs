@@ -70,7 +70,7 @@ async fn create_list_open_sessions_delete() {
     assert_eq!(sessions.json(), serde_json::json!([]));
     let st = gw.api(&c, "GET", "/api/workspaces/proj", "").await.json();
     assert_eq!(st["phase"], "Running");
-    let (_, pid) = gw.agents_started()[0].clone();
+    let (_, pid) = gw.wait_agents_started(1).await[0].clone();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
 
     let r = gw.api(&c, "DELETE", "/api/workspaces/proj", "").await;

@@ -231,6 +231,19 @@ impl Gateway {
         }
     }
 
+    /// Waits until the gateway has logged `n` agent starts (its stderr is read
+    /// by another thread, so a line can trail what the client already saw).
+    pub async fn wait_agents_started(&self, n: usize) -> Vec<(String, u32)> {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let started = self.agents_started();
+            if started.len() >= n || Instant::now() >= deadline {
+                return started;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every `agent running` log line, in order: (url, pid).
     pub fn agents_started(&self) -> Vec<(String, u32)> {
         self.stderr
