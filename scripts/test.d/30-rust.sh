@@ -2,4 +2,4 @@
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
 cargo build --workspace --bins --locked
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
