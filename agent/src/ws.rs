@@ -258,12 +258,12 @@ impl Conn {
                 return;
             }
             ClientMessage::SessionAttach { id, since } => {
+                self.end_attachment(&id).await;
                 let r = self.attach(&id, since);
                 return self.reply_err(r, &id).await;
             }
             ClientMessage::SessionDetach { id } => {
-                if let Some(h) = self.attachments.remove(&id) {
-                    h.abort();
+                if self.end_attachment(&id).await {
                     Ok(())
                 } else if self.state.registry.get(&id).is_none() {
                     Err((ErrorCode::NoSuchSession, format!("no session {id}")))
@@ -296,6 +296,18 @@ impl Conn {
         if let Err(e) = result {
             self.error(e, None).await;
         }
+    }
+
+    /// Stops this connection's attachment to `id` and waits until its task is
+    /// gone, so that none of its frames can follow what comes next (a new
+    /// `session.attached`). Says whether there was one.
+    async fn end_attachment(&mut self, id: &SessionId) -> bool {
+        let Some(h) = self.attachments.remove(id) else {
+            return false;
+        };
+        h.abort();
+        let _ = h.await;
+        true
     }
 
     async fn reply_err(&mut self, r: Result<(), ClientError>, id: &SessionId) {

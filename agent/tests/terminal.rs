@@ -302,3 +302,25 @@ async fn fresh_attach_during_a_flood_gets_the_screen_then_live_output() {
     b.send(json!({"type": "session.stop", "id": id})).await;
     b.wait_json(|v| v["type"] == "session.ended").await;
 }
+
+#[tokio::test]
+async fn reattaching_during_a_flood_never_mixes_in_the_old_attachment() {
+    let agent = Agent::start(&[]);
+    let mut a = agent.connect().await;
+    let id = a.start(json!({"shell": "/bin/sh"})).await;
+    a.write(&id, "exec yes flood-line\n").await;
+    a.wait_output(&id, "flood-line\r\nflood-line\r\n").await;
+    // Each attach replaces the connection's attachment. The client checks
+    // that every output frame after a `session.attached` continues exactly
+    // from its offset, so a late frame of the replaced attachment fails it.
+    for _ in 0..40 {
+        let since = a.stream(&id).end();
+        a.send(json!({"type": "session.attach", "id": id, "since": since}))
+            .await;
+        let att = a.wait_json(|v| v["type"] == "session.attached").await;
+        assert_eq!(att["offset"], since, "{att}");
+        a.wait_until(|c| c.stream(&id).end() > since + 20_000).await;
+    }
+    a.send(json!({"type": "session.stop", "id": id})).await;
+    a.wait_json(|v| v["type"] == "session.ended").await;
+}
