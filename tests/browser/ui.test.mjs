@@ -31,10 +31,17 @@ let page;
 let session; // the terminal opened by the tests
 const consoleErrors = [];
 
+/**
+ * Signs in through the form and returns once the gateway answered and, when
+ * it let us in, the UI shows the workspace list (so that a following goto
+ * cannot race the cookie or the UI's own navigation after login).
+ */
 async function login(p, key) {
   await p.goto(gw.url + "/");
   await p.getByLabel("Access key").fill(key);
+  const answered = p.waitForResponse((r) => r.url().endsWith("/api/login") && r.request().method() === "POST");
   await p.getByRole("button", { name: "Sign in" }).click();
+  if ((await answered).ok()) await p.getByRole("heading", { name: "Workspaces" }).waitFor();
 }
 
 /** Opens a new terminal in the current workspace view; returns its session id. */
