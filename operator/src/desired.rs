@@ -214,6 +214,10 @@ pub fn desired(ws: &Workspace, defaults: &WorkspaceDefaults, token: &str) -> Chi
         metadata: meta(ws, names::service(&name)),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
+            // Headless: the gateway dials the Pod IP from the status, so a
+            // virtual IP per workspace would only use up the Service range and
+            // add proxy rules on every node. DNS still names the workspace.
+            cluster_ip: Some("None".into()),
             selector: Some(selector(ws)),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),

@@ -242,3 +242,21 @@ fn invalid_fixtures_are_refused_with_a_reason() {
         "InvalidIdleTimeout"
     );
 }
+
+#[test]
+fn service_is_headless_and_selects_the_workspace_pod() {
+    let c = build("minimal.yaml", &WorkspaceDefaults::default());
+    let spec = c.service.spec.as_ref().expect("a service spec");
+    // No virtual IP per workspace: the gateway dials the Pod IP.
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    let pod_labels = c
+        .pod
+        .as_ref()
+        .and_then(|p| p.metadata.labels.clone())
+        .unwrap_or_default();
+    let selector = spec.selector.clone().unwrap_or_default();
+    assert!(!selector.is_empty());
+    for (k, v) in &selector {
+        assert_eq!(pod_labels.get(k), Some(v), "the Pod carries {k}={v}");
+    }
+}
