@@ -314,7 +314,7 @@ async fn main() {
     let tp_bytes = env_num("BENCH_THROUGHPUT_BYTES", 32 << 20);
     let rounds = env_num("BENCH_ROUNDS", 3);
     let live_bytes = env_num("BENCH_LIVE_BYTES", 256 << 20);
-    let live_rounds = env_num("BENCH_LIVE_ROUNDS", 3);
+    let live_rounds = env_num("BENCH_LIVE_ROUNDS", 5);
     let echoes = env_num("BENCH_ECHOES", 2000);
     let conns = env_num("BENCH_CONNECTIONS", 1000);
 
