@@ -27,6 +27,7 @@ use crate::config::WorkspaceDefaults;
 use crate::desired::{self, Children, Invalid, applied_hash, managed_selector};
 use crate::idle::{self, ActivityClient, Verdict};
 use crate::metrics::Metrics;
+use crate::ownership;
 use crate::recent::{CACHE_LAG, Recent};
 use crate::status::{self, DEGRADED, Observed};
 
@@ -113,9 +114,10 @@ fn slim_pod(p: &mut Pod) {
     }
 }
 
-/// Of a token Secret only its token matters.
+/// Of a token Secret only its token matters (and whether it was created
+/// rather than applied, see [`ownership`]).
 fn slim_secret(s: &mut Secret) {
-    s.managed_fields_mut().clear();
+    ownership::slim_managed_fields(&mut s.metadata, MANAGER);
     s.annotations_mut().remove(LAST_APPLIED);
     if let Some(data) = s.data.as_mut() {
         data.retain(|k, _| k == TOKEN_KEY);
@@ -178,7 +180,7 @@ pub async fn run(
         children.clone(),
     )
     .default_backoff()
-    .modify(|m| m.managed_fields_mut().clear())
+    .modify(|m| ownership::slim_managed_fields(&mut m.metadata, MANAGER))
     .reflect(pvc_writer)
     .touched_objects();
     let (services, svc_writer) = reflector::store();
@@ -187,7 +189,7 @@ pub async fn run(
         children.clone(),
     )
     .default_backoff()
-    .modify(|m| m.managed_fields_mut().clear())
+    .modify(|m| ownership::slim_managed_fields(&mut m.metadata, MANAGER))
     .reflect(svc_writer)
     .touched_objects();
     let (policies, np_writer) = reflector::store();
@@ -196,7 +198,7 @@ pub async fn run(
         children,
     )
     .default_backoff()
-    .modify(|m| m.managed_fields_mut().clear())
+    .modify(|m| ownership::slim_managed_fields(&mut m.metadata, MANAGER))
     .reflect(np_writer)
     .touched_objects();
 
@@ -587,12 +589,27 @@ fn params() -> PatchParams {
     PatchParams::apply(MANAGER).force()
 }
 
-/// Applies `desired` unless the cache shows the same hash (and `full` is not asked).
+/// What the cache shows of a child: its hash annotation, and whether it was
+/// created rather than applied (see [`ownership`]).
+struct Seen {
+    hash: Option<String>,
+    created_not_applied: bool,
+}
+
+fn seen(meta: Option<&kube::core::ObjectMeta>) -> Option<Seen> {
+    meta.map(|m| Seen {
+        hash: applied_hash(m).map(String::from),
+        created_not_applied: ownership::created_not_applied(m, MANAGER),
+    })
+}
+
+/// Makes the child what `desired` says unless the cache shows the same hash
+/// (and `full` is not asked): created when the cache has none, else applied.
 /// `Ok(None)` when skipped; `lagging` is set when only [`Recent`] vouched for it.
 async fn apply_one<K>(
     api: &Api<K>,
     desired: &K,
-    cached_hash: Option<String>,
+    seen: Option<Seen>,
     full: bool,
     recent: &Recent,
     lagging: &mut bool,
@@ -607,6 +624,7 @@ where
         desired.namespace().unwrap_or_default(),
         desired.name_any()
     );
+    let cached_hash = seen.as_ref().and_then(|s| s.hash.clone());
     if !full && let Some(want) = &want {
         if cached_hash.as_deref() == Some(want.as_str()) {
             return Ok(None);
@@ -615,6 +633,30 @@ where
             *lagging = true;
             return Ok(None);
         }
+    }
+    match &seen {
+        // A create costs the apiserver about half an apply's CPU.
+        None => {
+            let pp = PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            };
+            match api.create(&pp, desired).await {
+                Ok(created) => {
+                    if let Some(want) = &want {
+                        recent.record_applied(&object, want);
+                    }
+                    return Ok(Some(created));
+                }
+                // It exists after all (the cache lags): apply it.
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Some(s) if s.created_not_applied && s.hash != want => {
+            fold_ownership(api, &desired.name_any()).await?
+        }
+        Some(_) => {}
     }
     let mut body = serde_json::to_value(desired).map_err(|e| Error::Finalizer(e.to_string()))?;
     body["apiVersion"] = K::api_version(&()).into();
@@ -626,6 +668,34 @@ where
         recent.record_applied(&object, want);
     }
     Ok(Some(applied))
+}
+
+/// Before a changing apply to a child that was created, not applied: our
+/// `Update` field entry becomes part of our `Apply` entry, so the apply can
+/// remove fields the desired object no longer has. The patch tests the
+/// resourceVersion, so a concurrent write makes it fail and the reconcile retry.
+async fn fold_ownership<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let current = api.get(name).await?;
+    let meta = current.meta();
+    let Some(folded) = meta
+        .managed_fields
+        .as_deref()
+        .and_then(|e| ownership::fold_updates_into_apply(e, MANAGER))
+    else {
+        return Ok(());
+    };
+    let ops = serde_json::json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": meta.resource_version},
+        {"op": "replace", "path": "/metadata/managedFields", "value": folded},
+    ]);
+    let patch = serde_json::from_value(ops).map_err(|e| Error::Finalizer(e.to_string()))?;
+    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await?;
+    tracing::debug!(object = name, "folded created fields into the apply entry");
+    Ok(())
 }
 
 /// What applying the children did: the Pod as applied (if it was), and
@@ -648,7 +718,6 @@ async fn apply_children(
     let ns = ws.namespace().unwrap_or_default();
     let name = ws.name_any();
     let client = &ctx.client;
-    let hash_of = |m: Option<&kube::core::ObjectMeta>| m.and_then(applied_hash).map(String::from);
 
     // The token Secret is created, never blindly applied, while we have not
     // seen it: if it exists after all (a stale cache), keep its token.
@@ -658,7 +727,7 @@ async fn apply_children(
         apply_one(
             &secrets,
             &c.secret,
-            hash_of(cached.as_deref().map(|s| &s.metadata)),
+            seen(cached.as_deref().map(|s| &s.metadata)),
             full,
             recent,
             &mut lagging,
@@ -689,7 +758,7 @@ async fn apply_children(
     apply_one(
         &pvcs,
         &c.pvc,
-        hash_of(cached_pvc.as_deref().map(|m| &m.metadata)),
+        seen(cached_pvc.as_deref().map(|m| &m.metadata)),
         full,
         recent,
         &mut lagging,
@@ -701,7 +770,7 @@ async fn apply_children(
     apply_one(
         &services,
         &c.service,
-        hash_of(cached_svc.as_deref().map(|m| &m.metadata)),
+        seen(cached_svc.as_deref().map(|m| &m.metadata)),
         full,
         recent,
         &mut lagging,
@@ -713,7 +782,7 @@ async fn apply_children(
     apply_one(
         &policies,
         &c.network_policy,
-        hash_of(cached_np.as_deref().map(|m| &m.metadata)),
+        seen(cached_np.as_deref().map(|m| &m.metadata)),
         full,
         recent,
         &mut lagging,
@@ -743,9 +812,7 @@ async fn apply_children(
             let pod = apply_one(
                 &pods,
                 want,
-                current
-                    .and_then(|p| applied_hash(&p.metadata))
-                    .map(String::from),
+                seen(current.map(|p| &p.metadata)),
                 full,
                 recent,
                 &mut lagging,

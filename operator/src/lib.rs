@@ -10,5 +10,6 @@ pub mod http;
 pub mod idle;
 pub mod leader;
 pub mod metrics;
+pub mod ownership;
 pub mod recent;
 pub mod status;
