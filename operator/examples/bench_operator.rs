@@ -8,8 +8,12 @@
 //! 4. Cold start: with the local node, apply one Workspace at a time and time
 //!    apply -> phase Running; p50 and p90.
 //!
+//! The floor and the operator each run on a fresh control plane; CPU seconds of
+//! every process are printed per phase, and the apiserver's request counts.
+//!
 //! Env: BENCH_N (1000), BENCH_CONCURRENCY (16), BENCH_COLD (15),
-//! DISPATCH_OPERATOR_BIN, DISPATCH_AGENT_BIN.
+//! BENCH_APISERVER_PROFILE (a path prefix: the apiserver's CPU profile of each
+//! phase is written there), DISPATCH_OPERATOR_BIN, DISPATCH_AGENT_BIN.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dispatch_api::crd::{Workspace, WorkspaceSpec};
-use dispatch_kube_harness::{ControlPlane, LocalNode, LocalNodeOptions};
+use dispatch_kube_harness::{ControlPlane, ControlPlaneOptions, LocalNode, LocalNodeOptions};
 use dispatch_operator::config::WorkspaceDefaults;
 use dispatch_operator::desired::{desired, new_token};
 use dispatch_operator::status::{Observed, compute};
@@ -26,6 +30,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt;
 use kube::{Client, Resource};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -203,21 +208,19 @@ fn print_requests(
     }
 }
 
-fn pctl(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let n = env_usize("BENCH_N", 1000);
-    let conc = env_usize("BENCH_CONCURRENCY", 16);
-    let cold = env_usize("BENCH_COLD", 15);
-    let operator_bin = PathBuf::from(std::env::var("DISPATCH_OPERATOR_BIN")?);
-    let agent_bin = PathBuf::from(std::env::var("DISPATCH_AGENT_BIN")?);
-
-    let cp = ControlPlane::start().await?;
-    let client = cp.client();
+/// A control plane with the Workspace CRD and namespace `ns`; with
+/// `BENCH_APISERVER_PROFILE` set, the apiserver serves its Go profiles.
+async fn control_plane(ns: &str) -> anyhow::Result<ControlPlane> {
+    let profiling = std::env::var_os("BENCH_APISERVER_PROFILE").is_some();
+    let cp = ControlPlane::start_with(ControlPlaneOptions {
+        extra_apiserver_args: if profiling {
+            vec!["--profiling=true".into()]
+        } else {
+            Vec::new()
+        },
+        ..Default::default()
+    })
+    .await?;
     let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/workspace.yaml");
     anyhow::ensure!(
         cp.kubectl()
@@ -238,20 +241,144 @@ async fn main() -> anyhow::Result<()> {
             .success(),
         "CRD established"
     );
-    for ns in ["bench-floor", "bench-op", "bench-cold"] {
-        cp.create_namespace(ns, &[]).await?;
-    }
+    cp.create_namespace(ns, &[]).await?;
+    Ok(cp)
+}
 
-    // 1. Floor.
-    let r0 = requests(&cp);
-    let t = Instant::now();
-    create_many(&client, "bench-floor", n, conc, true).await?;
-    let floor = t.elapsed();
-    let r1 = requests(&cp);
+/// With `BENCH_APISERVER_PROFILE=<prefix>`, records the apiserver's CPU profile
+/// for `secs` seconds into `<prefix>.<phase>` (read it with `go tool pprof`).
+fn start_profile(
+    cp: &ControlPlane,
+    phase: &str,
+    secs: u32,
+) -> anyhow::Result<Option<std::process::Child>> {
+    let Some(prefix) = std::env::var_os("BENCH_APISERVER_PROFILE") else {
+        return Ok(None);
+    };
+    let mut path = prefix;
+    path.push(format!(".{phase}"));
+    let out = std::fs::File::create(&path)?;
+    let child = cp
+        .kubectl()
+        .args([
+            "get",
+            "--raw",
+            &format!("/debug/pprof/profile?seconds={secs}"),
+        ])
+        .stdout(out)
+        .spawn()?;
+    Ok(Some(child))
+}
+
+/// Waits until each of `n` Workspaces has a status for its generation
+/// (phase Starting: no node runs their Pods).
+async fn wait_all_synced(api: Api<Workspace>, n: usize) -> anyhow::Result<()> {
+    let mut done = std::collections::HashSet::new();
+    let events = kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
+        .default_backoff()
+        .applied_objects();
+    futures_util::pin_mut!(events);
+    while done.len() < n {
+        let Some(w) = events.try_next().await? else {
+            anyhow::bail!("the Workspace watch ended");
+        };
+        let synced = w.status.as_ref().is_some_and(|s| {
+            s.phase.map(|p| p.as_str()) == Some("Starting")
+                && s.observed_generation == w.metadata.generation
+        });
+        if synced {
+            done.insert(w.metadata.name.unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// CPU seconds (user + system) used so far by each control-plane process,
+/// the operator (`operator` pid, 0 for none) and this benchmark.
+fn cpu_times(cp: &ControlPlane, operator: u32) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> = cp
+        .processes()
+        .into_iter()
+        .map(|(name, pid)| (name.to_string(), cpu_secs(&pid.to_string())))
+        .collect();
+    if operator != 0 {
+        v.push(("dispatch-operator".into(), cpu_secs(&operator.to_string())));
+    }
+    v.push(("bench client".into(), cpu_secs("self")));
+    v
+}
+
+fn cpu_secs(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces): utime, stime
+    // are the 12th and 13th, in clock ticks (100 per second on Linux).
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn print_cpu(phase: &str, before: &[(String, f64)], after: &[(String, f64)], took: Duration) {
+    let parts: Vec<String> = after
+        .iter()
+        .map(|(name, a)| {
+            let b = before
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0.0, |(_, b)| *b);
+            format!("{name} {:.1}", a - b)
+        })
+        .collect();
     println!(
-        "floor: {n} Workspaces + 5 children + status created directly in {:.2}s",
-        floor.as_secs_f64()
+        "{phase}: CPU seconds over {:.1} s wall: {}",
+        took.as_secs_f64(),
+        parts.join(", ")
     );
+}
+
+fn pctl(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let n = env_usize("BENCH_N", 1000);
+    let conc = env_usize("BENCH_CONCURRENCY", 16);
+    let cold = env_usize("BENCH_COLD", 15);
+    let operator_bin = PathBuf::from(std::env::var("DISPATCH_OPERATOR_BIN")?);
+    let agent_bin = PathBuf::from(std::env::var("DISPATCH_AGENT_BIN")?);
+
+    // Each side gets a fresh control plane, so neither pays for the other's
+    // 1,000 Workspaces (the apiserver's cost per write grows with what it holds).
+    let (floor, r0, r1, cpu0, cpu1) = {
+        let cp = control_plane("bench-floor").await?;
+        let client = cp.client();
+        let r0 = requests(&cp);
+        let cpu0 = cpu_times(&cp, 0);
+        let profile = start_profile(&cp, "floor", 12)?;
+        let t = Instant::now();
+        create_many(&client, "bench-floor", n, conc, true).await?;
+        let floor = t.elapsed();
+        let r1 = requests(&cp);
+        let cpu1 = cpu_times(&cp, 0);
+        if let Some(mut p) = profile {
+            p.wait()?;
+        }
+        println!(
+            "floor: {n} Workspaces + 5 children + status created directly in {:.2}s",
+            floor.as_secs_f64()
+        );
+        (floor, r0, r1, cpu0, cpu1)
+    };
+
+    let cp = control_plane("bench-op").await?;
+    cp.create_namespace("bench-cold", &[]).await?;
+    let client = cp.client();
 
     // 2. Operator.
     let mut op = Command::new(&operator_bin)
@@ -277,25 +404,25 @@ async fn main() -> anyhow::Result<()> {
     let rss_idle = rss_kib(pid);
     let r2 = requests(&cp);
     let wss: Api<Workspace> = Api::namespaced(client.clone(), "bench-op");
+    // Completion is followed with a watch (listing 1,000 Workspaces over and
+    // over would load the apiserver that the operator is using).
+    let all_synced = tokio::spawn(wait_all_synced(wss.clone(), n));
+    let cpu2 = cpu_times(&cp, pid);
+    let profile = start_profile(&cp, "operator", 12)?;
     let t = Instant::now();
     create_many(&client, "bench-op", n, conc, false).await?;
     let created = t.elapsed();
-    loop {
-        let list = wss.list(&ListParams::default()).await?;
-        let done = list.items.iter().filter(|w| {
-            w.status.as_ref().is_some_and(|s| {
-                s.phase.map(|p| p.as_str()) == Some("Starting")
-                    && s.observed_generation == w.metadata.generation
-            })
-        });
-        // Children are counted only once every status is there (listing them
-        // all each time would load the apiserver the operator is using).
-        if done.count() == n && all_children(&client, "bench-op", n).await? {
-            break;
-        }
+    all_synced.await??;
+    // Children are in place before the operator writes a status; check once.
+    while !all_children(&client, "bench-op", n).await? {
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(600), "children missing");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let with_operator = t.elapsed();
+    let cpu3 = cpu_times(&cp, pid);
+    if let Some(mut p) = profile {
+        p.wait()?;
+    }
     let r3 = requests(&cp);
     println!(
         "operator: {n} Workspaces created in {:.2}s; all with children and status after {:.2}s",
@@ -366,6 +493,9 @@ async fn main() -> anyhow::Result<()> {
         n,
     );
     print_requests("operator, 3 s after sync", &r3, &r4, n);
+    println!();
+    print_cpu("floor", &cpu0, &cpu1, floor);
+    print_cpu("operator", &cpu2, &cpu3, with_operator);
     println!();
     println!("== results (N={n}, client concurrency {conc}) ==");
     println!(

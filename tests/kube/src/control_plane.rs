@@ -251,6 +251,12 @@ impl ControlPlane {
     }
 
     /// A client with cluster-admin rights (client cert in group `system:masters`).
+    /// The control plane's processes by name (etcd, kube-apiserver, ...) and
+    /// pid, e.g. for benchmarks that account their CPU time.
+    pub fn processes(&self) -> Vec<(&str, i32)> {
+        self.procs.iter().map(|p| (p.name(), p.pid())).collect()
+    }
+
     pub fn client(&self) -> Client {
         self.client.clone()
     }
