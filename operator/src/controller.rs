@@ -114,10 +114,9 @@ fn slim_pod(p: &mut Pod) {
     }
 }
 
-/// Of a token Secret only its token matters (and whether it was created
-/// rather than applied, see [`ownership`]).
+/// Of a token Secret only its token matters.
 fn slim_secret(s: &mut Secret) {
-    ownership::slim_managed_fields(&mut s.metadata, MANAGER);
+    s.managed_fields_mut().clear();
     s.annotations_mut().remove(LAST_APPLIED);
     if let Some(data) = s.data.as_mut() {
         data.retain(|k, _| k == TOKEN_KEY);
@@ -180,7 +179,7 @@ pub async fn run(
         children.clone(),
     )
     .default_backoff()
-    .modify(|m| ownership::slim_managed_fields(&mut m.metadata, MANAGER))
+    .modify(|m| m.managed_fields_mut().clear())
     .reflect(pvc_writer)
     .touched_objects();
     let (services, svc_writer) = reflector::store();
@@ -189,7 +188,7 @@ pub async fn run(
         children.clone(),
     )
     .default_backoff()
-    .modify(|m| ownership::slim_managed_fields(&mut m.metadata, MANAGER))
+    .modify(|m| m.managed_fields_mut().clear())
     .reflect(svc_writer)
     .touched_objects();
     let (policies, np_writer) = reflector::store();
@@ -198,7 +197,7 @@ pub async fn run(
         children,
     )
     .default_backoff()
-    .modify(|m| ownership::slim_managed_fields(&mut m.metadata, MANAGER))
+    .modify(|m| m.managed_fields_mut().clear())
     .reflect(np_writer)
     .touched_objects();
 
@@ -589,18 +588,9 @@ fn params() -> PatchParams {
     PatchParams::apply(MANAGER).force()
 }
 
-/// What the cache shows of a child: its hash annotation, and whether it was
-/// created rather than applied (see [`ownership`]).
-struct Seen {
-    hash: Option<String>,
-    created_not_applied: bool,
-}
-
-fn seen(meta: Option<&kube::core::ObjectMeta>) -> Option<Seen> {
-    meta.map(|m| Seen {
-        hash: applied_hash(m).map(String::from),
-        created_not_applied: ownership::created_not_applied(m, MANAGER),
-    })
+/// What the cache shows of a child: `None` when it has none, else its hash annotation.
+fn seen(meta: Option<&kube::core::ObjectMeta>) -> Option<Option<String>> {
+    meta.map(|m| applied_hash(m).map(String::from))
 }
 
 /// Makes the child what `desired` says unless the cache shows the same hash
@@ -609,7 +599,7 @@ fn seen(meta: Option<&kube::core::ObjectMeta>) -> Option<Seen> {
 async fn apply_one<K>(
     api: &Api<K>,
     desired: &K,
-    seen: Option<Seen>,
+    seen: Option<Option<String>>,
     full: bool,
     recent: &Recent,
     lagging: &mut bool,
@@ -624,7 +614,7 @@ where
         desired.namespace().unwrap_or_default(),
         desired.name_any()
     );
-    let cached_hash = seen.as_ref().and_then(|s| s.hash.clone());
+    let cached_hash = seen.clone().flatten();
     if !full && let Some(want) = &want {
         if cached_hash.as_deref() == Some(want.as_str()) {
             return Ok(None);
@@ -653,9 +643,8 @@ where
                 Err(e) => return Err(e.into()),
             }
         }
-        Some(s) if s.created_not_applied && s.hash != want => {
-            fold_ownership(api, &desired.name_any()).await?
-        }
+        // A change (rare): the child may have been created, not applied.
+        Some(hash) if *hash != want => fold_ownership(api, &desired.name_any()).await?,
         Some(_) => {}
     }
     let mut body = serde_json::to_value(desired).map_err(|e| Error::Finalizer(e.to_string()))?;

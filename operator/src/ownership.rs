@@ -5,12 +5,11 @@
 //! create, which dominates when many Workspaces arrive at once. Such an object
 //! records its fields under our manager with operation `Update`. A later apply
 //! would only share those fields, so a field that the desired object no longer
-//! has would never be removed. Before the first apply that changes such an
-//! object, its `Update` entry is folded into our `Apply` entry (what client-go's
+//! has would never be removed. Before an apply that changes a child, our
+//! `Update` entry, if any, is folded into our `Apply` entry (what client-go's
 //! `csaupgrade` does for kubectl), so that apply owns, and can drop, them all.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
-use kube::core::ObjectMeta;
 use serde_json::Value;
 
 const APPLY: &str = "Apply";
@@ -18,29 +17,6 @@ const UPDATE: &str = "Update";
 
 fn is_own_update(e: &ManagedFieldsEntry, manager: &str) -> bool {
     e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some(UPDATE)
-}
-
-/// Whether `manager` holds fields of this object through a non-apply write.
-pub fn created_not_applied(meta: &ObjectMeta, manager: &str) -> bool {
-    meta.managed_fields
-        .iter()
-        .flatten()
-        .any(|e| is_own_update(e, manager))
-}
-
-/// What a cache keeps of managedFields: only the marker that
-/// [`created_not_applied`] reads, without field sets or times.
-pub fn slim_managed_fields(meta: &mut ObjectMeta, manager: &str) {
-    if let Some(entries) = meta.managed_fields.as_mut() {
-        entries.retain(|e| is_own_update(e, manager));
-        for e in entries.iter_mut() {
-            e.fields_v1 = None;
-            e.time = None;
-        }
-        if entries.is_empty() {
-            meta.managed_fields = None;
-        }
-    }
 }
 
 /// The managedFields with `manager`'s `Update` entries merged into its `Apply`
@@ -54,6 +30,7 @@ pub fn fold_updates_into_apply(
     let ours = |e: &ManagedFieldsEntry| {
         e.manager.as_deref() == Some(manager)
             && e.api_version == version
+            && e.subresource.is_none()
             && matches!(e.operation.as_deref(), Some(APPLY) | Some(UPDATE))
     };
     let mut fields = Value::Object(Default::default());
@@ -145,31 +122,5 @@ mod tests {
             entry("other", "Update", json!({"f:spec": {}})),
         ];
         assert!(fold_updates_into_apply(&entries, "op").is_none());
-    }
-
-    #[test]
-    fn caches_keep_only_the_marker() {
-        let mut meta = ObjectMeta {
-            managed_fields: Some(vec![
-                entry("op", "Update", json!({"f:spec": {"f:x": {}}})),
-                entry("op", "Apply", json!({"f:spec": {}})),
-                entry("other", "Update", json!({"f:spec": {}})),
-            ]),
-            ..Default::default()
-        };
-        assert!(created_not_applied(&meta, "op"));
-        slim_managed_fields(&mut meta, "op");
-        let kept = meta.managed_fields.as_ref().expect("the marker");
-        assert_eq!(kept.len(), 1);
-        assert!(kept[0].fields_v1.is_none());
-        assert!(created_not_applied(&meta, "op"));
-
-        let mut applied = ObjectMeta {
-            managed_fields: Some(vec![entry("op", "Apply", json!({}))]),
-            ..Default::default()
-        };
-        slim_managed_fields(&mut applied, "op");
-        assert!(applied.managed_fields.is_none());
-        assert!(!created_not_applied(&applied, "op"));
     }
 }
