@@ -854,13 +854,12 @@ async fn write_status(ws: &Workspace, ctx: &Context, next: &WorkspaceStatus) -> 
     }
     let api: Api<Workspace> =
         Api::namespaced(ctx.client.clone(), &ws.namespace().unwrap_or_default());
-    let body = serde_json::json!({
-        "apiVersion": Workspace::api_version(&()),
-        "kind": Workspace::kind(&()),
-        "status": next,
-    });
-    api.patch_status(&ws.name_any(), &params(), &Patch::Apply(&body))
-        .await?;
+    api.patch_status(
+        &ws.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&status::merge_patch(next)),
+    )
+    .await?;
     ctx.recent.record_status(&k, next);
     Ok(())
 }

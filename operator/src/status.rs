@@ -229,9 +229,61 @@ pub fn differs(a: &WorkspaceStatus, b: &WorkspaceStatus) -> bool {
     strip(a) != strip(b)
 }
 
+/// A JSON merge patch that makes the status exactly `next`: every status
+/// field that `next` leaves out is set to null, so nothing stale (an endpoint
+/// after a suspension) survives. A merge patch costs the apiserver far less
+/// than a server-side apply, and the operator is the status's only writer.
+pub fn merge_patch(next: &WorkspaceStatus) -> serde_json::Value {
+    static FIELDS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        schemars::schema_for!(WorkspaceStatus)
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    });
+    let mut status = serde_json::to_value(next).unwrap_or_default();
+    if let Some(obj) = status.as_object_mut() {
+        for f in FIELDS.iter() {
+            obj.entry(f.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    serde_json::json!({ "status": status })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_patch_clears_every_field_that_is_gone() {
+        let running = WorkspaceStatus {
+            phase: Some(WorkspacePhase::Running),
+            endpoint: Some("http://127.0.0.2:8080".into()),
+            token_secret: Some("t".into()),
+            observed_generation: Some(3),
+            last_activity: Some(Time(Timestamp::UNIX_EPOCH)),
+            ..Default::default()
+        };
+        let patch = merge_patch(&running);
+        assert_eq!(patch["status"]["endpoint"], "http://127.0.0.2:8080");
+        assert_eq!(patch["status"]["phase"], "Running");
+        let suspended = WorkspaceStatus {
+            phase: Some(WorkspacePhase::Suspended),
+            ..Default::default()
+        };
+        let patch = merge_patch(&suspended);
+        let status = patch["status"].as_object().expect("an object");
+        for field in [
+            "conditions",
+            "endpoint",
+            "tokenSecret",
+            "observedGeneration",
+            "lastActivity",
+        ] {
+            assert_eq!(status.get(field), Some(&serde_json::Value::Null), "{field}");
+        }
+        assert_eq!(status["phase"], "Suspended");
+    }
 
     fn pod(yaml: &str) -> Pod {
         serde_yaml::from_str(yaml).unwrap()
