@@ -45,6 +45,10 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// Folding a created child's field ownership failed (a concurrent write
+    /// fails its resourceVersion test): transient, never the spec's fault.
+    #[error("field ownership of {0}: {1}")]
+    Ownership(String, kube::Error),
 }
 
 impl Error {
@@ -54,6 +58,7 @@ impl Error {
             Error::Kube(kube::Error::Api(s)) => format!("Api{}", s.code),
             Error::Kube(_) => "Client".into(),
             Error::Finalizer(_) => "Finalizer".into(),
+            Error::Ownership(..) => "Ownership".into(),
         }
     }
 }
@@ -667,7 +672,10 @@ async fn fold_ownership<K>(api: &Api<K>, name: &str) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let current = api.get(name).await?;
+    let current = api
+        .get(name)
+        .await
+        .map_err(|e| Error::Ownership(name.into(), e))?;
     let meta = current.meta();
     let Some(folded) = meta
         .managed_fields
@@ -682,7 +690,8 @@ where
     ]);
     let patch = serde_json::from_value(ops).map_err(|e| Error::Finalizer(e.to_string()))?;
     api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
-        .await?;
+        .await
+        .map_err(|e| Error::Ownership(name.into(), e))?;
     tracing::debug!(object = name, "folded created fields into the apply entry");
     Ok(())
 }
