@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use dispatch_api::protocol::PermissionMode;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -55,6 +56,16 @@ pub struct Config {
     #[arg(long, env = "DISPATCH_CLAUDE_BIN", default_value = "claude")]
     pub claude_bin: String,
 
+    /// Model for Claude sessions whose `claude.start` names none (the
+    /// Workspace's `claude.model` in Kubernetes).
+    #[arg(long, env = "DISPATCH_CLAUDE_MODEL", value_parser = parse_model)]
+    pub claude_model: Option<String>,
+
+    /// Permission mode for Claude sessions whose `claude.start` names none:
+    /// default, acceptEdits, plan or bypassPermissions.
+    #[arg(long, env = "DISPATCH_CLAUDE_PERMISSION_MODE", value_parser = parse_permission_mode)]
+    pub claude_permission_mode: Option<PermissionMode>,
+
     /// Seconds a Claude permission prompt waits for an answer before it is denied.
     #[arg(long, env = "DISPATCH_CLAUDE_PERMISSION_TIMEOUT", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(1..=86400))]
@@ -63,4 +74,54 @@ pub struct Config {
     /// Ended sessions listed after a restart (the newest ones).
     #[arg(long, env = "DISPATCH_KEEP_SESSIONS", default_value_t = 200)]
     pub keep_sessions: u32,
+}
+
+fn parse_model(s: &str) -> Result<String, String> {
+    if crate::claude::valid_model(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a model name (1 to {} characters of letters, digits and -_.:/[]@)",
+            crate::claude::MAX_MODEL_LEN
+        ))
+    }
+}
+
+fn parse_permission_mode(s: &str) -> Result<PermissionMode, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("{s:?} is not one of default, acceptEdits, plan, bypassPermissions"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from([&["dispatch-agent", "--workspace", "/tmp/w"], args].concat())
+    }
+
+    #[test]
+    fn claude_defaults_are_checked_when_the_agent_starts() {
+        let c = parse(&[
+            "--claude-model",
+            "claude-x",
+            "--claude-permission-mode",
+            "acceptEdits",
+        ])
+        .expect("valid defaults");
+        assert_eq!(c.claude_model.as_deref(), Some("claude-x"));
+        assert_eq!(c.claude_permission_mode, Some(PermissionMode::AcceptEdits));
+        let bad_mode = parse(&["--claude-permission-mode", "yolo"]).expect_err("refused");
+        assert!(
+            bad_mode.to_string().contains("is not one of default"),
+            "{bad_mode}"
+        );
+        let bad_model = parse(&["--claude-model", "--dangerously-skip-permissions"]);
+        assert!(bad_model.is_err());
+        let bad_model = parse(&["--claude-model", "a b"]).expect_err("refused");
+        assert!(
+            bad_model.to_string().contains("is not a model name"),
+            "{bad_model}"
+        );
+    }
 }

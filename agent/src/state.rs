@@ -136,6 +136,10 @@ impl AgentState {
             &config.claude_bin,
             &state_dir,
             Duration::from_secs(config.claude_permission_timeout),
+            crate::claude::SessionDefaults {
+                model: config.claude_model.clone(),
+                permission_mode: config.claude_permission_mode,
+            },
         );
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(AgentState {

@@ -709,6 +709,40 @@ async fn api_errors_reach_the_client() {
 }
 
 #[tokio::test]
+async fn the_agents_defaults_apply_when_a_session_names_no_model_or_mode() {
+    // What the operator sets from a Workspace's `claude` settings.
+    let bin = claude_bin();
+    let server = ModelServer::start_local(vec![Turn::text("Planned.")])
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut env = model_env(&server);
+    env.push((
+        "DISPATCH_CLAUDE_MODEL".into(),
+        "claude-workspace-default".into(),
+    ));
+    env.push(("DISPATCH_CLAUDE_PERMISSION_MODE".into(), "plan".into()));
+    let agent = start_agent(&tmp.path().join("ws"), &bin, &env, &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    let mut pane = Pane::default();
+    let result = turn(&mut c, &id, &mut pane, "What would you do?").await;
+    assert_eq!(result["raw"]["result"], "Planned.", "{result}");
+    let init = pane
+        .of_type("system")
+        .find(|e| e["subtype"] == "init")
+        .unwrap();
+    assert_eq!(init["raw"]["permissionMode"], "plan");
+    assert_eq!(init["raw"]["model"], "claude-workspace-default");
+    let reqs = server.message_requests();
+    assert!(!reqs.is_empty());
+    assert!(
+        reqs.iter()
+            .all(|r| r.body["model"] == "claude-workspace-default")
+    );
+}
+
+#[tokio::test]
 async fn interrupt_withdraws_a_pending_permission_prompt() {
     let bin = claude_bin();
     let tmp = tempfile::tempdir().unwrap();

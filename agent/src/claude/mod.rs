@@ -85,7 +85,7 @@ pub use session::ClaudeSession;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest transcript sent in one `claude.transcript`.
 const MAX_TRANSCRIPT_BYTES: usize = 8 * 1024 * 1024;
-const MAX_MODEL_LEN: usize = 100;
+pub(crate) const MAX_MODEL_LEN: usize = 100;
 
 /// What running `<bin> --version` found.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,17 +102,32 @@ pub struct ClaudeHost {
     /// Per-session event logs live in `<logs_dir>/<session id>/`.
     logs_dir: PathBuf,
     permission_timeout: Duration,
+    /// For sessions whose `claude.start` names none (the agent's flags).
+    defaults: SessionDefaults,
     running_as_root: bool,
     probe: Mutex<Option<Probe>>,
 }
 
+/// Model and permission mode for sessions that do not name them.
+#[derive(Debug, Clone, Default)]
+pub struct SessionDefaults {
+    pub model: Option<String>,
+    pub permission_mode: Option<PermissionMode>,
+}
+
 impl ClaudeHost {
-    pub fn new(bin: &str, state_dir: &Path, permission_timeout: Duration) -> Arc<Self> {
+    pub fn new(
+        bin: &str,
+        state_dir: &Path,
+        permission_timeout: Duration,
+        defaults: SessionDefaults,
+    ) -> Arc<Self> {
         let host = Arc::new(ClaudeHost {
             bin: bin.to_owned(),
             config_dir: state_dir.join("claude"),
             logs_dir: state_dir.join("logs"),
             permission_timeout,
+            defaults,
             // SAFETY: geteuid has no preconditions and cannot fail.
             running_as_root: unsafe { libc::geteuid() } == 0,
             probe: Mutex::new(None),
@@ -224,7 +239,7 @@ fn agent_env() -> Vec<(String, String)> {
         .collect()
 }
 
-fn valid_model(m: &str) -> bool {
+pub(crate) fn valid_model(m: &str) -> bool {
     !m.is_empty()
         && !m.starts_with('-')
         && m.len() <= MAX_MODEL_LEN
@@ -379,7 +394,11 @@ async fn start(
         .probe()
         .await
         .map_err(|reason| (ErrorCode::ClaudeUnavailable, reason))?;
-    let permission_mode = session::check_permission_mode(permission_mode, host.running_as_root)?;
+    let model = model.or_else(|| host.defaults.model.clone());
+    let permission_mode = session::check_permission_mode(
+        permission_mode.or(host.defaults.permission_mode),
+        host.running_as_root,
+    )?;
     if let Some(m) = &model
         && !valid_model(m)
     {
