@@ -27,6 +27,15 @@ async fn get_json(gw: &Gateway, key: &str, path: &str) -> (u16, serde_json::Valu
     (r.status, v)
 }
 
+/// `POST /api/workspaces/{name}/open`, which must succeed; returns the workspace.
+async fn open_workspace(gw: &Gateway, key: &str, name: &str) -> serde_json::Value {
+    let auth = bearer(key);
+    let path = format!("/api/workspaces/{name}/open");
+    let r = http(&gw.host, "POST", &path, &[("authorization", &auth)], "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    serde_json::from_str(&r.body).expect("the workspace as JSON")
+}
+
 async fn phase_of(gw: &Gateway, key: &str, name: &str) -> Option<String> {
     let (status, v) = get_json(gw, key, "/api/workspaces").await;
     assert_eq!(status, 200, "{v}");
@@ -187,17 +196,7 @@ async fn kubectl_apply_to_terminal_suspend_and_resume_through_two_gateways() {
     .await;
 
     // Opening it (through the other replica) resumes it; progress shows, then Running.
-    let auth = bearer(ALICE_KEY);
-    let r = http(
-        &gw1.host,
-        "POST",
-        "/api/workspaces/demo/open",
-        &[("authorization", &auth)],
-        "",
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    let opened: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    let opened = open_workspace(gw1, ALICE_KEY, "demo").await;
     assert_ne!(opened["phase"], "Suspended", "{opened}");
     assert_ne!(opened["phase"], "Running", "not running at once: {opened}");
     let spec = c.kubectl(
@@ -233,16 +232,7 @@ async fn kubectl_apply_to_terminal_suspend_and_resume_through_two_gateways() {
     assert_eq!(spec, "true");
     // Opened on one replica, connected at once on the other (whose cache may
     // not have seen the open yet): the socket waits for the agent.
-    let auth = bearer(ALICE_KEY);
-    let r = http(
-        &gw1.host,
-        "POST",
-        "/api/workspaces/demo/open",
-        &[("authorization", &auth)],
-        "",
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    open_workspace(gw1, ALICE_KEY, "demo").await;
     shell_run(gw0, ALICE_KEY, "demo", "echo again-$((3+4))", "again-7").await;
 
     // Trouble reaches the user: the operator's Degraded condition is the

@@ -148,6 +148,26 @@ export const paneSize = (page, id) => page.evaluate((id) => window.__dispatch?.p
 export const connStates = (page) => page.evaluate(() => [...(window.__dispatch?.states ?? [])]);
 
 /** Waits until the pane's whole buffer has a line matching `re`; returns the buffer. */
+/**
+ * Opens a new terminal in the workspace view on screen (once its session list
+ * has loaded, within `listTimeout`); returns the session id once the shell
+ * printed its prompt, with the terminal focused.
+ */
+export async function openTerminal(p, listTimeout = 15_000) {
+  await until(() => p.evaluate(() => window.__dispatch?.listed === true), "the session list", listTimeout);
+  const before = await activeSession(p);
+  const empty = p.getByRole("button", { name: "Open a terminal" });
+  if (await empty.isVisible()) await empty.click();
+  else await p.getByRole("button", { name: "New terminal" }).click();
+  const id = await until(async () => {
+    const a = await activeSession(p);
+    return a && a !== before && (await paneText(p, a)) !== null ? a : false;
+  }, "a new terminal pane");
+  await until(async () => ((await paneScreen(p, id)) ?? "").trim().length > 0, "a shell prompt");
+  await p.locator(`#panel-${id} .xterm`).click();
+  return id;
+}
+
 export function waitForLine(page, id, re, what, timeout = 15_000) {
   return until(async () => {
     const t = await paneText(page, id);

@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, describe, test } from "node:test";
-import { activeSession, connStates, launchBrowser, paneScreen, paneText, randomTag, shot, typeLine, until, waitForLine } from "./harness.mjs";
+import { connStates, launchBrowser, openTerminal, randomTag, shot, typeLine, until, waitForLine } from "./harness.mjs";
 
 const need = (name) => {
   const v = process.env[name];
@@ -43,21 +43,6 @@ async function listedPhase(page, name) {
   return (await badge.innerText()).trim();
 }
 
-async function openTerminal(p) {
-  await until(() => p.evaluate(() => window.__dispatch?.listed === true), "the session list", 60_000);
-  const before = await activeSession(p);
-  const empty = p.getByRole("button", { name: "Open a terminal" });
-  if (await empty.isVisible()) await empty.click();
-  else await p.getByRole("button", { name: "New terminal" }).click();
-  const id = await until(async () => {
-    const a = await activeSession(p);
-    return a && a !== before && (await paneText(p, a)) !== null ? a : false;
-  }, "a new terminal pane");
-  await until(async () => ((await paneScreen(p, id)) ?? "").trim().length > 0, "a shell prompt");
-  await p.locator(`#panel-${id} .xterm`).click();
-  return id;
-}
-
 describe("kubernetes: kubectl apply to a browser terminal", () => {
   let browser;
   let page;
@@ -81,7 +66,7 @@ describe("kubernetes: kubectl apply to a browser terminal", () => {
   test("opening it gives a terminal whose echo comes back through gateway and agent", async () => {
     await page.getByRole("link", { name: `Open workspace ${WS}` }).click();
     await until(async () => (await connStates(page)).includes("open"), "the workspace connection", 60_000);
-    const id = await openTerminal(page);
+    const id = await openTerminal(page, 60_000);
     const tag = randomTag();
     await typeLine(page, `echo k8s-$((6*7))-${tag}`);
     await waitForLine(page, id, new RegExp(`^k8s-42-${tag}$`), "the echo through the gateway");
@@ -103,7 +88,7 @@ describe("kubernetes: kubectl apply to a browser terminal", () => {
     await until(async () => (await connStates(page)).includes("open"), "the resumed workspace's connection", 90_000);
     assert.equal(kubectl(["get", "ws", WS, "-o", "jsonpath={.spec.suspended}"]), "false");
     assert.equal(kubectl(["get", "ws", WS, "-o", "jsonpath={.status.phase}"]), "Running");
-    const id = await openTerminal(page);
+    const id = await openTerminal(page, 60_000);
     const tag = randomTag();
     await typeLine(page, `echo resumed-$((2+3))-${tag}`);
     await waitForLine(page, id, new RegExp(`^resumed-5-${tag}$`), "the echo after resuming");

@@ -8,6 +8,7 @@ import {
   activeSession,
   connStates,
   launchBrowser,
+  openTerminal,
   paneScreen,
   paneSize,
   paneText,
@@ -42,23 +43,6 @@ async function login(p, key) {
   const answered = p.waitForResponse((r) => r.url().endsWith("/api/login") && r.request().method() === "POST");
   await p.getByRole("button", { name: "Sign in" }).click();
   if ((await answered).ok()) await p.getByRole("heading", { name: "Workspaces" }).waitFor();
-}
-
-/** Opens a new terminal in the current workspace view; returns its session id. */
-async function openTerminal(p) {
-  await until(() => p.evaluate(() => window.__dispatch?.listed === true), "the session list");
-  const before = await activeSession(p);
-  const empty = p.getByRole("button", { name: "Open a terminal" });
-  if (await empty.isVisible()) await empty.click();
-  else await p.getByRole("button", { name: "New terminal" }).click();
-  const id = await until(async () => {
-    const a = await activeSession(p);
-    return a && a !== before && (await paneText(p, a)) !== null ? a : false;
-  }, "a new terminal pane");
-  // the shell is ready once it printed its prompt
-  await until(async () => ((await paneScreen(p, id)) ?? "").trim().length > 0, "a shell prompt");
-  await p.locator(`#panel-${id} .xterm`).click();
-  return id;
 }
 
 describe("web UI in Chromium", () => {

@@ -367,8 +367,7 @@ impl WorkspaceBackend for LocalBackend {
                 AgentState::Running(_) | AgentState::Stopped => true,
             }),
         )
-        .await
-        .map(|_| ());
+        .await;
         let last = state.borrow().clone();
         match last {
             AgentState::Running(ep) => Ok(ep),
