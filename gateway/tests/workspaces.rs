@@ -203,3 +203,26 @@ async fn an_agent_that_cannot_start_is_a_clear_503() {
     let e = gw.ws(&c, "broken").await.unwrap_err();
     assert_eq!(refused_status(&e), 503);
 }
+
+#[tokio::test]
+async fn agents_stop_when_the_gateway_is_killed_outright() {
+    let mut gw = Gateway::start().await;
+    let c = gw.login(KEY).await;
+    gw.create_workspace(&c, "orphan").await;
+    let r = gw.api(&c, "POST", "/api/workspaces/orphan/open", "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let (_, pid) = gw.wait_agents_started(1).await[0].clone();
+    assert!(pid_alive(pid));
+
+    gw.child.kill().await.unwrap();
+    // A process that is not our child has no exit event to await here:
+    // watch /proc until the deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pid_alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent {pid} outlived its gateway"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

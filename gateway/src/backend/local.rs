@@ -473,6 +473,22 @@ async fn start_agent(spec: &AgentSpec) -> Result<(Child, AgentEndpoint), String>
         // the agents first; the gateway stops them in order.
         .process_group(0)
         .kill_on_drop(true);
+    let gateway = nix::unistd::getpid();
+    // SAFETY: between fork and exec the closure makes only async-signal-safe
+    // system calls (prctl, getppid) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            // The agent goes when the gateway goes, even when the gateway is
+            // killed outright (it stops its agents itself otherwise). The
+            // signal follows the thread that forked: a tokio worker, which
+            // lives as long as the runtime.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            if nix::unistd::getppid() != gateway {
+                return Err(std::io::Error::other("the gateway exited"));
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", spec.bin.display()))?;
