@@ -2,7 +2,8 @@
 //! agent, in one run, printing ratios. Run it with `scripts/bench-gateway.sh`
 //! (release builds, raised `ulimit -n`). Figures:
 //! - output throughput of live terminal output (`cat` of a big file in a
-//!   session, as a terminal produces it), through / direct;
+//!   session, as a terminal produces it), through / direct, as the median of
+//!   back-to-back pairs of runs, with the CPU the agent and gateway used;
 //! - output throughput of a replay of finished output from the agent's memory
 //!   (far above what a terminal produces: an upper bound on the proxy's cost);
 //! - echo latency p50 (one byte in, its echo out), through - direct;
@@ -304,17 +305,45 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// CPU seconds (user + system) a process has used; Linux reports them in
+/// USER_HZ ticks, which are 1/100 s on every architecture's ABI.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
 fn best(v: &[f64]) -> f64 {
     v.iter().copied().fold(0.0, f64::max)
+}
+
+/// The median of via/direct over rounds run back to back: each pair shares
+/// the machine's conditions of the moment, so a shared machine's swings
+/// (which move single runs by +-15% here) cancel out, where a best-of-N
+/// ratio follows whichever side had the luckiest run.
+fn paired_median_ratio(via: &[f64], direct: &[f64]) -> f64 {
+    let mut r: Vec<f64> = via.iter().zip(direct).map(|(v, d)| v / d).collect();
+    r.sort_by(f64::total_cmp);
+    match r.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => r[n / 2],
+        n => (r[n / 2 - 1] + r[n / 2]) / 2.0,
+    }
 }
 
 #[tokio::main]
 async fn main() {
     let bin_dir = PathBuf::from(std::env::var("BENCH_BIN_DIR").expect("BENCH_BIN_DIR"));
     let tp_bytes = env_num("BENCH_THROUGHPUT_BYTES", 32 << 20);
-    let rounds = env_num("BENCH_ROUNDS", 3);
-    let live_bytes = env_num("BENCH_LIVE_BYTES", 256 << 20);
-    let live_rounds = env_num("BENCH_LIVE_ROUNDS", 5);
+    let rounds = env_num("BENCH_ROUNDS", 7);
+    let live_bytes = env_num("BENCH_LIVE_BYTES", 128 << 20);
+    let live_rounds = env_num("BENCH_LIVE_ROUNDS", 8);
     let echoes = env_num("BENCH_ECHOES", 2000);
     let conns = env_num("BENCH_CONNECTIONS", 1000);
 
@@ -422,16 +451,23 @@ async fn main() {
     make_file(&big, live_bytes);
     let (mut live_v, mut live_d, mut live_v_resyncs, mut live_d_resyncs) =
         (Vec::new(), Vec::new(), 0, 0);
+    // CPU seconds over all live rounds: [agent direct, agent via, gateway via].
+    let mut live_cpu = [0.0f64; 3];
     for r in 0..live_rounds {
         eprintln!("bench: live output round {r}");
         let mut d = ws_connect(&direct_url, &[("authorization", bearer.as_str())]).await;
         next_json(&mut d, "hello").await;
+        let agent0 = cpu_secs(agent_pid);
         let (rate, rs) = live_rate(&mut d, &big).await;
+        live_cpu[0] += cpu_secs(agent_pid) - agent0;
         live_d.push(rate);
         live_d_resyncs += rs;
         let mut v = ws_connect(&gw_url, &gw_headers).await;
         next_json(&mut v, "hello").await;
+        let (agent0, gw0) = (cpu_secs(agent_pid), cpu_secs(gw_pid));
         let (rate, rs) = live_rate(&mut v, &big).await;
+        live_cpu[1] += cpu_secs(agent_pid) - agent0;
+        live_cpu[2] += cpu_secs(gw_pid) - gw0;
         live_v.push(rate);
         live_v_resyncs += rs;
     }
@@ -479,8 +515,9 @@ async fn main() {
             .collect::<Vec<_>>()
     };
     println!(
-        "output throughput, live terminal (cat of {} MiB in a session, best of {live_rounds} alternating runs): direct {:.1} MB/s, via gateway {:.1} MB/s, ratio {:.3} (target >= 0.95)",
+        "output throughput, live terminal (cat of {} MiB in a session, {live_rounds} alternating pairs of runs): ratio {:.3} (median of the pairs' via/direct; target >= 0.95); best runs direct {:.1} MB/s, via gateway {:.1} MB/s, ratio {:.3}",
         live_bytes >> 20,
+        paired_median_ratio(&live_v, &live_d),
         best(&live_d) / 1e6,
         best(&live_v) / 1e6,
         best(&live_v) / best(&live_d)
@@ -490,9 +527,18 @@ async fn main() {
         mbs(&live_d),
         mbs(&live_v)
     );
+    let per_round = |cpu: f64| cpu / live_rounds.max(1) as f64;
     println!(
-        "output throughput, replay from the agent's memory ({} MiB, not a terminal's rate; best of {rounds} alternating runs): direct {:.1} MiB/s, via gateway {:.1} MiB/s, ratio {:.3}",
+        "  CPU per round: agent direct {:.2} s, agent via {:.2} s, gateway {:.2} s ({:.1} ms per 100 MB proxied)",
+        per_round(live_cpu[0]),
+        per_round(live_cpu[1]),
+        per_round(live_cpu[2]),
+        per_round(live_cpu[2]) * 1e3 * 1e8 / live_bytes as f64
+    );
+    println!(
+        "output throughput, replay from the agent's memory ({} MiB, not a terminal's rate; {rounds} alternating pairs of runs): ratio {:.3} (median of the pairs); best runs direct {:.1} MiB/s, via gateway {:.1} MiB/s, ratio {:.3}",
         out_end >> 20,
+        paired_median_ratio(&tv, &td),
         mib(best(&td)),
         mib(best(&tv)),
         best(&tv) / best(&td)

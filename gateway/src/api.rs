@@ -15,10 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dispatch_api::rest::{ApiError, CreateWorkspace, LoginRequest, Me, WorkspaceInfo};
 use dispatch_api::{ErrorCode, SessionInfo};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::Role;
 
 use crate::app::AppState;
 use crate::auth::{AuthFailure, Principal, Via, cookie, now_ms, origin::origin_matches_host};
@@ -473,13 +470,7 @@ pub async fn workspace_ws(
     let user = p.user.clone();
     st.proxies.spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => {
-                let browser = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(proxy::ws_config()),
-                )
-                .await;
+            Ok(browser) => {
                 tracing::debug!(%user, workspace = %name, "websocket proxied");
                 proxy::run(browser, agent, metrics, shutdown).await;
             }

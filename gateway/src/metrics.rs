@@ -41,7 +41,7 @@ impl Metrics {
         );
         reg.register(
             "proxied_bytes",
-            "Payload bytes passed through the WebSocket proxy",
+            "Bytes of WebSocket frames passed through the proxy",
             self.proxied_bytes.clone(),
         );
         reg.register(

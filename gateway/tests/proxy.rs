@@ -216,3 +216,145 @@ async fn a_killed_agent_is_restarted_and_the_client_resumes() {
         "agent still running: {stat}"
     );
 }
+
+#[tokio::test]
+async fn pings_pass_through_and_a_gateway_shutdown_closes_with_1001() {
+    let gw = Gateway::start().await;
+    let c = gw.login(KEY).await;
+    gw.create_workspace(&c, "ctl").await;
+    let mut ws = gw.ws(&c, "ctl").await.unwrap();
+    next_json(&mut ws, "hello").await;
+    // The agent answers the ping; the gateway only relays both frames.
+    ws.send(Message::Ping(b"are-you-there".to_vec().into()))
+        .await
+        .unwrap();
+    loop {
+        match next(&mut ws).await {
+            Some(Message::Pong(p)) => {
+                assert_eq!(&p[..], b"are-you-there");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("no pong"),
+        }
+    }
+
+    let stopped = tokio::spawn(gw.stop());
+    let close = loop {
+        match next(&mut ws).await {
+            Some(Message::Close(f)) => break f,
+            Some(_) => {}
+            None => panic!("the connection ended without a close frame"),
+        }
+    };
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+    while next(&mut ws).await.is_some() {}
+    assert!(stopped.await.unwrap().success());
+}
+
+#[tokio::test]
+async fn a_client_breaking_the_protocol_is_closed_with_1002_and_nothing_else_changes() {
+    use tokio::io::AsyncWriteExt;
+    let gw = Gateway::start().await;
+    let c = gw.login(KEY).await;
+    gw.create_workspace(&c, "proto").await;
+    let mut ws = gw.ws(&c, "proto").await.unwrap();
+    next_json(&mut ws, "hello").await;
+    // An unmasked text frame: only a server may send one.
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+        panic!("plain TCP expected");
+    };
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let close = loop {
+        match next(&mut ws).await {
+            Some(Message::Close(f)) => break f,
+            Some(_) => {}
+            None => panic!("the connection ended without a close frame"),
+        }
+    };
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Protocol));
+
+    // The workspace and its agent carry on for the next connection.
+    let mut again = gw.ws(&c, "proto").await.unwrap();
+    next_json(&mut again, "hello").await;
+    let id = start_shell(&mut again).await;
+    again
+        .send(input_frame(&id, b"echo still\"\"-here\n"))
+        .await
+        .unwrap();
+    read_until(&mut again, &id, &mut Output::default(), b"still-here").await;
+    assert_eq!(gw.agents_started().len(), 1, "the agent was not restarted");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Follows session `id`'s live output on `ws` until its offset reaches `n`.
+async fn wait_offset(ws: &mut Ws, id: &str, n: u64) {
+    send_json(ws, serde_json::json!({"type":"session.attach","id":id})).await;
+    let mut reached = 0;
+    while reached < n {
+        match next(ws).await {
+            Some(Message::Binary(b)) => {
+                let f = dispatch_api::Frame::decode(&b).unwrap();
+                if f.id == id && f.kind == dispatch_api::FrameKind::Output {
+                    reached = f.offset + f.payload.len() as u64;
+                }
+            }
+            Some(Message::Text(t)) => {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["id"] == id && v["type"] == "session.ended" {
+                    panic!("the session ended at {reached}");
+                }
+            }
+            Some(_) => {}
+            None => panic!("the watching connection ended"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_stalls_its_stream_not_the_gateways_memory() {
+    let gw = Gateway::start().await;
+    let c = gw.login(KEY).await;
+    gw.create_workspace(&c, "slow").await;
+    let mut slow = gw.ws(&c, "slow").await.unwrap();
+    next_json(&mut slow, "hello").await;
+    let id = start_shell(&mut slow).await;
+    let gw_pid = gw.child.id().unwrap();
+    let before = rss_kib(gw_pid);
+    // Far more than the test reads: the session must still be running when
+    // `slow` reads again (a finished session's tail is sent from disk
+    // instead of a resync).
+    slow.send(input_frame(
+        &id,
+        b"yes 0123456789abcdef | head -c 4000000000; echo\n",
+    ))
+    .await
+    .unwrap();
+
+    // `slow` reads nothing while the shell writes 96 MiB, watched from
+    // another connection.
+    let mut watch = gw.ws(&c, "slow").await.unwrap();
+    next_json(&mut watch, "hello").await;
+    wait_offset(&mut watch, &id, 96 << 20).await;
+    let grown = rss_kib(gw_pid).saturating_sub(before);
+    assert!(grown < 16 << 10, "the gateway grew by {grown} KiB");
+
+    // Reading again, the client learns it fell behind and where to go on.
+    loop {
+        if let Some(Message::Text(t)) = next(&mut slow).await {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "session.resync" && v["id"] == id.as_str() {
+                break;
+            }
+        }
+    }
+    assert!(gw.stop().await.success());
+}
