@@ -496,6 +496,12 @@ fn pod(ws: &Workspace, d: &WorkspaceDefaults) -> Pod {
             containers: vec![container],
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
+            // The pod's pause container becomes PID 1 and reaps what terminals
+            // leave behind (a daemon whose parent exited). The agent as PID 1
+            // would collect only its own children, leaving zombies to pile up
+            // for the workspace's life; reaping every pid itself would race
+            // the PTY library's wait for a shell's exit status.
+            share_process_namespace: Some(true),
             restart_policy: Some("Always".into()),
             termination_grace_period_seconds: Some(10),
             hostname: Some(names::pod(&name)),
@@ -615,6 +621,18 @@ mod tests {
             assert!(applied_hash(m).is_some());
         }
         assert_eq!(c.secret.data.as_ref().unwrap()[TOKEN_KEY].0, b"tok");
+    }
+
+    #[test]
+    fn orphaned_processes_are_reaped_by_the_pods_pid_1_not_the_agent() {
+        let c = desired(&ws(MINIMAL), &WorkspaceDefaults::default(), "tok");
+        let spec = c.pod.unwrap().spec.unwrap();
+        assert_eq!(spec.share_process_namespace, Some(true));
+        assert_eq!(
+            spec.containers.len(),
+            1,
+            "nothing else shares the namespace"
+        );
     }
 
     #[test]
