@@ -1,12 +1,12 @@
 //! The gateway's REST API and the per-workspace WebSocket route (see the
 //! contracts). Errors are `ApiError {code, message}` with a fitting status.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{
     CONNECTION, HOST, LOCATION, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_VERSION, SET_COOKIE, UPGRADE,
@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::auth::{AuthFailure, Principal, Via, cookie, now_ms, origin::origin_matches_host};
 use crate::backend::BackendError;
+use crate::client_addr::ClientIp;
 use crate::names::WorkspaceName;
 use crate::proxy;
 
@@ -120,9 +121,9 @@ fn authenticate(
     st: &AppState,
     headers: &HeaderMap,
     method: &Method,
-    peer: SocketAddr,
+    client: IpAddr,
 ) -> Result<Principal, Fail> {
-    let p = st.auth.authenticate(headers, peer.ip())?;
+    let p = st.auth.authenticate(headers, client)?;
     if matches!(p.via, Via::Cookie(_))
         && !matches!(*method, Method::GET | Method::HEAD)
         && headers.contains_key(ORIGIN)
@@ -179,12 +180,12 @@ fn login_failed(st: &AppState, f: &AuthFailure) {
 /// `POST /api/login {key}`.
 pub async fn login(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, Fail> {
     let Json(req) = body.map_err(bad_json)?;
-    match st.auth.login(peer.ip(), &req.key) {
+    match st.auth.login(client, &req.key) {
         Ok((token, claims)) => {
             st.metrics.login("ok");
             Ok(login_response(
@@ -212,7 +213,7 @@ pub struct KeyQuery {
 /// UI's login page; with a wrong key, back there with `?error=<code>`.
 pub async fn login_link(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Query(q): Query<KeyQuery>,
     req: Request,
 ) -> Response {
@@ -229,7 +230,7 @@ pub async fn login_link(
         )
             .into_response()
     };
-    match st.auth.login(peer.ip(), &key) {
+    match st.auth.login(client, &key) {
         Ok((token, _claims)) => {
             st.metrics.login("ok");
             let set = cookie::set_session(
@@ -257,14 +258,14 @@ pub async fn login_link(
 /// `POST /api/logout`: revokes the cookie's token and clears the cookie.
 pub async fn logout(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, Fail> {
     if let Ok(Principal {
         via: Via::Cookie(claims),
         ..
-    }) = authenticate(&st, &headers, &method, peer)
+    }) = authenticate(&st, &headers, &method, client)
     {
         st.auth.logout(&claims).await.map_err(|e| {
             Fail::new(
@@ -285,11 +286,11 @@ pub async fn logout(
 /// `GET /api/me`.
 pub async fn me(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Json<Me>, Fail> {
-    let p = authenticate(&st, &headers, &method, peer)?;
+    let p = authenticate(&st, &headers, &method, client)?;
     let expires = match &p.via {
         Via::Cookie(c) => c.expires,
         // An access key does not expire; report what a login would give.
@@ -304,23 +305,23 @@ pub async fn me(
 /// `GET /api/workspaces`: the caller's workspaces.
 pub async fn list_workspaces(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Json<Vec<WorkspaceInfo>>, Fail> {
-    let p = authenticate(&st, &headers, &method, peer)?;
+    let p = authenticate(&st, &headers, &method, client)?;
     Ok(Json(st.backend.list(&p.user).await?))
 }
 
 /// `POST /api/workspaces {name}` -> 201.
 pub async fn create_workspace(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     method: Method,
     headers: HeaderMap,
     body: Result<Json<CreateWorkspace>, JsonRejection>,
 ) -> Result<(StatusCode, Json<WorkspaceInfo>), Fail> {
-    let p = authenticate(&st, &headers, &method, peer)?;
+    let p = authenticate(&st, &headers, &method, client)?;
     let Json(req) = body.map_err(bad_json)?;
     let name = workspace_name(&req.name)?;
     let info = st.backend.create(&p.user, &name).await?;
@@ -331,12 +332,12 @@ pub async fn create_workspace(
 /// `GET /api/workspaces/{name}`: one workspace's status.
 pub async fn get_workspace(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Path(name): Path<String>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Json<WorkspaceInfo>, Fail> {
-    let p = authenticate(&st, &headers, &method, peer)?;
+    let p = authenticate(&st, &headers, &method, client)?;
     let name = workspace_name(&name)?;
     Ok(Json(st.backend.status(&p.user, &name).await?))
 }
@@ -344,12 +345,12 @@ pub async fn get_workspace(
 /// `POST /api/workspaces/{name}/open`: starts its agent.
 pub async fn open_workspace(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Path(name): Path<String>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Json<WorkspaceInfo>, Fail> {
-    let p = authenticate(&st, &headers, &method, peer)?;
+    let p = authenticate(&st, &headers, &method, client)?;
     let name = workspace_name(&name)?;
     Ok(Json(st.backend.open(&p.user, &name).await?))
 }
@@ -357,12 +358,12 @@ pub async fn open_workspace(
 /// `DELETE /api/workspaces/{name}` -> 204.
 pub async fn delete_workspace(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Path(name): Path<String>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<StatusCode, Fail> {
-    let p = authenticate(&st, &headers, &method, peer)?;
+    let p = authenticate(&st, &headers, &method, client)?;
     let name = workspace_name(&name)?;
     st.backend.delete(&p.user, &name).await?;
     tracing::info!(user = %p.user, workspace = %name, "workspace deleted");
@@ -372,12 +373,12 @@ pub async fn delete_workspace(
 /// `GET /api/workspaces/{name}/sessions`: the agent's session list.
 pub async fn list_sessions(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Path(name): Path<String>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Json<Vec<SessionInfo>>, Fail> {
-    let p = authenticate(&st, &headers, &method, peer)?;
+    let p = authenticate(&st, &headers, &method, client)?;
     let name = workspace_name(&name)?;
     let ep = st.backend.endpoint(&p.user, &name, AGENT_WAIT).await?;
     let sessions = crate::agent_client::get_json(&ep, "/sessions")
@@ -400,12 +401,12 @@ fn header_has_token(headers: &HeaderMap, name: axum::http::HeaderName, token: &s
 /// plain HTTP error, so no upgrade happens.
 pub async fn workspace_ws(
     State(st): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Path(name): Path<String>,
     mut req: Request,
 ) -> Result<Response, Fail> {
     let headers = req.headers();
-    let p = authenticate(&st, headers, req.method(), peer)?;
+    let p = authenticate(&st, headers, req.method(), client)?;
     // Browsers always send Origin on WebSockets, so a cookie without one is
     // refused; a script with a bearer key may omit it.
     let origin_required = matches!(p.via, Via::Cookie(_)) || headers.contains_key(ORIGIN);

@@ -31,6 +31,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// The running WebSocket proxies.
     pub proxies: TaskTracker,
+    /// Peers whose `X-Forwarded-For` is believed (see `client_addr`).
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 pub fn router(st: AppState) -> Router {
@@ -176,6 +178,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         web_dir: cfg.web_dir.clone(),
         shutdown: shutdown.clone(),
         proxies: TaskTracker::new(),
+        trusted_proxies: cfg.trusted_proxies.clone().into(),
     };
     if let (Some((client, namespace)), Some(cm)) = (kube_client, &cfg.revocations_configmap) {
         crate::backend::kubernetes::revocations::start(client, &namespace, cm, st.auth.clone());

@@ -58,6 +58,14 @@ pub struct Config {
     #[arg(long, env = "DISPATCH_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
+    /// Proxies in front of the gateway (an ingress controller's addresses):
+    /// comma-separated CIDR ranges or addresses. For requests from these, the
+    /// client address (for the login rate limit and logs) is taken from
+    /// X-Forwarded-For. Default: none, so that header is ignored.
+    #[arg(long, env = "DISPATCH_TRUSTED_PROXIES", value_delimiter = ',',
+          value_parser = crate::client_addr::parse_trusted)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// How long a login lasts, in seconds.
     #[arg(long, env = "DISPATCH_SESSION_TTL", default_value_t = 7 * 24 * 3600)]
     pub session_ttl: u64,

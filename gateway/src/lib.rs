@@ -7,6 +7,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod backend;
+pub mod client_addr;
 pub mod config;
 pub mod metrics;
 pub mod names;

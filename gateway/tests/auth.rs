@@ -193,6 +193,78 @@ async fn repeated_bad_logins_are_rate_limited() {
     );
 }
 
+/// Behind a trusted proxy each client has its own limit, taken from the
+/// address the proxy puts in X-Forwarded-For; from anyone else that header
+/// changes nothing.
+#[tokio::test]
+async fn the_rate_limit_is_per_client_behind_a_trusted_proxy_only() {
+    let bad = r#"{"key":"wrong-key-000000000"}"#;
+    let good = format!(r#"{{"key":"{KEY}"}}"#);
+    let from = |client: &'static str| {
+        [
+            ("content-type", "application/json"),
+            ("x-forwarded-for", client),
+        ]
+    };
+    // The tests' requests come from 127.0.0.1: the "ingress".
+    let gw = Gateway::start_with(Opts {
+        extra: vec!["--trusted-proxies".into(), "127.0.0.0/8".into()],
+        ..Opts::default()
+    })
+    .await;
+    // The default burst is 5 failures; the sixth trips the limit.
+    for i in 0..6 {
+        let r = gw
+            .req("POST", "/api/login", &from("203.0.113.7"), bad)
+            .await;
+        assert_eq!(r.status, if i < 5 { 401 } else { 429 }, "attempt {i}");
+    }
+    let r = gw
+        .req("POST", "/api/login", &from("203.0.113.7"), &good)
+        .await;
+    assert_eq!(r.status, 429, "this client is limited");
+    // A client spoofing the limited one's address left of its own is judged
+    // by its own.
+    let r = gw
+        .req(
+            "POST",
+            "/api/login",
+            &from("203.0.113.7, 203.0.113.8"),
+            &good,
+        )
+        .await;
+    assert_eq!(r.status, 200, "another client is not: {}", r.body);
+
+    // Not trusted (the default): the header is ignored, so changing it does
+    // not get round the limit.
+    let gw = Gateway::start().await;
+    let spoofed = [
+        "198.51.100.1",
+        "198.51.100.2",
+        "198.51.100.3",
+        "198.51.100.4",
+        "198.51.100.5",
+        "198.51.100.6",
+    ];
+    for (i, client) in spoofed.into_iter().enumerate() {
+        let r = gw.req("POST", "/api/login", &from(client), bad).await;
+        assert_eq!(r.status, if i < 5 { 401 } else { 429 }, "attempt {i}");
+    }
+    let r = gw
+        .req("POST", "/api/login", &from("198.51.100.7"), &good)
+        .await;
+    assert_eq!(r.status, 429);
+
+    // A malformed range is refused at start, naming the value.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dispatch-gateway"))
+        .args(["--trusted-proxies", "10.0.0.0/33"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("10.0.0.0/33") && err.contains("CIDR"), "{err}");
+}
+
 #[tokio::test]
 async fn websocket_upgrades_need_a_valid_cookie_and_our_origin() {
     let gw = Gateway::start().await;

@@ -84,8 +84,16 @@ async fn chart_lints_dry_runs_and_installs_under_restricted_pod_security() {
         "--include-crds",
         "--set",
         "gateway.ingress.enabled=true,gateway.ingress.tlsSecret=tls,gateway.ingress.className=nginx",
+        "--set",
+        "gateway.trustedProxies={10.0.0.0/8,192.168.0.0/16}",
     ]);
     let rendered = ok("helm template", run(template, None));
+    assert!(
+        rendered.contains(
+            "- name: DISPATCH_TRUSTED_PROXIES\n              value: \"10.0.0.0/8,192.168.0.0/16\""
+        ),
+        "trusted proxies reach the gateway's environment"
+    );
     for kind in [
         "kind: CustomResourceDefinition",
         "kind: Deployment",
