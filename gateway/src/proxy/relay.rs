@@ -166,8 +166,11 @@ where
     S: Source,
     W: AsyncWrite + Unpin,
 {
-    // Bytes that came with the handshake are fed first.
-    let mut fresh = buf.len();
+    // The buffer holds the stream from `sent` on, of which the tracker has
+    // seen up to `pos`: bytes that came with the handshake are fed first, and
+    // after an earlier call was dropped (the proxy drains a side with a new
+    // one) nothing is fed twice.
+    let mut fresh = (half.sent + buf.len() as u64 - half.tracker.pos()) as usize;
     loop {
         if fresh > 0 {
             let start = buf.len() - fresh;
@@ -248,6 +251,24 @@ mod tests {
         assert!(matches!(end, End::SourceLost(_)), "{end:?}");
         assert_eq!(out, one, "only the whole frame went out");
         assert!(half.sink_at_message_boundary());
+    }
+
+    #[tokio::test]
+    async fn a_later_call_carries_on_where_an_earlier_one_stopped() {
+        let one = frames::text(Sender::Client, "first");
+        let two = frames::text(Sender::Client, "second");
+        let close = frames::close(Sender::Client, CloseCode::Normal, "");
+        let mut half = Half::new(Sender::Client, 1 << 20);
+        let mut buf = Buffer::new(4096);
+        let mut out = Vec::new();
+        // The first call ends with part of `two` read and held back...
+        let mut src = Pieces(vec![[one.clone(), two[..4].to_vec()].concat()]);
+        relay(&mut src, &mut out, &mut half, &mut buf, &Counter::default()).await;
+        // ...and the next one (as when the proxy drains a side) finishes it.
+        let mut src = Pieces(vec![[two[4..].to_vec(), close.clone()].concat()]);
+        let end = relay(&mut src, &mut out, &mut half, &mut buf, &Counter::default()).await;
+        assert!(matches!(end, End::Closed), "{end:?}");
+        assert_eq!(out, [one, two, close].concat());
     }
 
     #[tokio::test]
