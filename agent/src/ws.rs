@@ -100,7 +100,17 @@ impl Conn {
         self.out.send(text(&m)).await;
     }
 
-    async fn error(&mut self, (code, message): ClientError, id: Option<String>) {
+    async fn error(&mut self, e: ClientError, id: Option<String>) {
+        self.error_for(e, id, None).await;
+    }
+
+    /// An error reply to a request that carried this `clientRef`.
+    async fn error_for(
+        &mut self,
+        (code, message): ClientError,
+        id: Option<String>,
+        client_ref: Option<String>,
+    ) {
         self.state.services.metrics.error(code);
         if self.errors < LOGGED_ERRORS {
             self.errors += 1;
@@ -110,7 +120,8 @@ impl Conn {
                 .event(sid.as_ref(), "error", Some(format!("{code}: {message}")));
         }
         tracing::debug!(%code, %message, "error reply");
-        self.send(ServerMessage::error(code, message, id)).await;
+        self.send(ServerMessage::error(code, message, id).for_request(client_ref))
+            .await;
     }
 
     async fn forward_event(&mut self, m: ServerMessage) {
@@ -137,8 +148,8 @@ impl Conn {
                 match ClientMessage::parse(t.as_str()) {
                     Ok(m) => self.dispatch(m).await,
                     Err(e) => {
-                        let id = e.id.clone();
-                        self.error((e.code, e.message), id).await
+                        self.error_for((e.code, e.message), e.id, e.client_ref)
+                            .await
                     }
                 }
             }
@@ -187,6 +198,7 @@ impl Conn {
                 cols,
                 rows,
                 title,
+                client_ref,
             } => {
                 let req = TerminalRequest {
                     workspace_path,
@@ -200,22 +212,14 @@ impl Conn {
                     Ok(s) => {
                         let id = s.id().clone();
                         self.created.insert(id.clone());
-                        let info = s.info();
-                        self.send(ServerMessage::SessionCreated {
-                            id: id.clone(),
+                        let created = ServerMessage::SessionCreated {
+                            id,
                             workspace: self.state.name.clone(),
-                            info: info.clone(),
-                        })
-                        .await;
-                        let _ = self
-                            .state
-                            .services
-                            .events
-                            .send(ServerMessage::SessionCreated {
-                                id,
-                                workspace: self.state.name.clone(),
-                                info,
-                            });
+                            info: s.info(),
+                            client_ref: None,
+                        };
+                        self.send(created.clone().for_request(client_ref)).await;
+                        let _ = self.state.services.events.send(created);
                         // The starter is attached from the first byte.
                         self.attach_terminal(
                             s,
@@ -226,7 +230,10 @@ impl Conn {
                         );
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        self.error_for(e, None, client_ref).await;
+                        return;
+                    }
                 }
             }
             ClientMessage::TerminalWrite { id, data } => {
@@ -252,8 +259,9 @@ impl Conn {
                 // Say which session an error is about, so a client with several
                 // Claude panes shows it in the right one.
                 let id = named_session(&m).map(SessionId::to_string);
-                if let Err(e) = self.claude(m).await {
-                    self.error(e, id).await;
+                let client_ref = m.client_ref().map(str::to_owned);
+                if let Err(e) = self.claude(m, client_ref.clone()).await {
+                    self.error_for(e, id, client_ref).await;
                 }
                 return;
             }
@@ -317,7 +325,11 @@ impl Conn {
     }
 
     /// Every `claude.*` message lands here and goes to `crate::claude`.
-    async fn claude(&mut self, m: ClientMessage) -> Result<(), ClientError> {
+    async fn claude(
+        &mut self,
+        m: ClientMessage,
+        client_ref: Option<String>,
+    ) -> Result<(), ClientError> {
         for reply in crate::claude::handle(&self.state, m).await? {
             match reply {
                 crate::claude::Reply::Send(m) => self.send(*m).await,
@@ -328,8 +340,10 @@ impl Conn {
                         id,
                         workspace: self.state.name.clone(),
                         info: s.info(),
+                        client_ref: None,
                     };
-                    self.send(created.clone()).await;
+                    self.send(created.clone().for_request(client_ref.clone()))
+                        .await;
                     let _ = self.state.services.events.send(created);
                     // The starter is attached from the first event.
                     self.attach_claude(s, Some(0));

@@ -100,6 +100,46 @@ async fn stop_kills_grandchildren() {
 }
 
 #[tokio::test]
+async fn simultaneous_starts_on_two_connections_each_get_their_own_reply() {
+    let agent = Agent::start(&[]);
+    let mut a = agent.connect().await;
+    let mut b = agent.connect().await;
+    let start = |r: &str| json!({"type": "terminal.start", "cols": 80, "rows": 24, "clientRef": r});
+    a.send(start("mine")).await;
+    b.send(start("mine")).await;
+    let reply_a = a
+        .wait_json(|v| v["type"] == "session.created" && v["clientRef"] == "mine")
+        .await;
+    let reply_b = b
+        .wait_json(|v| v["type"] == "session.created" && v["clientRef"] == "mine")
+        .await;
+    assert_ne!(reply_a["id"], reply_b["id"]);
+    // Each hears of the other's session, without a ref to mistake it for its own.
+    let heard_a = a
+        .wait_json(|v| v["type"] == "session.created" && v["id"] == reply_b["id"])
+        .await;
+    assert!(heard_a.get("clientRef").is_none(), "{heard_a}");
+    let heard_b = b
+        .wait_json(|v| v["type"] == "session.created" && v["id"] == reply_a["id"])
+        .await;
+    assert!(heard_b.get("clientRef").is_none(), "{heard_b}");
+
+    // A refused start says which request it refuses.
+    a.send(json!({"type": "terminal.start", "cols": 80, "rows": 24, "workspacePath": "../up", "clientRef": "bad-path"}))
+        .await;
+    let e = a.wait_error("path_outside_workspace").await;
+    assert_eq!(e["clientRef"], "bad-path");
+    // So does the reply to a Claude start (an error where the CLI is missing).
+    a.send(json!({"type": "claude.start", "clientRef": "claude-1"}))
+        .await;
+    let r = a.wait_json(|v| v["clientRef"] == "claude-1").await;
+    assert!(
+        r["type"] == "error" || r["type"] == "session.created",
+        "{r}"
+    );
+}
+
+#[tokio::test]
 async fn two_clients_on_one_session() {
     let agent = Agent::start(&[]);
     let mut a = agent.connect().await;

@@ -50,6 +50,11 @@ pub enum ClientMessage {
         rows: u16,
         #[serde(default)]
         title: Option<String>,
+        /// Chosen by the client, echoed in the reply to this request only
+        /// (`session.created` or `error`), so a client can tell its reply
+        /// from other clients' sessions announced meanwhile.
+        #[serde(default)]
+        client_ref: Option<String>,
     },
     /// Keystrokes as text. Binary `input` frames carry the same without JSON.
     #[serde(rename = "terminal.write")]
@@ -67,6 +72,9 @@ pub enum ClientMessage {
         permission_mode: Option<PermissionMode>,
         #[serde(default)]
         workspace_path: Option<String>,
+        /// As in `terminal.start`.
+        #[serde(default)]
+        client_ref: Option<String>,
     },
     #[serde(rename = "claude.send")]
     ClaudeSend { id: SessionId, input: String },
@@ -129,6 +137,9 @@ pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
     "session.list",
 ];
 
+/// Longest `clientRef` accepted (it is echoed back).
+pub const MAX_CLIENT_REF: usize = 128;
+
 /// Why a text frame was not a message; becomes an `error` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
@@ -136,6 +147,8 @@ pub struct ParseError {
     pub message: String,
     /// The session the message named, when that much could be read.
     pub id: Option<String>,
+    /// The message's `clientRef`, when that much could be read.
+    pub client_ref: Option<String>,
 }
 
 impl ClientMessage {
@@ -146,28 +159,51 @@ impl ClientMessage {
             code: ErrorCode::BadMessage,
             message: format!("not valid JSON: {e}"),
             id: None,
+            client_ref: None,
         })?;
         let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+        let client_ref = value
+            .get("clientRef")
+            .and_then(|v| v.as_str())
+            .filter(|r| r.len() <= MAX_CLIENT_REF)
+            .map(str::to_owned);
+        let fail = |code, message| ParseError {
+            code,
+            message,
+            id: id.clone(),
+            client_ref: client_ref.clone(),
+        };
         let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
-            return Err(ParseError {
-                code: ErrorCode::BadMessage,
-                message: "message has no string field \"type\"".into(),
-                id,
-            });
+            return Err(fail(
+                ErrorCode::BadMessage,
+                "message has no string field \"type\"".into(),
+            ));
         };
         if !CLIENT_MESSAGE_TYPES.contains(&kind) {
-            return Err(ParseError {
-                code: ErrorCode::UnknownType,
-                message: format!("unknown message type {kind:?}"),
-                id,
-            });
+            return Err(fail(
+                ErrorCode::UnknownType,
+                format!("unknown message type {kind:?}"),
+            ));
         }
         let kind = kind.to_owned();
-        serde_json::from_value(value).map_err(|e| ParseError {
-            code: ErrorCode::BadMessage,
-            message: format!("bad {kind} message: {e}"),
-            id,
-        })
+        let m: ClientMessage = serde_json::from_value(value)
+            .map_err(|e| fail(ErrorCode::BadMessage, format!("bad {kind} message: {e}")))?;
+        if m.client_ref().is_some_and(|r| r.len() > MAX_CLIENT_REF) {
+            return Err(fail(
+                ErrorCode::InvalidField,
+                format!("clientRef is longer than {MAX_CLIENT_REF} bytes"),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// The `clientRef` of a request that has one.
+    pub fn client_ref(&self) -> Option<&str> {
+        match self {
+            ClientMessage::TerminalStart { client_ref, .. }
+            | ClientMessage::ClaudeStart { client_ref, .. } => client_ref.as_deref(),
+            _ => None,
+        }
     }
 }
 
@@ -231,6 +267,10 @@ pub enum ServerMessage {
         id: SessionId,
         workspace: String,
         info: SessionInfo,
+        /// The request's `clientRef`, in the reply to the client that asked
+        /// (never in the announcement to other clients).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_ref: Option<String>,
     },
     /// Reply to `session.attach`: says exactly where the stream that follows starts.
     #[serde(rename = "session.attached")]
@@ -287,6 +327,9 @@ pub enum ServerMessage {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// The failed request's `clientRef`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_ref: Option<String>,
     },
 }
 
@@ -296,7 +339,19 @@ impl ServerMessage {
             code,
             message: message.into(),
             id,
+            client_ref: None,
         }
+    }
+
+    /// The same message as the reply to a request with this `clientRef`
+    /// (for `session.created` and `error`; others have no such field).
+    pub fn for_request(mut self, r: Option<String>) -> Self {
+        if let ServerMessage::SessionCreated { client_ref, .. }
+        | ServerMessage::Error { client_ref, .. } = &mut self
+        {
+            *client_ref = r;
+        }
+        self
     }
 
     pub fn to_json(&self) -> String {
@@ -313,6 +368,7 @@ impl From<ParseError> for ServerMessage {
             code: e.code,
             message: e.message,
             id: e.id,
+            client_ref: e.client_ref,
         }
     }
 }
@@ -335,7 +391,8 @@ mod tests {
                 env: None,
                 cols: 80,
                 rows: 24,
-                title: None
+                title: None,
+                client_ref: None,
             }
         );
         let m = ClientMessage::parse(r#"{"type":"session.attach","id":"s1","since":42}"#).unwrap();
@@ -390,6 +447,45 @@ mod tests {
             ClientMessage::parse(r#"{"type":"terminal.resize","id":"s1","cols":70000,"rows":1}"#)
                 .unwrap_err();
         assert_eq!(e.code, ErrorCode::BadMessage);
+    }
+
+    #[test]
+    fn a_client_ref_is_echoed_in_the_reply_to_its_request_only() {
+        let m = ClientMessage::parse(r#"{"type":"claude.start","clientRef":"pane-7"}"#).unwrap();
+        assert_eq!(m.client_ref(), Some("pane-7"));
+        let info: SessionInfo = serde_json::from_value(serde_json::json!({
+            "id": "s1", "type": "terminal", "title": "t", "cwd": "", "created": 1,
+            "offset": 0, "oldestOffset": 0, "attached": 1
+        }))
+        .unwrap();
+        let created = ServerMessage::SessionCreated {
+            id: SessionId::new("s1").unwrap(),
+            workspace: "w".into(),
+            info,
+            client_ref: None,
+        };
+        assert!(
+            !created.to_json().contains("clientRef"),
+            "announcements carry none"
+        );
+        let reply = created.for_request(m.client_ref().map(str::to_owned));
+        assert!(reply.to_json().contains(r#""clientRef":"pane-7""#));
+
+        // A refused request's error carries it too, even when the message
+        // itself could not be read.
+        let e = ClientMessage::parse(r#"{"type":"terminal.start","clientRef":"r1","cols":"x"}"#)
+            .unwrap_err();
+        assert_eq!(e.client_ref.as_deref(), Some("r1"));
+        let json = ServerMessage::from(e).to_json();
+        assert!(json.contains(r#""clientRef":"r1""#), "{json}");
+
+        let long = "x".repeat(MAX_CLIENT_REF + 1);
+        let e = ClientMessage::parse(&format!(
+            r#"{{"type":"terminal.start","cols":80,"rows":24,"clientRef":"{long}"}}"#
+        ))
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidField);
+        assert_eq!(e.client_ref, None, "too long to echo");
     }
 
     #[test]

@@ -283,6 +283,8 @@ pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Rep
             model,
             permission_mode,
             workspace_path,
+            // Echoed by the connection, which knows the request.
+            client_ref: _,
         } => {
             let s = start(state, resume, model, permission_mode, workspace_path).await?;
             Ok(vec![Reply::Started(s)])

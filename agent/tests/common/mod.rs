@@ -340,15 +340,24 @@ impl Client {
 
     /// Starts a terminal and returns its id (the starter is attached from 0).
     pub async fn start(&mut self, extra: Value) -> String {
-        let mut m = json!({"type": "terminal.start", "cols": 80, "rows": 24});
+        static REFS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let r = format!(
+            "start-{}",
+            REFS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let mut m = json!({"type": "terminal.start", "cols": 80, "rows": 24, "clientRef": r});
         if let (Some(m), Some(e)) = (m.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 m.insert(k.clone(), v.clone());
             }
         }
         self.send(m).await;
+        // Other clients' sessions are announced too: ours carries our ref.
         let v = self
-            .wait_json(|v| v["type"] == "session.created" || v["type"] == "error")
+            .wait_json(|v| {
+                (v["type"] == "session.created" || v["type"] == "error")
+                    && v["clientRef"] == r.as_str()
+            })
             .await;
         assert_eq!(v["type"], "session.created", "{v}");
         let id = v["id"].as_str().unwrap().to_owned();
