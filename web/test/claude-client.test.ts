@@ -77,15 +77,23 @@ describe("Claude sessions on the workspace client", () => {
   it("starts a session, and tells a refused start apart", async () => {
     const { client, sockets } = setup();
     const started = startClaude(client, { resume: "conv-1" });
-    expect(sockets[0].messages().at(-1)).toEqual({ type: "claude.start", resume: "conv-1" });
-    // a terminal created meanwhile is not the answer
+    const sent = sockets[0].messages().at(-1) as { clientRef?: string };
+    expect(sent).toMatchObject({ type: "claude.start", resume: "conv-1" });
+    const ref = sent.clientRef;
+    expect(ref).toBeTruthy();
+    // sessions announced meanwhile (a terminal, another client's Claude) are not the answer
     sockets[0].json({ type: "session.created", id: "t1", workspace: "w", info: { ...info, id: "t1", type: "terminal" } });
-    sockets[0].json({ type: "session.created", id: "c1", workspace: "w", info });
+    sockets[0].json({ type: "session.created", id: "c0", workspace: "w", info: { ...info, id: "c0" } });
+    sockets[0].json({ type: "session.created", id: "c1", workspace: "w", info, clientRef: ref });
     await expect(started).resolves.toMatchObject({ id: "c1", type: "claude" });
     expect(resumedConversation("c1")).toBe("conv-1");
 
     const refused = startClaude(client);
-    sockets[0].json({ type: "error", code: "claude_unavailable", message: "the Claude Code CLI was not found" });
+    const ref2 = (sockets[0].messages().at(-1) as { clientRef?: string }).clientRef;
+    expect(ref2).not.toBe(ref);
+    // another request's error is not this one's
+    sockets[0].json({ type: "error", code: "session_limit", message: "someone else's", clientRef: "other" });
+    sockets[0].json({ type: "error", code: "claude_unavailable", message: "the Claude Code CLI was not found", clientRef: ref2 });
     await expect(refused).rejects.toEqual(new ProtocolError("claude_unavailable", "the Claude Code CLI was not found"));
   });
 

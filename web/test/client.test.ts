@@ -257,16 +257,31 @@ describe("WorkspaceClient", () => {
     const p = client.startTerminal(100, 30);
     last().open();
     last().hello();
-    expect(last().messages()).toEqual([{ type: "terminal.start", cols: 100, rows: 30 }]);
-    last().json({ type: "session.created", id: "t9", workspace: "w", info: info("t9") });
+    expect(last().messages()).toEqual([{ type: "terminal.start", cols: 100, rows: 30, clientRef: "r1" }]);
+    // another client's terminal, announced first, is not the answer
+    last().json({ type: "session.created", id: "t8", workspace: "w", info: info("t8") });
+    last().json({ type: "session.created", id: "t9", workspace: "w", info: info("t9"), clientRef: "r1" });
     await expect(p).resolves.toMatchObject({ id: "t9" });
+  });
+
+  it("matches simultaneous starts to their replies, whatever the order", async () => {
+    last().open();
+    last().hello();
+    const a = client.startTerminal(80, 24);
+    const b = client.startTerminal(80, 24);
+    const refs = last().messages().map((m) => (m as { clientRef?: string }).clientRef);
+    expect(new Set(refs).size).toBe(2);
+    last().json({ type: "session.created", id: "tb", workspace: "w", info: info("tb"), clientRef: refs[1] });
+    last().json({ type: "session.created", id: "ta", workspace: "w", info: info("ta"), clientRef: refs[0] });
+    await expect(a).resolves.toMatchObject({ id: "ta" });
+    await expect(b).resolves.toMatchObject({ id: "tb" });
   });
 
   it("rejects a terminal start the server refuses", async () => {
     last().open();
     last().hello();
     const p = client.startTerminal(80, 24);
-    last().json({ type: "error", code: "session_limit", message: "too many sessions" });
+    last().json({ type: "error", code: "session_limit", message: "too many sessions", clientRef: "r1" });
     await expect(p).rejects.toMatchObject({ code: "session_limit" });
   });
 

@@ -127,7 +127,9 @@ export class WorkspaceClient {
   private messageListeners = new Set<(m: ServerMessage) => void>();
   /** Connections that reached `hello` so far; requests remember theirs. */
   private generation = 0;
-  private pendingStarts: Pending<SessionInfo>[] = [];
+  /** Terminal starts by their `clientRef`. */
+  private pendingStarts = new Map<string, Pending<SessionInfo>>();
+  private refs = 0;
   private pendingLists: Pending<SessionInfo[]>[] = [];
   private readonly timers: Timers;
   private readonly opts: Required<Omit<ClientOptions, "timers">>;
@@ -223,15 +225,24 @@ export class WorkspaceClient {
   /** Starts a terminal; resolves with its info once the server created it. */
   startTerminal(cols: number, rows: number, extra: { title?: string; workspacePath?: string } = {}): Promise<SessionInfo> {
     return new Promise((resolve, reject) => {
-      const p = this.pending(this.pendingStarts, resolve, reject, "starting a terminal");
-      this.pendingStarts.push(p);
-      this.send({ type: "terminal.start", cols, rows, ...extra });
+      // Sessions other clients start are announced on this socket too: the
+      // reply to this request is the one that carries this ref.
+      const clientRef = this.newRef();
+      const p = this.pending(this.pendingStarts, clientRef, resolve, reject, "starting a terminal");
+      this.pendingStarts.set(clientRef, p);
+      this.send({ type: "terminal.start", cols, rows, ...extra, clientRef });
     });
+  }
+
+  /** A `clientRef` unique on this client. */
+  newRef(): string {
+    this.refs += 1;
+    return `r${this.refs}`;
   }
 
   listSessions(): Promise<SessionInfo[]> {
     return new Promise((resolve, reject) => {
-      const p = this.pending(this.pendingLists, resolve, reject, "listing sessions");
+      const p = this.pending(this.pendingLists, undefined, resolve, reject, "listing sessions");
       this.pendingLists.push(p);
       this.send({ type: "session.list" });
     });
@@ -247,11 +258,11 @@ export class WorkspaceClient {
       detachHandlers(s);
       s.close(1000, "closed by client");
     }
-    for (const p of [...this.pendingStarts, ...this.pendingLists]) {
+    for (const p of [...this.pendingStarts.values(), ...this.pendingLists]) {
       this.timers.clearTimeout(p.timer);
       p.reject(new ProtocolError("closed", "connection closed"));
     }
-    this.pendingStarts = [];
+    this.pendingStarts.clear();
     this.pendingLists = [];
     this.setState("closed");
   }
@@ -268,13 +279,23 @@ export class WorkspaceClient {
     this.socket?.close(4000, "reconnect requested");
   }
 
-  private pending<T>(list: Pending<T>[], resolve: (v: T) => void, reject: (e: Error) => void, what: string): Pending<T> {
+  private pending<T>(
+    list: Pending<T>[] | Map<string, Pending<T>>,
+    key: string | undefined,
+    resolve: (v: T) => void,
+    reject: (e: Error) => void,
+    what: string,
+  ): Pending<T> {
     // Sent now on this connection, or queued for the next one.
     const generation = this.state === "open" ? this.generation : this.generation + 1;
     const p: Pending<T> = { resolve, reject, timer: null, generation };
     p.timer = this.timers.setTimeout(() => {
-      const i = list.indexOf(p);
-      if (i >= 0) list.splice(i, 1);
+      if (list instanceof Map) {
+        if (key !== undefined) list.delete(key);
+      } else {
+        const i = list.indexOf(p);
+        if (i >= 0) list.splice(i, 1);
+      }
       reject(new ProtocolError("timeout", `no answer from the workspace ${what}`));
     }, this.opts.requestTimeoutMs);
     return p;
@@ -282,15 +303,15 @@ export class WorkspaceClient {
 
   /** Answers to requests sent on a lost connection never come: fail them now. */
   private failPending(generation: number): void {
-    const fail = <T>(list: Pending<T>[]): Pending<T>[] =>
-      list.filter((p) => {
-        if (p.generation > generation) return true;
-        this.timers.clearTimeout(p.timer);
-        p.reject(new ProtocolError("connection_lost", "the connection dropped before the workspace answered"));
-        return false;
-      });
-    this.pendingStarts = fail(this.pendingStarts);
-    this.pendingLists = fail(this.pendingLists);
+    /** Rejects `p` if it went out on the lost connection; says whether it did. */
+    const lost = <T>(p: Pending<T>): boolean => {
+      if (p.generation > generation) return false;
+      this.timers.clearTimeout(p.timer);
+      p.reject(new ProtocolError("connection_lost", "the connection dropped before the workspace answered"));
+      return true;
+    };
+    for (const [ref, p] of this.pendingStarts) if (lost(p)) this.pendingStarts.delete(ref);
+    this.pendingLists = this.pendingLists.filter((p) => !lost(p));
   }
 
   private settle<T>(list: Pending<T>[], value: T): void {
@@ -414,9 +435,15 @@ export class WorkspaceClient {
       case "hello":
         this.onHello();
         break;
-      case "session.created":
-        if (msg.info?.type === "terminal") this.settle(this.pendingStarts, msg.info);
+      case "session.created": {
+        const p = msg.clientRef === undefined ? undefined : this.pendingStarts.get(msg.clientRef);
+        if (p && msg.clientRef !== undefined) {
+          this.pendingStarts.delete(msg.clientRef);
+          this.timers.clearTimeout(p.timer);
+          p.resolve(msg.info);
+        }
         break;
+      }
       case "session.list":
         this.settle(this.pendingLists, msg.sessions);
         break;
@@ -442,9 +469,10 @@ export class WorkspaceClient {
           a.reattaching = false;
           a.sink.error?.(msg);
         }
-        else if (msg.code === "spawn_failed" || msg.code === "session_limit" || msg.code === "path_outside_workspace") {
-          const p = this.pendingStarts.shift();
+        else if (msg.clientRef !== undefined) {
+          const p = this.pendingStarts.get(msg.clientRef);
           if (p) {
+            this.pendingStarts.delete(msg.clientRef);
             this.timers.clearTimeout(p.timer);
             p.reject(new ProtocolError(msg.code, msg.message));
           }

@@ -29,10 +29,10 @@ export interface SessionInfo {
 export type PermissionMode = "default" | "acceptEdits" | "plan" | "bypassPermissions";
 
 export type ClientMessage =
-  | { type: "terminal.start"; workspacePath?: string; shell?: string; env?: Record<string, string>; cols: number; rows: number; title?: string }
+  | { type: "terminal.start"; workspacePath?: string; shell?: string; env?: Record<string, string>; cols: number; rows: number; title?: string; clientRef?: string }
   | { type: "terminal.write"; id: string; data: string }
   | { type: "terminal.resize"; id: string; cols: number; rows: number }
-  | { type: "claude.start"; resume?: string; model?: string; permissionMode?: PermissionMode; workspacePath?: string }
+  | { type: "claude.start"; resume?: string; model?: string; permissionMode?: PermissionMode; workspacePath?: string; clientRef?: string }
   | { type: "claude.send"; id: string; input: string }
   | { type: "claude.permission"; id: string; requestId: string; allow: boolean; updatedInput?: unknown; message?: string; remember?: boolean }
   | { type: "claude.interrupt"; id: string }
@@ -54,7 +54,8 @@ export interface ClaudeEvent {
 
 export type ServerMessage =
   | { type: "hello"; protocol: number; workspace: string; agentVersion: string }
-  | { type: "session.created"; id: string; workspace: string; info: SessionInfo }
+  /** `clientRef` only in the reply to the request that carried it; other clients' sessions are announced without. */
+  | { type: "session.created"; id: string; workspace: string; info: SessionInfo; clientRef?: string }
   | { type: "session.attached"; id: string; mode: "replay" | "snapshot"; offset: number; lostBefore?: number; info: SessionInfo }
   | { type: "session.resync"; id: string; offset: number }
   | { type: "session.list"; sessions: SessionInfo[] }
@@ -63,7 +64,7 @@ export type ServerMessage =
   | { type: "claude.history"; conversations: unknown[] }
   | { type: "claude.transcript"; conversationId: string; entries: unknown[] }
   | { type: "session.ended"; id: string; exitCode?: number | null; reason?: string }
-  | { type: "error"; code: ErrorCode | string; message: string; id?: string };
+  | { type: "error"; code: ErrorCode | string; message: string; id?: string; clientRef?: string };
 
 const SERVER_TYPES = new Set<string>([
   "hello", "session.created", "session.attached", "session.resync", "session.list",

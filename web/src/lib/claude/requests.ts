@@ -1,8 +1,9 @@
 // Claude requests that wait for an answer: start (or resume) a session, list
-// past conversations, load one. The agent answers them on the same socket
-// without a request id, so each waits for the first fitting reply, or for an
-// error that carries no session id (how the agent reports a failed
-// `claude.*` request).
+// past conversations, load one. A start carries a `clientRef` that the agent
+// echoes in its reply (sessions other clients start are announced on the
+// same socket); history and load replies go only to the asker, so each of
+// those waits for the first fitting reply, or for an error that carries no
+// session id (how the agent reports a failed `claude.*` request).
 
 import { ProtocolError, type WorkspaceClient } from "../client";
 import type { ClientMessage, PermissionMode, ServerMessage, SessionInfo } from "../protocol";
@@ -16,14 +17,15 @@ export interface ConversationInfo {
   messages: number;
 }
 
-type Client = Pick<WorkspaceClient, "send" | "onMessage">;
+type Client = Pick<WorkspaceClient, "send" | "onMessage" | "newRef">;
 
 const TIMEOUT_MS = 30_000;
 
 function request<T>(client: Client, msg: ClientMessage, pick: (m: ServerMessage) => T | undefined, what: string, errorCodes?: Set<string>): Promise<T> {
   return new Promise((resolve, reject) => {
     const stop = client.onMessage((m) => {
-      if (m.type === "error" && !m.id && (!errorCodes || errorCodes.has(m.code))) {
+      const refused = m.type === "error" && ("clientRef" in msg ? m.clientRef === msg.clientRef : !m.id && (!errorCodes || errorCodes.has(m.code)));
+      if (refused) {
         done();
         reject(new ProtocolError(m.code, m.message));
         return;
@@ -46,8 +48,6 @@ function request<T>(client: Client, msg: ClientMessage, pick: (m: ServerMessage)
   });
 }
 
-/** Codes with which the agent refuses a `claude.start`. */
-const START_ERRORS = new Set(["claude_unavailable", "spawn_failed", "session_limit", "invalid_field", "path_outside_workspace", "no_such_session", "already_exists", "bad_message"]);
 
 /**
  * Sessions started here to resume a conversation, by session id. The CLI
@@ -61,12 +61,12 @@ export function resumedConversation(sessionId: string): string | undefined {
 }
 
 export async function startClaude(client: Client, opts: { resume?: string; model?: string; permissionMode?: PermissionMode } = {}): Promise<SessionInfo> {
+  const clientRef = client.newRef();
   const info = await request(
     client,
-    { type: "claude.start", ...opts },
-    (m) => (m.type === "session.created" && m.info?.type === "claude" ? m.info : undefined),
+    { type: "claude.start", ...opts, clientRef },
+    (m) => (m.type === "session.created" && m.clientRef === clientRef ? m.info : undefined),
     "starting Claude",
-    START_ERRORS,
   );
   if (opts.resume) resumed.set(info.id, opts.resume);
   return info;
