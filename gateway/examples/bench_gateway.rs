@@ -98,18 +98,17 @@ async fn next_json(ws: &mut Ws, ty: &str) -> serde_json::Value {
 }
 
 async fn start_shell(ws: &mut Ws) -> SessionId {
-    // session.created is also broadcast for other connections' sessions:
-    // find ours by a unique title.
-    let title = format!(
+    // session.created is also announced for other connections' sessions:
+    // ours carries our ref.
+    let r = format!(
         "bench-{}",
-        std::process::id() as u64 * 1_000_000
-            + COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let m = serde_json::json!({"type":"terminal.start","shell":"/bin/sh","cols":200,"rows":50,"title":title});
+    let m = serde_json::json!({"type":"terminal.start","shell":"/bin/sh","cols":200,"rows":50,"clientRef":r});
     ws.send(Message::Text(m.to_string().into())).await.unwrap();
     loop {
         let v = next_json(ws, "session.created").await;
-        if v["info"]["title"] == title.as_str() {
+        if v["clientRef"] == r.as_str() {
             return SessionId::new(v["id"].as_str().unwrap()).unwrap();
         }
     }
@@ -354,6 +353,12 @@ async fn main() {
         .arg("--data-dir")
         .arg(data.path())
         .env("DISPATCH_KEY", KEY)
+        // The agents inherit it: keep all of the replayed output on disk
+        // (the default keeps 64 MiB).
+        .env(
+            "DISPATCH_RETENTION_BYTES",
+            (2 * tp_bytes).max(64 << 20).to_string(),
+        )
         .env(
             "RUST_LOG",
             std::env::var("BENCH_RUST_LOG").unwrap_or("warn,dispatch_gateway::backend=info".into()),

@@ -392,18 +392,18 @@ pub async fn send_json(ws: &mut Ws, v: serde_json::Value) {
 }
 
 /// Starts `/bin/sh` in a PTY; returns the session id. (`session.created`
-/// is also broadcast for other connections' sessions: ours has our title.)
+/// is also announced for other connections' sessions: ours carries our ref.)
 pub async fn start_shell(ws: &mut Ws) -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let title = format!("t{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let r = format!("t{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     send_json(
         ws,
-        serde_json::json!({"type":"terminal.start","shell":"/bin/sh","cols":120,"rows":40,"title":title}),
+        serde_json::json!({"type":"terminal.start","shell":"/bin/sh","cols":120,"rows":40,"clientRef":r}),
     )
     .await;
     loop {
         let created = next_json(ws, "session.created").await;
-        if created["info"]["title"] == title.as_str() {
+        if created["clientRef"] == r.as_str() {
             return created["id"].as_str().unwrap().to_owned();
         }
     }
