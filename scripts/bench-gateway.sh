@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark of the gateway's WebSocket proxy: one run compares the path through
 # the gateway with the path straight to the agent and prints ratios:
-#   output throughput of live terminal output, `cat` of a 128 MiB file in a
-#   session (target >= 0.95x direct); output throughput of a replay of 32 MiB
-#   from the agent's memory (an upper bound on the proxy's cost, far above what
+#   output throughput of live terminal output, `cat` of a 64 MiB file in a
+#   session (target >= 0.95x direct); output throughput of a replay of 128 MiB
+#   from the agent's output log (an upper bound on the proxy's cost, far above what
 #   a terminal produces); added echo latency at p50 (target <= 100 us); gateway
 #   RSS per idle proxied WebSocket at 1,000 connections (target <= 32 KiB);
 #   CPU seconds of the agent and the gateway per live run.
-# Throughput runs go in pairs, direct then via the gateway, and the ratio is
-# the median over the pairs (other processes share the machine; a pair shares
-# its moment's conditions). The best run of each side is printed as well.
+# Throughput runs go in pairs (16 live, 7 replay), direct then via the gateway;
+# the ratio is the median over the pairs (other processes share the machine; a
+# pair shares its moment's conditions). The best run of each side is printed too.
 # Knobs (env): BENCH_LIVE_BYTES, BENCH_LIVE_ROUNDS, BENCH_THROUGHPUT_BYTES (replay),
 # BENCH_ROUNDS (replay), BENCH_ECHOES, BENCH_CONNECTIONS.
 source "$(dirname "$0")/lib.sh"

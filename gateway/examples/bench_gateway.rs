@@ -4,8 +4,9 @@
 //! - output throughput of live terminal output (`cat` of a big file in a
 //!   session, as a terminal produces it), through / direct, as the median of
 //!   back-to-back pairs of runs, with the CPU the agent and gateway used;
-//! - output throughput of a replay of finished output from the agent's memory
-//!   (far above what a terminal produces: an upper bound on the proxy's cost);
+//! - output throughput of a replay of finished output from the agent's ring and
+//!   disk log (in the page cache; far above what a terminal produces: an upper
+//!   bound on the proxy's cost);
 //! - echo latency p50 (one byte in, its echo out), through - direct;
 //! - gateway RSS per idle proxied WebSocket with N open.
 
@@ -339,10 +340,10 @@ fn paired_median_ratio(via: &[f64], direct: &[f64]) -> f64 {
 #[tokio::main]
 async fn main() {
     let bin_dir = PathBuf::from(std::env::var("BENCH_BIN_DIR").expect("BENCH_BIN_DIR"));
-    let tp_bytes = env_num("BENCH_THROUGHPUT_BYTES", 32 << 20);
+    let tp_bytes = env_num("BENCH_THROUGHPUT_BYTES", 128 << 20);
     let rounds = env_num("BENCH_ROUNDS", 7);
-    let live_bytes = env_num("BENCH_LIVE_BYTES", 128 << 20);
-    let live_rounds = env_num("BENCH_LIVE_ROUNDS", 8);
+    let live_bytes = env_num("BENCH_LIVE_BYTES", 64 << 20);
+    let live_rounds = env_num("BENCH_LIVE_ROUNDS", 16);
     let echoes = env_num("BENCH_ECHOES", 2000);
     let conns = env_num("BENCH_CONNECTIONS", 1000);
 
@@ -478,7 +479,7 @@ async fn main() {
     }
 
     // Replay throughput: the same finished output replayed from the agent's
-    // memory on each path, alternating, best of each.
+    // log on each path, in back-to-back pairs.
     eprintln!("bench: making {} MiB of output", tp_bytes >> 20);
     let (out_id, out_end) = make_output(&mut direct, tp_bytes).await;
     let (mut tv, mut td) = (Vec::new(), Vec::new());
@@ -541,7 +542,7 @@ async fn main() {
         per_round(live_cpu[2]) * 1e3 * 1e8 / live_bytes as f64
     );
     println!(
-        "output throughput, replay from the agent's memory ({} MiB, not a terminal's rate; {rounds} alternating pairs of runs): ratio {:.3} (median of the pairs); best runs direct {:.1} MiB/s, via gateway {:.1} MiB/s, ratio {:.3}",
+        "output throughput, replay of finished output from the agent's log ({} MiB, not a terminal's rate; {rounds} alternating pairs of runs): ratio {:.3} (median of the pairs); best runs direct {:.1} MiB/s, via gateway {:.1} MiB/s, ratio {:.3}",
         out_end >> 20,
         paired_median_ratio(&tv, &td),
         mib(best(&td)),
