@@ -452,7 +452,7 @@ async fn main() {
     next_json(&mut direct, "hello").await;
 
     // Live output throughput: `cat` of a file in a terminal, alternating
-    // direct and via the gateway (the machine is shared), best of each.
+    // direct then via the gateway, in pairs (the machine is shared).
     let big = data.path().join("big.txt");
     make_file(&big, live_bytes);
     let (mut live_v, mut live_d, mut live_v_resyncs, mut live_d_resyncs) =
