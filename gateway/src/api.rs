@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{
     CONNECTION, HOST, LOCATION, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_VERSION, SET_COOKIE, UPGRADE,
 };
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dispatch_api::rest::{ApiError, CreateWorkspace, LoginRequest, Me, WorkspaceInfo};
@@ -136,6 +137,47 @@ fn authenticate(
         ));
     }
     Ok(p)
+}
+
+/// Extractor: the authenticated caller (see `authenticate`).
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Fail;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Fail> {
+        let Ok(ClientIp(client)) = ClientIp::from_request_parts(parts, st).await;
+        authenticate(st, &parts.headers, &parts.method, client).map(Caller)
+    }
+}
+
+/// Extractor: the authenticated caller and the workspace named in the path,
+/// checked only for being a valid name (whether it is the caller's is the
+/// backend's to answer, with the same 404 as a missing one).
+pub struct CallerWorkspace {
+    pub user: String,
+    pub name: WorkspaceName,
+}
+
+impl FromRequestParts<AppState> for CallerWorkspace {
+    type Rejection = Fail;
+
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Fail> {
+        let Caller(p) = Caller::from_request_parts(parts, st).await?;
+        let Path(name) = Path::<String>::from_request_parts(parts, st)
+            .await
+            .map_err(|e| {
+                Fail::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadMessage,
+                    e.body_text(),
+                )
+            })?;
+        Ok(CallerWorkspace {
+            user: p.user,
+            name: workspace_name(&name)?,
+        })
+    }
 }
 
 /// Whether Origin is present and names the Host this request was sent to.
@@ -284,13 +326,7 @@ pub async fn logout(
 }
 
 /// `GET /api/me`.
-pub async fn me(
-    State(st): State<AppState>,
-    ClientIp(client): ClientIp,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Json<Me>, Fail> {
-    let p = authenticate(&st, &headers, &method, client)?;
+pub async fn me(State(st): State<AppState>, Caller(p): Caller) -> Result<Json<Me>, Fail> {
     let expires = match &p.via {
         Via::Cookie(c) => c.expires,
         // An access key does not expire; report what a login would give.
@@ -305,23 +341,17 @@ pub async fn me(
 /// `GET /api/workspaces`: the caller's workspaces.
 pub async fn list_workspaces(
     State(st): State<AppState>,
-    ClientIp(client): ClientIp,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
 ) -> Result<Json<Vec<WorkspaceInfo>>, Fail> {
-    let p = authenticate(&st, &headers, &method, client)?;
     Ok(Json(st.backend.list(&p.user).await?))
 }
 
 /// `POST /api/workspaces {name}` -> 201.
 pub async fn create_workspace(
     State(st): State<AppState>,
-    ClientIp(client): ClientIp,
-    method: Method,
-    headers: HeaderMap,
+    Caller(p): Caller,
     body: Result<Json<CreateWorkspace>, JsonRejection>,
 ) -> Result<(StatusCode, Json<WorkspaceInfo>), Fail> {
-    let p = authenticate(&st, &headers, &method, client)?;
     let Json(req) = body.map_err(bad_json)?;
     let name = workspace_name(&req.name)?;
     let info = st.backend.create(&p.user, &name).await?;
@@ -332,55 +362,35 @@ pub async fn create_workspace(
 /// `GET /api/workspaces/{name}`: one workspace's status.
 pub async fn get_workspace(
     State(st): State<AppState>,
-    ClientIp(client): ClientIp,
-    Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    w: CallerWorkspace,
 ) -> Result<Json<WorkspaceInfo>, Fail> {
-    let p = authenticate(&st, &headers, &method, client)?;
-    let name = workspace_name(&name)?;
-    Ok(Json(st.backend.status(&p.user, &name).await?))
+    Ok(Json(st.backend.status(&w.user, &w.name).await?))
 }
 
 /// `POST /api/workspaces/{name}/open`: starts its agent.
 pub async fn open_workspace(
     State(st): State<AppState>,
-    ClientIp(client): ClientIp,
-    Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    w: CallerWorkspace,
 ) -> Result<Json<WorkspaceInfo>, Fail> {
-    let p = authenticate(&st, &headers, &method, client)?;
-    let name = workspace_name(&name)?;
-    Ok(Json(st.backend.open(&p.user, &name).await?))
+    Ok(Json(st.backend.open(&w.user, &w.name).await?))
 }
 
 /// `DELETE /api/workspaces/{name}` -> 204.
 pub async fn delete_workspace(
     State(st): State<AppState>,
-    ClientIp(client): ClientIp,
-    Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    w: CallerWorkspace,
 ) -> Result<StatusCode, Fail> {
-    let p = authenticate(&st, &headers, &method, client)?;
-    let name = workspace_name(&name)?;
-    st.backend.delete(&p.user, &name).await?;
-    tracing::info!(user = %p.user, workspace = %name, "workspace deleted");
+    st.backend.delete(&w.user, &w.name).await?;
+    tracing::info!(user = %w.user, workspace = %w.name, "workspace deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/workspaces/{name}/sessions`: the agent's session list.
 pub async fn list_sessions(
     State(st): State<AppState>,
-    ClientIp(client): ClientIp,
-    Path(name): Path<String>,
-    method: Method,
-    headers: HeaderMap,
+    w: CallerWorkspace,
 ) -> Result<Json<Vec<SessionInfo>>, Fail> {
-    let p = authenticate(&st, &headers, &method, client)?;
-    let name = workspace_name(&name)?;
-    let ep = st.backend.endpoint(&p.user, &name, AGENT_WAIT).await?;
+    let ep = st.backend.endpoint(&w.user, &w.name, AGENT_WAIT).await?;
     let sessions = crate::agent_client::get_json(&ep, "/sessions")
         .await
         .map_err(|e| Fail::new(StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, e))?;
@@ -401,12 +411,11 @@ fn header_has_token(headers: &HeaderMap, name: axum::http::HeaderName, token: &s
 /// plain HTTP error, so no upgrade happens.
 pub async fn workspace_ws(
     State(st): State<AppState>,
-    ClientIp(client): ClientIp,
+    Caller(p): Caller,
     Path(name): Path<String>,
     mut req: Request,
 ) -> Result<Response, Fail> {
     let headers = req.headers();
-    let p = authenticate(&st, headers, req.method(), client)?;
     // Browsers always send Origin on WebSockets, so a cookie without one is
     // refused; a script with a bearer key may omit it.
     let origin_required = matches!(p.via, Via::Cookie(_)) || headers.contains_key(ORIGIN);
