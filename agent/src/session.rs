@@ -13,9 +13,83 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dispatch_api::{ServerMessage, SessionId, SessionInfo, SessionKind};
 use tokio::sync::broadcast;
 
-use crate::db::Db;
+use crate::db::{Db, SessionRow};
 use crate::metrics::Metrics;
 use crate::screen_worker::ScreenWorker;
+
+/// What a session is and how it ended, kept alike for every kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub title: String,
+    /// Working directory, relative to the workspace root.
+    pub cwd: String,
+    pub created: i64,
+    pub ended: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub end_reason: Option<String>,
+    /// Terminal size (`cols`, `rows`); none for kinds without a screen.
+    pub size: Option<(u16, u16)>,
+}
+
+impl Meta {
+    pub fn started(title: String, cwd: String, created: i64, size: Option<(u16, u16)>) -> Self {
+        Meta {
+            title,
+            cwd,
+            created,
+            ended: None,
+            exit_code: None,
+            end_reason: None,
+            size,
+        }
+    }
+
+    /// A session read back after an agent restart: ended, at the time of the
+    /// restart if its end was never recorded.
+    pub fn restored(row: &SessionRow, now: i64) -> Self {
+        Meta {
+            title: row.title.clone(),
+            cwd: row.cwd.clone(),
+            created: row.created,
+            ended: row.ended.or(Some(now)),
+            exit_code: row.exit_code,
+            end_reason: row.end_reason.clone(),
+            size: row.cols.zip(row.rows),
+        }
+    }
+
+    pub fn end(&mut self, at: i64, exit_code: Option<i32>, reason: Option<String>) {
+        self.ended = Some(at);
+        self.exit_code = exit_code;
+        self.end_reason = reason;
+    }
+
+    /// `SessionInfo` for session `id` with this meta, its output (or event)
+    /// positions `[oldest, end)` and `attached` clients.
+    pub fn info(
+        &self,
+        id: &SessionId,
+        kind: SessionKind,
+        (oldest, end): (u64, u64),
+        attached: u32,
+    ) -> SessionInfo {
+        SessionInfo {
+            id: id.clone(),
+            kind,
+            title: self.title.clone(),
+            cwd: self.cwd.clone(),
+            created: self.created,
+            ended: self.ended,
+            exit_code: self.exit_code,
+            end_reason: self.end_reason.clone(),
+            offset: end,
+            oldest_offset: oldest,
+            attached,
+            cols: self.size.map(|(c, _)| c),
+            rows: self.size.map(|(_, r)| r),
+        }
+    }
+}
 
 pub trait Session: Send + Sync + 'static {
     fn id(&self) -> &SessionId;
@@ -87,4 +161,56 @@ pub fn now_ms() -> i64 {
 /// behind these locks stays consistent between statements.
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ended: Option<i64>, size: Option<(u16, u16)>) -> SessionRow {
+        SessionRow {
+            id: "s1".into(),
+            kind: "terminal".into(),
+            title: "build".into(),
+            cwd: "src".into(),
+            created: 10,
+            ended,
+            exit_code: Some(2),
+            end_reason: None,
+            cols: size.map(|s| s.0),
+            rows: size.map(|s| s.1),
+            log_dir: None,
+            oldest_offset: 0,
+            end_offset: 0,
+        }
+    }
+
+    #[test]
+    fn a_restored_session_has_ended_even_if_its_end_was_never_written() {
+        assert_eq!(Meta::restored(&row(Some(20), None), 99).ended, Some(20));
+        let m = Meta::restored(&row(None, Some((100, 30))), 99);
+        assert_eq!(
+            (m.ended, m.exit_code, m.size),
+            (Some(99), Some(2), Some((100, 30)))
+        );
+    }
+
+    #[test]
+    fn info_reports_positions_size_and_clients() {
+        let id = SessionId::new("s1").unwrap();
+        let mut m = Meta::started("t".into(), ".".into(), 5, Some((80, 24)));
+        m.end(9, Some(0), Some("stopped".into()));
+        let i = m.info(&id, SessionKind::Terminal, (3, 40), 2);
+        assert_eq!((i.oldest_offset, i.offset, i.attached), (3, 40, 2));
+        assert_eq!((i.cols, i.rows), (Some(80), Some(24)));
+        assert_eq!((i.ended, i.exit_code), (Some(9), Some(0)));
+        assert_eq!(i.end_reason.as_deref(), Some("stopped"));
+        let c = Meta::started("c".into(), ".".into(), 5, None).info(
+            &id,
+            SessionKind::Claude,
+            (0, 0),
+            0,
+        );
+        assert_eq!((c.cols, c.rows, c.ended), (None, None, None));
+    }
 }

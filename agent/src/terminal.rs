@@ -28,7 +28,7 @@ use crate::pty::{self, SpawnSpec};
 use crate::ratelimit::TokenBucket;
 use crate::ring::{Lapped, Ring};
 use crate::screen::Screen;
-use crate::session::{Services, Session, lock, now_ms};
+use crate::session::{Meta, Services, Session, lock, now_ms};
 
 /// Largest payload in one output frame.
 pub const MAX_CHUNK: usize = 128 * 1024;
@@ -55,17 +55,6 @@ pub struct Progress {
 
 /// An error for the client: a stable code and what went wrong.
 pub type ClientError = (ErrorCode, String);
-
-struct Meta {
-    title: String,
-    cwd: String,
-    created: i64,
-    ended: Option<i64>,
-    exit_code: Option<i32>,
-    end_reason: Option<String>,
-    cols: u16,
-    rows: u16,
-}
 
 struct Running {
     master: Box<dyn MasterPty + Send>,
@@ -148,16 +137,12 @@ impl TerminalSession {
         let session = Arc::new(TerminalSession {
             id: id.clone(),
             services: services.clone(),
-            meta: Mutex::new(Meta {
-                title: spec.title.clone(),
-                cwd: spec.cwd_display.clone(),
+            meta: Mutex::new(Meta::started(
+                spec.title.clone(),
+                spec.cwd_display.clone(),
                 created,
-                ended: None,
-                exit_code: None,
-                end_reason: None,
-                cols,
-                rows,
-            }),
+                Some((cols, rows)),
+            )),
             ring: Mutex::new(Ring::new(limits.ring_bytes, 0)),
             log: Mutex::new(log),
             log_dir: Some(spec.log_dir.clone()),
@@ -271,14 +256,8 @@ impl TerminalSession {
             id,
             services,
             meta: Mutex::new(Meta {
-                title: row.title.clone(),
-                cwd: row.cwd.clone(),
-                created: row.created,
-                ended: row.ended.or(Some(now_ms())),
-                exit_code: row.exit_code,
-                end_reason: row.end_reason.clone(),
-                cols,
-                rows,
+                size: Some((cols, rows)),
+                ..Meta::restored(row, now_ms())
             }),
             // Small: nothing more is appended.
             ring: Mutex::new(Ring::new(1, end)),
@@ -372,12 +351,7 @@ impl TerminalSession {
         // Closes the master and ends the writer thread.
         lock(&self.running).take();
         let ended = now_ms();
-        {
-            let mut m = lock(&self.meta);
-            m.ended = Some(ended);
-            m.exit_code = exit_code;
-            m.end_reason = reason.clone();
-        }
+        lock(&self.meta).end(ended, exit_code, reason.clone());
         let (oldest, end) = self.oldest_and_end();
         // An ended session keeps its output on disk only; subscribers still
         // draining its tail read from there.
@@ -512,11 +486,7 @@ impl TerminalSession {
         // The bytes read so far were laid out for the old size.
         let at = lock(&self.ring).end();
         lock(&self.screen).resize_at(at, rows, cols);
-        {
-            let mut m = lock(&self.meta);
-            m.cols = cols;
-            m.rows = rows;
-        }
+        lock(&self.meta).size = Some((cols, rows));
         let id = self.id.as_str().to_owned();
         self.services
             .db
@@ -688,23 +658,13 @@ impl Session for TerminalSession {
     }
 
     fn info(&self) -> SessionInfo {
-        let (oldest, end) = self.oldest_and_end();
-        let m = lock(&self.meta);
-        SessionInfo {
-            id: self.id.clone(),
-            kind: SessionKind::Terminal,
-            title: m.title.clone(),
-            cwd: m.cwd.clone(),
-            created: m.created,
-            ended: m.ended,
-            exit_code: m.exit_code,
-            end_reason: m.end_reason.clone(),
-            offset: end,
-            oldest_offset: oldest,
-            attached: self.attached.load(Ordering::Relaxed),
-            cols: Some(m.cols),
-            rows: Some(m.rows),
-        }
+        let positions = self.oldest_and_end();
+        lock(&self.meta).info(
+            &self.id,
+            SessionKind::Terminal,
+            positions,
+            self.attached.load(Ordering::Relaxed),
+        )
     }
 
     fn is_running(&self) -> bool {

@@ -27,7 +27,7 @@ use super::event_log::{Budget, EventLog, MemRead};
 use super::framing::{Line, LineFramer, MAX_LINE};
 use super::process::{self, LaunchSpec};
 use crate::db::SessionRow;
-use crate::session::{Services, Session, lock, now_ms};
+use crate::session::{Meta, Services, Session, lock, now_ms};
 use crate::terminal::ClientError;
 
 /// The title of a new conversation until its first prompt names it.
@@ -49,15 +49,6 @@ const STDERR_EVENTS: u32 = 200;
 pub struct Progress {
     pub next_seq: u64,
     pub ended: bool,
-}
-
-struct Meta {
-    title: String,
-    cwd: String,
-    created: i64,
-    ended: Option<i64>,
-    exit_code: Option<i32>,
-    end_reason: Option<String>,
 }
 
 struct Inner {
@@ -148,14 +139,12 @@ impl ClaudeSession {
             id: id.clone(),
             services: services.clone(),
             conversation_id: Mutex::new(spec.launch.conversation.id().to_owned()),
-            meta: Mutex::new(Meta {
-                title: spec.title.clone(),
-                cwd: spec.cwd_display.clone(),
+            meta: Mutex::new(Meta::started(
+                spec.title.clone(),
+                spec.cwd_display.clone(),
                 created,
-                ended: None,
-                exit_code: None,
-                end_reason: None,
-            }),
+                None,
+            )),
             inner: Mutex::new(Inner {
                 log,
                 broker: Broker::new(spec.permission_timeout),
@@ -256,14 +245,7 @@ impl ClaudeSession {
             id,
             services,
             conversation_id: Mutex::new(conversation_id.unwrap_or_default()),
-            meta: Mutex::new(Meta {
-                title: row.title.clone(),
-                cwd: row.cwd.clone(),
-                created: row.created,
-                ended: row.ended.or(Some(now_ms())),
-                exit_code: row.exit_code,
-                end_reason: row.end_reason.clone(),
-            }),
+            meta: Mutex::new(Meta::restored(row, now_ms())),
             inner: Mutex::new(Inner {
                 log,
                 broker: Broker::new(Duration::from_secs(1)),
@@ -594,12 +576,7 @@ impl ClaudeSession {
             }
             (inner.log.oldest(), inner.log.next_seq())
         };
-        {
-            let mut m = lock(&self.meta);
-            m.ended = Some(ended);
-            m.exit_code = exit_code;
-            m.end_reason = reason.clone();
-        }
+        lock(&self.meta).end(ended, exit_code, reason.clone());
         let id = self.id.as_str().to_owned();
         let r = reason.clone();
         self.services.db.fire("end claude session", move |c| {
@@ -649,26 +626,16 @@ impl Session for ClaudeSession {
     }
 
     fn info(&self) -> SessionInfo {
-        let (oldest, end) = {
+        let positions = {
             let inner = lock(&self.inner);
             (inner.log.oldest(), inner.log.next_seq())
         };
-        let m = lock(&self.meta);
-        SessionInfo {
-            id: self.id.clone(),
-            kind: SessionKind::Claude,
-            title: m.title.clone(),
-            cwd: m.cwd.clone(),
-            created: m.created,
-            ended: m.ended,
-            exit_code: m.exit_code,
-            end_reason: m.end_reason.clone(),
-            offset: end,
-            oldest_offset: oldest,
-            attached: self.attached.load(Ordering::Relaxed),
-            cols: None,
-            rows: None,
-        }
+        lock(&self.meta).info(
+            &self.id,
+            SessionKind::Claude,
+            positions,
+            self.attached.load(Ordering::Relaxed),
+        )
     }
 
     fn is_running(&self) -> bool {
