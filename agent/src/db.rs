@@ -2,7 +2,7 @@
 //! index, and an event log. One dedicated thread owns the connection; async
 //! code hands it closures, so SQLite never blocks the runtime.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use rusqlite::{Connection, params};
@@ -12,6 +12,9 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 #[derive(Clone)]
 pub struct Db {
     tx: mpsc::Sender<Job>,
+    /// The directory holding the database; log paths under it are stored
+    /// relative to it, so a workspace that is moved keeps its history.
+    dir: PathBuf,
 }
 
 /// A session as stored. `kind` is the wire name of [`dispatch_api::SessionKind`]
@@ -210,7 +213,22 @@ impl Db {
                     job(&mut conn);
                 }
             })?;
-        Ok(Db { tx })
+        let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Ok(Db { tx, dir })
+    }
+
+    /// How a directory is recorded: relative to the database's own directory
+    /// when it lies under it.
+    pub fn stored_dir(&self, dir: &Path) -> String {
+        dir.strip_prefix(&self.dir)
+            .unwrap_or(dir)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The directory a recorded path names (older records hold absolute ones).
+    pub fn resolve_dir(&self, stored: &str) -> PathBuf {
+        self.dir.join(stored)
     }
 
     /// Runs `f` on the database thread and waits for its result.
@@ -276,6 +294,20 @@ mod tests {
             oldest_offset: 0,
             end_offset: 0,
         }
+    }
+
+    #[test]
+    fn log_dirs_are_stored_relative_to_the_database() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join(".dispatch");
+        std::fs::create_dir_all(&state).unwrap();
+        let db = Db::open(&state.join("agent.db")).unwrap();
+        let logs = state.join("logs").join("s1");
+        assert_eq!(db.stored_dir(&logs), "logs/s1");
+        assert_eq!(db.resolve_dir("logs/s1"), logs);
+        // Outside the state dir, and records from before: absolute, as is.
+        assert_eq!(db.stored_dir(Path::new("/elsewhere/s2")), "/elsewhere/s2");
+        assert_eq!(db.resolve_dir("/old/abs/s3"), Path::new("/old/abs/s3"));
     }
 
     #[test]

@@ -178,7 +178,7 @@ impl TerminalSession {
             end_reason: None,
             cols: Some(cols),
             rows: Some(rows),
-            log_dir: Some(spec.log_dir.display().to_string()),
+            log_dir: Some(services.db.stored_dir(&spec.log_dir)),
             oldest_offset: 0,
             end_offset: 0,
         };
@@ -240,7 +240,7 @@ impl TerminalSession {
     /// readable by attach; nothing runs.
     pub fn restore(services: Arc<Services>, row: &SessionRow, limits: Limits) -> Option<Arc<Self>> {
         let id = SessionId::new(&row.id).ok()?;
-        let log_dir = row.log_dir.as_ref().map(PathBuf::from);
+        let log_dir = row.log_dir.as_deref().map(|d| services.db.resolve_dir(d));
         let log = log_dir.as_ref().and_then(|d| {
             OutputLog::open_existing(d, limits.retention_bytes, row.end_offset)
                 .map_err(|e| tracing::warn!(error = %e, session = %row.id, "output log unreadable"))

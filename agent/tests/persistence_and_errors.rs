@@ -81,6 +81,32 @@ async fn restart_keeps_old_sessions_and_their_output() {
 }
 
 #[tokio::test]
+async fn a_moved_workspace_keeps_its_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (before, after) = (tmp.path().join("before"), tmp.path().join("after"));
+    let id = {
+        let mut agent = Agent::start_in(&before, &[]);
+        let mut c = agent.connect().await;
+        let id = c.start(json!({"shell": "/bin/sh"})).await;
+        c.write(&id, "echo MOVED-$((6*7)); exit\n").await;
+        c.wait_json(|v| v["type"] == "session.ended" && v["id"] == id.as_str())
+            .await;
+        agent.signal(libc::SIGTERM);
+        assert!(agent.wait_exit().success());
+        id
+    };
+    std::fs::rename(&before, &after).unwrap();
+    let agent = Agent::start_in(&after, &[]);
+    let mut c = agent.connect().await;
+    c.send(json!({"type": "session.attach", "id": id, "since": 0}))
+        .await;
+    let att = c.wait_type("session.attached").await;
+    assert_eq!(att["offset"], 0, "{att}");
+    assert!(att.get("lostBefore").is_none(), "{att}");
+    c.wait_output(&id, "MOVED-42").await;
+}
+
+#[tokio::test]
 async fn every_bad_input_gets_its_code_and_the_connection_carries_on() {
     let agent = Agent::start(&[
         "--max-frame-bytes",

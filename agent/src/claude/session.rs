@@ -171,7 +171,7 @@ impl ClaudeSession {
             end_reason: None,
             cols: None,
             rows: None,
-            log_dir: Some(spec.log_dir.to_string_lossy().into_owned()),
+            log_dir: Some(services.db.stored_dir(&spec.log_dir)),
             oldest_offset: 0,
             end_offset: 0,
         };
@@ -233,7 +233,7 @@ impl ClaudeSession {
     ) -> Option<Arc<Self>> {
         let id = SessionId::new(&row.id).ok()?;
         let log = match &row.log_dir {
-            Some(d) => EventLog::open_existing(std::path::Path::new(d), mem_cap, retention),
+            Some(d) => EventLog::open_existing(&services.db.resolve_dir(d), mem_cap, retention),
             None => EventLog::create(None, mem_cap, retention).ok()?,
         };
         let next_seq = log.next_seq();
