@@ -88,8 +88,10 @@ fn parse_model(s: &str) -> Result<String, String> {
 }
 
 fn parse_permission_mode(s: &str) -> Result<PermissionMode, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned()))
-        .map_err(|_| format!("{s:?} is not one of default, acceptEdits, plan, bypassPermissions"))
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(|_| {
+        let all: Vec<&str> = PermissionMode::ALL.iter().map(|m| m.as_cli_arg()).collect();
+        format!("{s:?} is not one of {}", all.join(", "))
+    })
 }
 
 #[cfg(test)]
@@ -111,6 +113,14 @@ mod tests {
         .expect("valid defaults");
         assert_eq!(c.claude_model.as_deref(), Some("claude-x"));
         assert_eq!(c.claude_permission_mode, Some(PermissionMode::AcceptEdits));
+        for (given, mode) in [
+            ("dontAsk", PermissionMode::DontAsk),
+            ("auto", PermissionMode::Auto),
+            ("manual", PermissionMode::Default),
+        ] {
+            let c = parse(&["--claude-permission-mode", given]).expect("a mode the CLI has");
+            assert_eq!(c.claude_permission_mode, Some(mode));
+        }
         let bad_mode = parse(&["--claude-permission-mode", "yolo"]).expect_err("refused");
         assert!(
             bad_mode.to_string().contains("is not one of default"),

@@ -1100,3 +1100,46 @@ async fn stop_ends_the_cli_and_the_tools_it_runs() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn in_dont_ask_mode_a_tool_use_is_refused_without_a_prompt() {
+    // The CLI's mode for unattended runs: what is not allowed beforehand is
+    // refused, and nobody is asked.
+    let bin = claude_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let ws = ws.canonicalize().unwrap();
+    let target = ws.join("unasked.txt");
+    let server = ModelServer::start_local(vec![
+        Turn::bash(format!("touch {}", target.display())),
+        Turn::text("It was refused."),
+    ])
+    .await
+    .unwrap();
+    let agent = start_agent(&ws, &bin, &model_env(&server), &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({"permissionMode": "dontAsk"})).await;
+    let mut pane = Pane::default();
+    let result = turn(&mut c, &id, &mut pane, "Create unasked.txt").await;
+    assert_eq!(result["raw"]["result"], "It was refused.", "{result}");
+    let init = pane
+        .of_type("system")
+        .find(|e| e["subtype"] == "init")
+        .unwrap();
+    assert_eq!(init["raw"]["permissionMode"], "dontAsk");
+    assert_eq!(
+        pane.of_type("control_request").count(),
+        0,
+        "nobody was asked"
+    );
+    assert!(!target.exists(), "the command did not run");
+    let tool_result = pane
+        .of_type("user")
+        .filter_map(|e| e["raw"]["message"]["content"].as_array())
+        .flatten()
+        .find(|b| b["type"] == "tool_result")
+        .expect("a tool_result event")
+        .clone();
+    assert_eq!(tool_result["is_error"], true, "{tool_result}");
+}

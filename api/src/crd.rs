@@ -11,6 +11,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::protocol::PermissionMode;
+
 /// API group of the resource.
 pub const GROUP: &str = "dispatch.dev";
 /// Finalizer the operator puts on every Workspace so that deletion is orderly.
@@ -228,32 +230,6 @@ pub struct ClaudeDefaults {
     /// How Claude Code asks before using tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission_mode: Option<PermissionMode>,
-}
-
-/// How Claude Code asks before using tools (its --permission-mode).
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub enum PermissionMode {
-    /// Ask for every tool that needs permission.
-    Default,
-    /// Accept file edits without asking.
-    AcceptEdits,
-    /// Plan only; change nothing.
-    Plan,
-    /// Never ask.
-    BypassPermissions,
-}
-
-impl PermissionMode {
-    /// The CLI's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Default => "default",
-            Self::AcceptEdits => "acceptEdits",
-            Self::Plan => "plan",
-            Self::BypassPermissions => "bypassPermissions",
-        }
-    }
 }
 
 /// What the operator last saw of the workspace.

@@ -10,22 +10,46 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorCode;
 use crate::session::{SessionId, SessionInfo};
 
-/// Permission modes the Claude CLI accepts for `--permission-mode`.
+// One type for the wire protocol, the agent's flag and the Workspace
+// resource (whose schema takes the doc comment below as its description).
+/// How Claude Code asks before using tools (its --permission-mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum PermissionMode {
+    /// Ask for every tool that needs permission (the CLI calls it Manual).
+    #[serde(alias = "manual")]
     Default,
+    /// Accept file edits without asking.
     AcceptEdits,
+    /// Plan only; change nothing.
     Plan,
+    /// A classifier model approves or refuses in place of a person.
+    Auto,
+    /// Never ask: anything not allowed beforehand is refused (unattended runs).
+    DontAsk,
+    /// Never ask, allow everything.
     BypassPermissions,
 }
 
 impl PermissionMode {
+    pub const ALL: [PermissionMode; 6] = [
+        PermissionMode::Default,
+        PermissionMode::AcceptEdits,
+        PermissionMode::Plan,
+        PermissionMode::Auto,
+        PermissionMode::DontAsk,
+        PermissionMode::BypassPermissions,
+    ];
+
+    /// The CLI's spelling.
     pub fn as_cli_arg(self) -> &'static str {
         match self {
             PermissionMode::Default => "default",
             PermissionMode::AcceptEdits => "acceptEdits",
             PermissionMode::Plan => "plan",
+            PermissionMode::Auto => "auto",
+            PermissionMode::DontAsk => "dontAsk",
             PermissionMode::BypassPermissions => "bypassPermissions",
         }
     }
@@ -486,6 +510,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidField);
         assert_eq!(e.client_ref, None, "too long to echo");
+    }
+
+    #[test]
+    fn permission_modes_are_spelled_as_the_cli_spells_them() {
+        for m in PermissionMode::ALL {
+            let wire = serde_json::to_value(m).unwrap();
+            assert_eq!(wire, m.as_cli_arg(), "{m:?}");
+            assert_eq!(serde_json::from_value::<PermissionMode>(wire).unwrap(), m);
+        }
+        // The CLI's newer name for the default mode is accepted too.
+        let manual: PermissionMode = serde_json::from_str(r#""manual""#).unwrap();
+        assert_eq!(manual, PermissionMode::Default);
     }
 
     #[test]

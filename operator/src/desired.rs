@@ -370,7 +370,7 @@ fn pod_env(ws: &Workspace) -> Vec<EnvVar> {
             out.push(env("DISPATCH_CLAUDE_MODEL", model.clone()));
         }
         if let Some(mode) = claude.permission_mode {
-            out.push(env("DISPATCH_CLAUDE_PERMISSION_MODE", mode.as_str()));
+            out.push(env("DISPATCH_CLAUDE_PERMISSION_MODE", mode.as_cli_arg()));
         }
     }
     if let Some(key) = &ws.spec.anthropic_api_key {

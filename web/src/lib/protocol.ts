@@ -26,7 +26,7 @@ export interface SessionInfo {
   rows?: number;
 }
 
-export type PermissionMode = "default" | "acceptEdits" | "plan" | "bypassPermissions";
+export type PermissionMode = "default" | "acceptEdits" | "plan" | "auto" | "dontAsk" | "bypassPermissions";
 
 export type ClientMessage =
   | { type: "terminal.start"; workspacePath?: string; shell?: string; env?: Record<string, string>; cols: number; rows: number; title?: string; clientRef?: string }
