@@ -3,6 +3,7 @@ import { parseRetryAfter } from "../src/lib/api";
 import { applyCtrl, arrowSequence } from "../src/lib/keys";
 import { isDns1123Label, workspaceNameProblem } from "../src/lib/names";
 import { parseServerMessage } from "../src/lib/protocol";
+import { listRefreshMs, SOON_MS, STEADY_MS } from "../src/lib/refresh";
 import { parseRoute, routeHash } from "../src/lib/route";
 import { isSoftwareRenderer } from "../src/lib/terminal";
 
@@ -73,5 +74,16 @@ describe("renderer choice", () => {
     expect(isSoftwareRenderer("llvmpipe (LLVM 15.0.6, 256 bits)")).toBe(true);
     expect(isSoftwareRenderer("ANGLE (NVIDIA, NVIDIA GeForce RTX 3070 Direct3D11 vs_5_0 ps_5_0)")).toBe(false);
     expect(isSoftwareRenderer("Apple M2")).toBe(false);
+  });
+});
+
+describe("workspace list refresh", () => {
+  it("asks again soon while a workspace is between phases, else now and then", () => {
+    expect(listRefreshMs(null)).toBe(STEADY_MS);
+    expect(listRefreshMs([{ phase: "Running" }, { phase: "Suspended" }, { phase: "Stopped" }])).toBe(STEADY_MS);
+    for (const phase of ["Pending", "Starting", "Terminating"] as const) {
+      expect(listRefreshMs([{ phase: "Running" }, { phase }])).toBe(SOON_MS);
+    }
+    expect(SOON_MS).toBeLessThan(STEADY_MS);
   });
 });
