@@ -52,6 +52,12 @@ pub struct Config {
     #[arg(long, env = "DISPATCH_INPUT_RATE", default_value_t = 1024 * 1024)]
     pub input_rate: u64,
 
+    /// Seconds between WebSocket pings to each client (0: none). They keep
+    /// idle terminals open through proxies that close quiet connections, and
+    /// a client silent for three intervals (no pong, nothing) is dropped.
+    #[arg(long, env = "DISPATCH_PING_INTERVAL", default_value_t = 30)]
+    pub ping_interval: u64,
+
     /// The Claude Code CLI, for Claude sessions.
     #[arg(long, env = "DISPATCH_CLAUDE_BIN", default_value = "claude")]
     pub claude_bin: String,

@@ -13,6 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use dispatch_api::frame::{Frame, FrameKind, encode_header_into, header_len};
@@ -51,11 +52,26 @@ pub async fn serve(socket: WebSocket, state: Arc<AgentState>) {
     .await;
     let mut events = state.services.events.subscribe();
     let mut shutdown = state.shutdown.subscribe();
+    let mut heartbeat = Heartbeat::new(state.config.ping_interval);
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(m)) => conn.handle(m).await,
+                Some(Ok(m)) => {
+                    heartbeat.heard();
+                    conn.handle(m).await;
+                }
+            },
+            beat = heartbeat.tick() => match beat {
+                Beat::Ping => {
+                    if !out.send(Message::Ping(Default::default())).await {
+                        break;
+                    }
+                }
+                Beat::Silent => {
+                    tracing::debug!("client silent for three ping intervals; dropping it");
+                    break;
+                }
             },
             ev = events.recv() => match ev {
                 Ok(m) => conn.forward_event(m).await,
@@ -80,6 +96,52 @@ pub async fn serve(socket: WebSocket, state: Arc<AgentState>) {
     drop(conn);
     out.close().await;
     state.services.metrics.connections.dec();
+}
+
+/// Pings a client now and then; says when it has been silent too long.
+struct Heartbeat {
+    every: Option<Duration>,
+    next: tokio::time::Instant,
+    last_heard: tokio::time::Instant,
+}
+
+enum Beat {
+    Ping,
+    Silent,
+}
+
+impl Heartbeat {
+    /// Missed answers before a client counts as gone.
+    const PATIENCE: u32 = 3;
+
+    fn new(every_secs: u64) -> Self {
+        let every = (every_secs > 0).then(|| Duration::from_secs(every_secs));
+        let now = tokio::time::Instant::now();
+        Heartbeat {
+            every,
+            next: now + every.unwrap_or_default(),
+            last_heard: now,
+        }
+    }
+
+    fn heard(&mut self) {
+        self.last_heard = tokio::time::Instant::now();
+    }
+
+    /// Resolves at the next beat (never, when pings are off).
+    async fn tick(&mut self) -> Beat {
+        let Some(every) = self.every else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until(self.next).await;
+        let now = tokio::time::Instant::now();
+        self.next = now + every;
+        if now.duration_since(self.last_heard) >= every * Self::PATIENCE {
+            Beat::Silent
+        } else {
+            Beat::Ping
+        }
+    }
 }
 
 struct Conn {

@@ -250,3 +250,40 @@ async fn requests_without_the_token_get_401() {
     let (_, body) = http_get(&agent.addr, "/sessions", Some(TOKEN)).await;
     assert_eq!(body.trim(), "[]");
 }
+
+#[tokio::test]
+async fn clients_are_pinged_and_one_that_never_answers_is_dropped() {
+    let agent = Agent::start(&["--ping-interval", "1"]);
+    // A client that answers (tungstenite pongs as it reads) stays connected
+    // past three intervals.
+    let mut c = agent.connect().await;
+    c.wait_until(|c| c.pings >= 4).await;
+    c.send(json!({"type": "session.list"})).await;
+    c.wait_type("session.list").await;
+
+    // One that completes the handshake and then never answers is dropped.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(&agent.addr).await.unwrap();
+    let req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: Bearer {TOKEN}\r\n\r\n",
+        agent.addr
+    );
+    raw.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        raw.read_to_end(&mut got),
+    )
+    .await
+    .expect("the agent dropped the silent client")
+    .unwrap();
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    // Its pings were there to answer: frames with opcode 0x9.
+    assert!(got.windows(2).any(|w| w == [0x89, 0x00]), "no ping seen");
+}

@@ -169,6 +169,8 @@ pub struct Client {
     >,
     pub json: VecDeque<Value>,
     pub streams: HashMap<String, Stream>,
+    /// WebSocket pings received (tungstenite answers each as it reads on).
+    pub pings: u32,
 }
 
 impl Client {
@@ -186,6 +188,7 @@ impl Client {
             ws,
             json: VecDeque::new(),
             streams: HashMap::new(),
+            pings: 0,
         };
         let hello = c.wait_json(|v| v["type"] == "hello").await;
         assert_eq!(hello["protocol"], 1);
@@ -261,6 +264,7 @@ impl Client {
                 }
             }
             Message::Close(_) => panic!("agent closed the connection"),
+            Message::Ping(_) => self.pings += 1,
             _ => {}
         }
     }
