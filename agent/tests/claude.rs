@@ -193,6 +193,13 @@ async fn collect_until(
     }
 }
 
+/// A fresh workspace directory in `tmp`, canonical (as the CLI reports paths).
+fn workspace_in(tmp: &tempfile::TempDir) -> std::path::PathBuf {
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    ws.canonicalize().unwrap()
+}
+
 async fn start_claude(c: &mut Client, extra: Value) -> String {
     let mut m = json!({"type": "claude.start"});
     if let (Some(m), Some(e)) = (m.as_object_mut(), extra.as_object()) {
@@ -349,9 +356,7 @@ async fn plain_text_streams_as_deltas_and_replays_on_attach() {
 async fn bash_tool_use_asks_permission_allowed_then_denied() {
     let bin = claude_bin();
     let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let ws = ws.canonicalize().unwrap();
+    let ws = workspace_in(&tmp);
     let allowed = ws.join("allowed.txt");
     let denied = ws.join("denied.txt");
     let remembered = [ws.join("r1.txt"), ws.join("r2.txt")];
@@ -746,9 +751,8 @@ async fn the_agents_defaults_apply_when_a_session_names_no_model_or_mode() {
 async fn interrupt_withdraws_a_pending_permission_prompt() {
     let bin = claude_bin();
     let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let target = ws.canonicalize().unwrap().join("never.txt");
+    let ws = workspace_in(&tmp);
+    let target = ws.join("never.txt");
     let long = "word ".repeat(200);
     let server = ModelServer::start_local(vec![
         Turn::bash(format!("touch {}", target.display())),
@@ -821,9 +825,8 @@ async fn interrupt_withdraws_a_pending_permission_prompt() {
 async fn a_permission_prompt_nobody_answers_is_denied_after_the_timeout() {
     let bin = claude_bin();
     let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let target = ws.canonicalize().unwrap().join("late.txt");
+    let ws = workspace_in(&tmp);
+    let target = ws.join("late.txt");
     let server = ModelServer::start_local(vec![
         Turn::bash(format!("touch {}", target.display())),
         Turn::text("Fine."),
@@ -995,9 +998,7 @@ async fn missing_cli_no_credentials_and_refused_modes_are_plain_errors() {
 async fn an_allowed_prompt_may_run_edited_input() {
     let bin = claude_bin();
     let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let ws = ws.canonicalize().unwrap();
+    let ws = workspace_in(&tmp);
     let (asked, edited) = (ws.join("asked.txt"), ws.join("edited.txt"));
     let server = ModelServer::start_local(vec![
         Turn::bash(format!("touch {}", asked.display())),
@@ -1107,9 +1108,7 @@ async fn in_dont_ask_mode_a_tool_use_is_refused_without_a_prompt() {
     // refused, and nobody is asked.
     let bin = claude_bin();
     let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path().join("ws");
-    std::fs::create_dir_all(&ws).unwrap();
-    let ws = ws.canonicalize().unwrap();
+    let ws = workspace_in(&tmp);
     let target = ws.join("unasked.txt");
     let server = ModelServer::start_local(vec![
         Turn::bash(format!("touch {}", target.display())),

@@ -219,6 +219,17 @@ async fn a_killed_agent_is_restarted_and_the_client_resumes() {
     );
 }
 
+/// Reads on until the close frame; its code and reason.
+async fn next_close(ws: &mut Ws) -> Option<tokio_tungstenite::tungstenite::protocol::CloseFrame> {
+    loop {
+        match next(ws).await {
+            Some(Message::Close(f)) => return f,
+            Some(_) => {}
+            None => panic!("the connection ended without a close frame"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn pings_pass_through_and_a_gateway_shutdown_closes_with_1001() {
     let gw = Gateway::start().await;
@@ -242,13 +253,7 @@ async fn pings_pass_through_and_a_gateway_shutdown_closes_with_1001() {
     }
 
     let stopped = tokio::spawn(gw.stop());
-    let close = loop {
-        match next(&mut ws).await {
-            Some(Message::Close(f)) => break f,
-            Some(_) => {}
-            None => panic!("the connection ended without a close frame"),
-        }
-    };
+    let close = next_close(&mut ws).await;
     assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
     while next(&mut ws).await.is_some() {}
     assert!(stopped.await.unwrap().success());
@@ -267,13 +272,7 @@ async fn a_client_breaking_the_protocol_is_closed_with_1002_and_nothing_else_cha
         panic!("plain TCP expected");
     };
     tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
-    let close = loop {
-        match next(&mut ws).await {
-            Some(Message::Close(f)) => break f,
-            Some(_) => {}
-            None => panic!("the connection ended without a close frame"),
-        }
-    };
+    let close = next_close(&mut ws).await;
     assert_eq!(close.map(|f| f.code), Some(CloseCode::Protocol));
 
     // The workspace and its agent carry on for the next connection.
