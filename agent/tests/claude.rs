@@ -146,6 +146,16 @@ impl Pane {
         self.events.iter().filter(move |e| e["type"] == kind)
     }
 
+    /// The first tool result the CLI fed back to the model.
+    fn first_tool_result(&self) -> Value {
+        self.of_type("user")
+            .filter_map(|e| e["raw"]["message"]["content"].as_array())
+            .flatten()
+            .find(|b| b["type"] == "tool_result")
+            .expect("a tool_result event")
+            .clone()
+    }
+
     fn results(&self) -> usize {
         self.of_type("result").count()
     }
@@ -431,13 +441,7 @@ async fn bash_tool_use_asks_permission_allowed_then_denied() {
     let (_, activity) = http_get(&agent.addr, "/activity", Some(TOKEN)).await;
     let activity: Value = serde_json::from_str(&activity).unwrap();
     assert_eq!(activity["claudeTurnRunning"], false, "{activity}");
-    let tool_result = pane
-        .of_type("user")
-        .filter_map(|e| e["raw"]["message"]["content"].as_array())
-        .flatten()
-        .find(|b| b["type"] == "tool_result")
-        .expect("a tool_result event")
-        .clone();
+    let tool_result = pane.first_tool_result();
     assert_eq!(tool_result["is_error"], false, "{tool_result}");
 
     // Denied: the command does not run; the model is told why.
@@ -1133,12 +1137,6 @@ async fn in_dont_ask_mode_a_tool_use_is_refused_without_a_prompt() {
         "nobody was asked"
     );
     assert!(!target.exists(), "the command did not run");
-    let tool_result = pane
-        .of_type("user")
-        .filter_map(|e| e["raw"]["message"]["content"].as_array())
-        .flatten()
-        .find(|b| b["type"] == "tool_result")
-        .expect("a tool_result event")
-        .clone();
+    let tool_result = pane.first_tool_result();
     assert_eq!(tool_result["is_error"], true, "{tool_result}");
 }
