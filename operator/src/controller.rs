@@ -239,10 +239,7 @@ pub async fn run(
     })
     .reflect(ws_writer)
     .touched_objects()
-    .predicate_filter(
-        kube::runtime::predicates::resource_version,
-        Default::default(),
-    );
+    .predicate_filter(crate::watch_filter::spec_or_deletion, Default::default());
     let ws_stream = children_ready.map(move |()| ws_watch).flatten_stream();
 
     let ctx = Arc::new(Context {
