@@ -13,3 +13,5 @@ pub mod metrics;
 pub mod ownership;
 pub mod recent;
 pub mod status;
+pub mod trim;
+pub mod watch_filter;

@@ -81,6 +81,7 @@ async fn run() -> anyhow::Result<()> {
         debounce: Duration::from_millis(cli.debounce_ms),
         instance: identity,
     };
+    tokio::spawn(dispatch_operator::trim::when_quiet(metrics.clone()));
     let run = controller::run(client, settings, metrics, shutdown);
     match &elector {
         None => run.await,

@@ -65,6 +65,11 @@ impl Metrics {
         self.duration.observe(took.as_secs_f64());
     }
 
+    /// Reconciles so far.
+    pub fn reconciles(&self) -> u64 {
+        self.reconciles.get()
+    }
+
     pub fn failed(&self, reason: &str) {
         self.failures
             .get_or_create(&vec![("reason", reason.to_string())])
