@@ -102,6 +102,84 @@ fn state_of(stat: &str) -> Option<char> {
     rest.split_whitespace().next()?.chars().next()
 }
 
+/// Parent pid and start time (clock ticks since boot) of a process, from
+/// `/proc/<pid>/stat` (fields 4 and 22).
+fn parent_and_start(stat: &str) -> Option<(i32, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(0) ppid(1) ... starttime(19).
+    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+}
+
+/// A process as it was seen: its pid and start time, so that a later signal
+/// never reaches another process that got the same pid, and its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub pid: i32,
+    start: u64,
+    pub sid: i32,
+}
+
+impl Seen {
+    fn current_start(self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        if state_of(&stat) == Some('Z') {
+            return None;
+        }
+        parent_and_start(&stat).map(|(_, start)| start)
+    }
+
+    /// Still running, and still the same process.
+    pub fn alive(self) -> bool {
+        self.current_start() == Some(self.start)
+    }
+
+    pub fn signal(self, sig: Signal) {
+        if self.alive() {
+            let _ = kill(Pid::from_raw(self.pid), sig);
+        }
+    }
+}
+
+/// Every live descendant of `root` (children, their children, ...), in
+/// whatever session or group they put themselves.
+pub fn descendants(root: i32) -> Vec<Seen> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut procs: Vec<(i32, i32, u64, i32)> = Vec::new();
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if state_of(&stat) == Some('Z') {
+            continue;
+        }
+        if let (Some((ppid, start)), Some(sid)) = (parent_and_start(&stat), session_of(&stat)) {
+            procs.push((pid, ppid, start, sid));
+        }
+    }
+    tree_below(root, &procs)
+}
+
+/// Pure part of [`descendants`]: `procs` are (pid, ppid, start, sid).
+fn tree_below(root: i32, procs: &[(i32, i32, u64, i32)]) -> Vec<Seen> {
+    let mut out = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid, start, sid) in procs {
+            if ppid == parent && pid != root && !out.iter().any(|s: &Seen| s.pid == pid) {
+                out.push(Seen { pid, start, sid });
+                frontier.push(pid);
+            }
+        }
+    }
+    out
+}
+
 /// Live (not zombie) processes whose session id is `sid`.
 pub fn session_members(sid: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -206,6 +284,38 @@ pub fn write_all_waiting(fd: RawFd, mut data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tree_below_a_process_is_found_whatever_the_order() {
+        // 10 -> 11 -> 13 -> 14, 10 -> 12; 20 is unrelated; 14 listed first.
+        let procs = [
+            (14, 13, 5, 11),
+            (11, 10, 1, 11),
+            (20, 1, 9, 20),
+            (12, 10, 2, 10),
+            (13, 11, 3, 11),
+            (10, 1, 0, 10),
+        ];
+        let mut pids: Vec<i32> = tree_below(10, &procs).iter().map(|s| s.pid).collect();
+        pids.sort_unstable();
+        assert_eq!(pids, [11, 12, 13, 14]);
+        assert!(tree_below(20, &procs).is_empty());
+    }
+
+    #[test]
+    fn a_seen_process_is_not_mistaken_for_a_later_one_with_its_pid() {
+        let me = std::process::id() as i32;
+        let seen = descendants(1)
+            .into_iter()
+            .find(|s| s.pid == me)
+            .expect("this test runs below pid 1");
+        assert!(seen.alive());
+        let other = Seen {
+            start: seen.start + 1,
+            ..seen
+        };
+        assert!(!other.alive(), "same pid, other start time");
+    }
 
     #[test]
     fn parses_session_from_stat_with_odd_names() {

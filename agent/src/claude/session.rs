@@ -651,23 +651,27 @@ impl Session for ClaudeSession {
         lock(&self.stop_reason).get_or_insert_with(|| reason.to_owned());
         lock(&self.stdin).take();
         let Some(pid) = self.pid else { return };
+        // The CLI's tools run in sessions of their own and may outlive it:
+        // note them now, while they are still its descendants.
+        let tools = crate::pty::descendants(pid);
         let mut rx = self.progress.subscribe();
         let escalate = async move {
+            // Without its input the CLI ends by itself; if not, it is ended.
             if tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended))
                 .await
-                .is_ok()
+                .is_err()
             {
-                return;
+                crate::pty::kill_session(pid, Signal::SIGTERM);
+                if tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(pid, "claude CLI ignored SIGTERM; killing it");
+                    crate::pty::kill_session(pid, Signal::SIGKILL);
+                }
             }
-            crate::pty::kill_session(pid, Signal::SIGTERM);
-            if tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tracing::warn!(pid, "claude CLI ignored SIGTERM; killing it");
-            crate::pty::kill_session(pid, Signal::SIGKILL);
+            // What it started goes too.
+            end_leftovers(pid, &tools).await;
         };
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             h.spawn(escalate);
@@ -683,6 +687,54 @@ impl Session for ClaudeSession {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+}
+
+/// Ends what is left of a stopped CLI's processes: its session, the tools
+/// noted at the stop with whatever they started since, and the sessions
+/// those tools lead (the CLI starts each in a session of its own, and what
+/// a tool leaves behind when it dies stays there). SIGTERM until the grace
+/// period is over, then SIGKILL. (They are not our children, so there is no
+/// exit to await: /proc is looked at.)
+async fn end_leftovers(sid: i32, tools: &[crate::pty::Seen]) {
+    let mut known = tools.to_vec();
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    loop {
+        // A process is traced to a tool through its parent, so what a tool
+        // started is noted before the tool is signalled.
+        for t in known.clone() {
+            if t.alive() {
+                for d in crate::pty::descendants(t.pid) {
+                    if !known.contains(&d) {
+                        known.push(d);
+                    }
+                }
+            }
+        }
+        let mut sessions = vec![sid];
+        sessions.extend(known.iter().filter(|t| t.sid == t.pid).map(|t| t.sid));
+        let left = sessions
+            .iter()
+            .any(|s| !crate::pty::session_members(*s).is_empty())
+            || known.iter().any(|t| t.alive());
+        if !left {
+            return;
+        }
+        let sig = if tokio::time::Instant::now() < deadline {
+            Signal::SIGTERM
+        } else {
+            Signal::SIGKILL
+        };
+        for s in &sessions {
+            crate::pty::kill_session(*s, sig);
+        }
+        for t in &known {
+            t.signal(sig);
+        }
+        if sig == Signal::SIGKILL {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
