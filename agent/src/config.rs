@@ -68,7 +68,7 @@ pub struct Config {
     pub claude_model: Option<String>,
 
     /// Permission mode for Claude sessions whose `claude.start` names none:
-    /// default, acceptEdits, plan or bypassPermissions.
+    /// default (or manual), acceptEdits, plan, auto, dontAsk or bypassPermissions.
     #[arg(long, env = "DISPATCH_CLAUDE_PERMISSION_MODE", value_parser = parse_permission_mode)]
     pub claude_permission_mode: Option<PermissionMode>,
 

@@ -88,92 +88,75 @@ pub fn wait_exit(pid: i32) -> Option<i32> {
     }
 }
 
-/// Session id of a process, from `/proc/<pid>/stat` (field 6, after the
-/// parenthesised command name, which may itself contain spaces or parens).
-pub fn session_of(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    // state, ppid, pgrp, session
-    fields.nth(3)?.parse().ok()
-}
-
 fn state_of(stat: &str) -> Option<char> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().next()?.chars().next()
 }
 
-/// Parent pid and start time (clock ticks since boot) of a process, from
-/// `/proc/<pid>/stat` (fields 4 and 22).
-fn parent_and_start(stat: &str) -> Option<(i32, u64)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state(0) ppid(1) ... starttime(19).
-    Some((fields.get(1)?.parse().ok()?, fields.get(19)?.parse().ok()?))
-}
-
-/// A process as it was seen: its pid and start time, so that a later signal
-/// never reaches another process that got the same pid, and its session.
+/// A live (not zombie) process as `/proc/<pid>/stat` shows it. Its start
+/// time tells it apart from a later process that got the same pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seen {
+pub struct Proc {
     pub pid: i32,
+    ppid: i32,
+    /// Clock ticks since boot.
     start: u64,
     pub sid: i32,
 }
 
-impl Seen {
-    fn current_start(self) -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        if state_of(&stat) == Some('Z') {
+impl Proc {
+    /// From a stat line: after the parenthesised name (which may itself
+    /// hold spaces and parens) come state(0),
+    /// ppid(1), pgrp(2), session(3) ... starttime(19). `None` for a zombie.
+    fn parse(pid: i32, stat: &str) -> Option<Proc> {
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first()? == &"Z" {
             return None;
         }
-        parent_and_start(&stat).map(|(_, start)| start)
+        Some(Proc {
+            pid,
+            ppid: f.get(1)?.parse().ok()?,
+            start: f.get(19)?.parse().ok()?,
+            sid: f.get(3)?.parse().ok()?,
+        })
     }
 
-    /// Still running, and still the same process.
-    pub fn alive(self) -> bool {
-        self.current_start() == Some(self.start)
+    /// The same process (pid and start time), whatever its parent now.
+    pub fn is(&self, other: &Proc) -> bool {
+        self.pid == other.pid && self.start == other.start
     }
 
-    pub fn signal(self, sig: Signal) {
-        if self.alive() {
-            let _ = kill(Pid::from_raw(self.pid), sig);
-        }
+    /// Whether `procs` still holds this very process.
+    pub fn is_in(&self, procs: &[Proc]) -> bool {
+        procs.iter().any(|p| p.is(self))
     }
 }
 
-/// Every live descendant of `root` (children, their children, ...), in
-/// whatever session or group they put themselves.
-pub fn descendants(root: i32) -> Vec<Seen> {
+/// Every live process, read from /proc once.
+pub fn live_procs() -> Vec<Proc> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut procs: Vec<(i32, i32, u64, i32)> = Vec::new();
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if state_of(&stat) == Some('Z') {
-            continue;
-        }
-        if let (Some((ppid, start)), Some(sid)) = (parent_and_start(&stat), session_of(&stat)) {
-            procs.push((pid, ppid, start, sid));
-        }
-    }
-    tree_below(root, &procs)
+    dir.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Proc::parse(pid, &stat)
+        })
+        .collect()
 }
 
-/// Pure part of [`descendants`]: `procs` are (pid, ppid, start, sid).
-fn tree_below(root: i32, procs: &[(i32, i32, u64, i32)]) -> Vec<Seen> {
-    let mut out = Vec::new();
+/// Every descendant of `root` in `procs` (children, their children, ...),
+/// in whatever session or group they put themselves.
+pub fn descendants(root: i32, procs: &[Proc]) -> Vec<Proc> {
+    let mut out: Vec<Proc> = Vec::new();
     let mut frontier = vec![root];
     while let Some(parent) = frontier.pop() {
-        for &(pid, ppid, start, sid) in procs {
-            if ppid == parent && pid != root && !out.iter().any(|s: &Seen| s.pid == pid) {
-                out.push(Seen { pid, start, sid });
-                frontier.push(pid);
+        for p in procs {
+            if p.ppid == parent && p.pid != root && !p.is_in(&out) {
+                out.push(*p);
+                frontier.push(p.pid);
             }
         }
     }
@@ -182,22 +165,11 @@ fn tree_below(root: i32, procs: &[(i32, i32, u64, i32)]) -> Vec<Seen> {
 
 /// Live (not zombie) processes whose session id is `sid`.
 pub fn session_members(sid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if session_of(&stat) == Some(sid) && state_of(&stat) != Some('Z') {
-            out.push(pid);
-        }
-    }
-    out
+    live_procs()
+        .into_iter()
+        .filter(|p| p.sid == sid)
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// Sends `sig` to the session's process group and to every other process left
@@ -285,43 +257,60 @@ pub fn write_all_waiting(fd: RawFd, mut data: &[u8]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    fn proc(pid: i32, ppid: i32, start: u64, sid: i32) -> Proc {
+        Proc {
+            pid,
+            ppid,
+            start,
+            sid,
+        }
+    }
+
     #[test]
     fn the_tree_below_a_process_is_found_whatever_the_order() {
         // 10 -> 11 -> 13 -> 14, 10 -> 12; 20 is unrelated; 14 listed first.
         let procs = [
-            (14, 13, 5, 11),
-            (11, 10, 1, 11),
-            (20, 1, 9, 20),
-            (12, 10, 2, 10),
-            (13, 11, 3, 11),
-            (10, 1, 0, 10),
+            proc(14, 13, 5, 11),
+            proc(11, 10, 1, 11),
+            proc(20, 1, 9, 20),
+            proc(12, 10, 2, 10),
+            proc(13, 11, 3, 11),
+            proc(10, 1, 0, 10),
         ];
-        let mut pids: Vec<i32> = tree_below(10, &procs).iter().map(|s| s.pid).collect();
+        let mut pids: Vec<i32> = descendants(10, &procs).iter().map(|p| p.pid).collect();
         pids.sort_unstable();
         assert_eq!(pids, [11, 12, 13, 14]);
-        assert!(tree_below(20, &procs).is_empty());
+        assert!(descendants(20, &procs).is_empty());
     }
 
     #[test]
     fn a_seen_process_is_not_mistaken_for_a_later_one_with_its_pid() {
         let me = std::process::id() as i32;
-        let seen = descendants(1)
-            .into_iter()
-            .find(|s| s.pid == me)
-            .expect("this test runs below pid 1");
-        assert!(seen.alive());
-        let other = Seen {
+        let procs = live_procs();
+        let seen = *procs
+            .iter()
+            .find(|p| p.pid == me)
+            .expect("this process is listed");
+        assert!(seen.is_in(&procs));
+        let orphaned = Proc { ppid: 1, ..seen };
+        assert!(orphaned.is_in(&procs), "a new parent is the same process");
+        let other = Proc {
             start: seen.start + 1,
             ..seen
         };
-        assert!(!other.alive(), "same pid, other start time");
+        assert!(!other.is_in(&procs), "same pid, other start time");
+        let zombie = "7 (x) Z 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0";
+        assert_eq!(Proc::parse(7, zombie), None);
+        let live = zombie.replace(") Z", ") S");
+        assert_eq!(Proc::parse(7, &live), Some(proc(7, 1, 99, 7)));
     }
 
     #[test]
     fn parses_session_from_stat_with_odd_names() {
-        let stat = "1234 (we ird) name)) S 1 1234 1230 34816 1234 4194560 0";
-        assert_eq!(session_of(stat), Some(1230));
+        let stat =
+            "1234 (we ird) name)) S 1 1234 1230 34816 1234 4194560 0 0 0 0 0 0 0 0 20 0 1 0 77 0 0";
+        assert_eq!(Proc::parse(1234, stat).map(|p| p.sid), Some(1230));
         assert_eq!(state_of(stat), Some('S'));
-        assert_eq!(session_of("garbage"), None);
+        assert_eq!(Proc::parse(1, "garbage"), None);
     }
 }

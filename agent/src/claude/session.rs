@@ -653,7 +653,7 @@ impl Session for ClaudeSession {
         let Some(pid) = self.pid else { return };
         // The CLI's tools run in sessions of their own and may outlive it:
         // note them now, while they are still its descendants.
-        let tools = crate::pty::descendants(pid);
+        let tools = crate::pty::descendants(pid, &crate::pty::live_procs());
         let mut rx = self.progress.subscribe();
         let escalate = async move {
             // Without its input the CLI ends by itself; if not, it is ended.
@@ -671,7 +671,7 @@ impl Session for ClaudeSession {
                 }
             }
             // What it started goes too.
-            end_leftovers(pid, &tools).await;
+            end_leftovers(pid, tools).await;
         };
         if let Ok(h) = tokio::runtime::Handle::try_current() {
             h.spawn(escalate);
@@ -695,29 +695,32 @@ impl Session for ClaudeSession {
 /// those tools lead (the CLI starts each in a session of its own, and what
 /// a tool leaves behind when it dies stays there). SIGTERM until the grace
 /// period is over, then SIGKILL. (They are not our children, so there is no
-/// exit to await: /proc is looked at.)
-async fn end_leftovers(sid: i32, tools: &[crate::pty::Seen]) {
-    let mut known = tools.to_vec();
+/// exit to await: /proc is looked at, once a round.)
+async fn end_leftovers(sid: i32, tools: Vec<crate::pty::Proc>) {
+    let mut known = tools;
     let deadline = tokio::time::Instant::now() + STOP_GRACE;
     loop {
+        let procs = crate::pty::live_procs();
         // A process is traced to a tool through its parent, so what a tool
         // started is noted before the tool is signalled.
         for t in known.clone() {
-            if t.alive() {
-                for d in crate::pty::descendants(t.pid) {
-                    if !known.contains(&d) {
+            if t.is_in(&procs) {
+                for d in crate::pty::descendants(t.pid, &procs) {
+                    if !d.is_in(&known) {
                         known.push(d);
                     }
                 }
             }
         }
-        let mut sessions = vec![sid];
-        sessions.extend(known.iter().filter(|t| t.sid == t.pid).map(|t| t.sid));
-        let left = sessions
+        let sessions: Vec<i32> = std::iter::once(sid)
+            .chain(known.iter().filter(|t| t.sid == t.pid).map(|t| t.sid))
+            .collect();
+        let left: Vec<i32> = procs
             .iter()
-            .any(|s| !crate::pty::session_members(*s).is_empty())
-            || known.iter().any(|t| t.alive());
-        if !left {
+            .filter(|p| sessions.contains(&p.sid) || p.is_in(&known))
+            .map(|p| p.pid)
+            .collect();
+        if left.is_empty() {
             return;
         }
         let sig = if tokio::time::Instant::now() < deadline {
@@ -725,11 +728,8 @@ async fn end_leftovers(sid: i32, tools: &[crate::pty::Seen]) {
         } else {
             Signal::SIGKILL
         };
-        for s in &sessions {
-            crate::pty::kill_session(*s, sig);
-        }
-        for t in &known {
-            t.signal(sig);
+        for pid in left {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
         }
         if sig == Signal::SIGKILL {
             return;
