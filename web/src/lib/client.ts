@@ -228,7 +228,7 @@ export class WorkspaceClient {
       // Sessions other clients start are announced on this socket too: the
       // reply to this request is the one that carries this ref.
       const clientRef = this.newRef();
-      const p = this.pending(this.pendingStarts, clientRef, resolve, reject, "starting a terminal");
+      const p = this.pending(() => this.pendingStarts.delete(clientRef), resolve, reject, "starting a terminal");
       this.pendingStarts.set(clientRef, p);
       this.send({ type: "terminal.start", cols, rows, ...extra, clientRef });
     });
@@ -242,7 +242,7 @@ export class WorkspaceClient {
 
   listSessions(): Promise<SessionInfo[]> {
     return new Promise((resolve, reject) => {
-      const p = this.pending(this.pendingLists, undefined, resolve, reject, "listing sessions");
+      const p: Pending<SessionInfo[]> = this.pending(() => (this.pendingLists = this.pendingLists.filter((q) => q !== p)), resolve, reject, "listing sessions");
       this.pendingLists.push(p);
       this.send({ type: "session.list" });
     });
@@ -279,23 +279,13 @@ export class WorkspaceClient {
     this.socket?.close(4000, "reconnect requested");
   }
 
-  private pending<T>(
-    list: Pending<T>[] | Map<string, Pending<T>>,
-    key: string | undefined,
-    resolve: (v: T) => void,
-    reject: (e: Error) => void,
-    what: string,
-  ): Pending<T> {
+  /** A request waiting for its answer; `forget` drops it from its list when it times out. */
+  private pending<T>(forget: () => void, resolve: (v: T) => void, reject: (e: Error) => void, what: string): Pending<T> {
     // Sent now on this connection, or queued for the next one.
     const generation = this.state === "open" ? this.generation : this.generation + 1;
     const p: Pending<T> = { resolve, reject, timer: null, generation };
     p.timer = this.timers.setTimeout(() => {
-      if (list instanceof Map) {
-        if (key !== undefined) list.delete(key);
-      } else {
-        const i = list.indexOf(p);
-        if (i >= 0) list.splice(i, 1);
-      }
+      forget();
       reject(new ProtocolError("timeout", `no answer from the workspace ${what}`));
     }, this.opts.requestTimeoutMs);
     return p;
