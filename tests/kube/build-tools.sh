@@ -92,6 +92,6 @@ rm -rf "$BIN"
 mv "$tmp" "$BIN"
 echo "built kube tools in $((SECONDS - start))s:" >&2
 "$BIN/kube-apiserver" --version >&2
-"$BIN/etcd" --version | head -n 1 >&2
+"$BIN/etcd" --version | sed -n 1p >&2   # sed reads to the end: head would close the pipe, and pipefail takes the SIGPIPE as a failure
 "$BIN/helm" version --short >&2
 echo "$BIN"
