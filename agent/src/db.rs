@@ -70,6 +70,10 @@ CREATE TABLE IF NOT EXISTS events (
 pub fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The WAL is reused after each checkpoint but never shrinks by itself:
+    // cut it back to this after a checkpoint, so that one burst of writes
+    // does not hold its size on disk for good.
+    conn.pragma_update(None, "journal_size_limit", 4 << 20)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)

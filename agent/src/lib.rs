@@ -6,12 +6,15 @@
 //! [`registry`] sessions by id; [`session`] what all kinds share;
 //! [`terminal`] PTY sessions; [`pty`] spawning and killing process trees;
 //! [`ring`], [`output_log`], [`screen`] a terminal's output as memory, disk and
-//! emulated screen; [`db`] SQLite; [`metrics`]; [`paths`]; [`ratelimit`].
+//! emulated screen; [`db`] SQLite; [`event_log_bounds`] what the event log
+//! keeps; [`workspace_identity`] which workspace the state belongs to;
+//! [`metrics`]; [`paths`]; [`ratelimit`].
 
 pub mod auth;
 pub mod claude;
 pub mod config;
 pub mod db;
+pub mod event_log_bounds;
 pub mod http;
 pub mod metrics;
 pub mod output_log;
@@ -25,6 +28,7 @@ pub mod screen_worker;
 pub mod session;
 pub mod state;
 pub mod terminal;
+pub mod workspace_identity;
 pub mod ws;
 
 use std::io::Write;

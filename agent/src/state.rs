@@ -42,6 +42,8 @@ pub struct AgentState {
     pub(crate) start_lock: tokio::sync::Mutex<()>,
     /// Set when the agent is shutting down; connections close.
     pub shutdown: watch::Sender<bool>,
+    /// One permit per WebSocket connection served (`--max-connections`).
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A `terminal.start` request.
@@ -87,18 +89,32 @@ impl AgentState {
     /// Opens the workspace: creates it if needed, opens the database, marks
     /// sessions an earlier run left running as ended, and lists past sessions.
     pub fn open(config: Config, token: Token) -> anyhow::Result<Arc<Self>> {
+        use crate::workspace_identity::{self as identity, IdentityError};
+        // Checked at every start: the directory may have been swapped since
+        // the last one.
+        identity::refuse_symlink(&config.workspace, IdentityError::SymlinkedRoot)?;
         std::fs::create_dir_all(&config.workspace)?;
         let root = config.workspace.canonicalize()?;
         let state_dir = root.join(".dispatch");
-        std::fs::create_dir_all(state_dir.join("logs"))?;
+        identity::refuse_symlink(&state_dir, IdentityError::SymlinkedStateDir)?;
+        std::fs::create_dir_all(&state_dir)?;
         let name = config.name.clone().unwrap_or_else(|| {
             root.file_name()
                 .map_or_else(|| "workspace".into(), |n| n.to_string_lossy().into_owned())
         });
         let db = Db::open(&state_dir.join("agent.db"))?;
+        // Before anything in the state is read or changed.
+        let expected = config.workspace_id.clone();
+        db.call_blocking(move |c| {
+            Ok(identity::bind(c, expected.as_deref()).map_err(|e| e.to_string()))
+        })?
+        .map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(state_dir.join("logs"))?;
         let now = now_ms();
         let keep = config.keep_sessions;
+        let bounds = config.event_bounds();
         let rows = db.call_blocking(move |c| {
+            crate::event_log_bounds::prune(c, &bounds, now)?;
             let n = db::mark_left_running(c, now)?;
             if n > 0 {
                 tracing::info!(
@@ -108,7 +124,12 @@ impl AgentState {
             }
             db::load_sessions(c, keep)
         })?;
-        let services = Arc::new(Services::new(db, Metrics::new(), ScreenWorker::start()?));
+        let services = Arc::new(Services::new(
+            db,
+            Metrics::new(),
+            ScreenWorker::start()?,
+            bounds,
+        ));
         let limits = Limits {
             ring_bytes: config.ring_bytes as usize,
             retention_bytes: config.retention_bytes,
@@ -142,6 +163,7 @@ impl AgentState {
             },
         );
         let (shutdown, _) = watch::channel(false);
+        let config_max_connections = config.max_connections;
         Ok(Arc::new(AgentState {
             config,
             root,
@@ -154,6 +176,9 @@ impl AgentState {
             claude,
             start_lock: tokio::sync::Mutex::new(()),
             shutdown,
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(
+                config_max_connections as usize,
+            )),
         }))
     }
 
@@ -248,7 +273,6 @@ impl AgentState {
             )
         })?;
         self.registry.insert(session.clone());
-        self.services.event(Some(&id), "start", Some(program));
         tracing::info!(session = %id, "terminal started");
         Ok(session)
     }
