@@ -108,6 +108,20 @@ pub struct Config {
     /// connection may add; what it does beyond is not logged.
     #[arg(long, env = "DISPATCH_EVENT_LOG_PER_CONNECTION", default_value_t = 100)]
     pub event_log_per_connection: u32,
+
+    /// Run as the holder: bind the address, start the agent (these same
+    /// arguments, without --hold) as a child, keep its terminals' PTYs
+    /// across its crashes and restart it. Shells then outlive the agent.
+    #[arg(long)]
+    pub hold: bool,
+
+    /// (Set by the holder.) The listening socket to serve, inherited.
+    #[arg(long, hide = true)]
+    pub listen_fd: Option<i32>,
+
+    /// (Set by the holder.) The holder's end of the socket pair, inherited.
+    #[arg(long, hide = true)]
+    pub holder_fd: Option<i32>,
 }
 
 impl Config {

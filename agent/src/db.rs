@@ -79,12 +79,27 @@ pub fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(SCHEMA)
 }
 
-/// Sessions an earlier run left open cannot be running now: that run is gone.
-pub fn mark_left_running(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
-    conn.execute(
-        "UPDATE sessions SET ended = ?1, end_reason = 'agent restarted' WHERE ended IS NULL",
-        params![now],
-    )
+/// Sessions an earlier run left open are not running now (that run is
+/// gone), but for those in `carried_on` (a holder kept them); returns the ids
+/// of those marked ended.
+pub fn mark_left_running(
+    conn: &Connection,
+    now: i64,
+    carried_on: &[String],
+) -> rusqlite::Result<Vec<String>> {
+    let left: Vec<String> = conn
+        .prepare("SELECT id FROM sessions WHERE ended IS NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut marked = Vec::new();
+    for id in left.into_iter().filter(|id| !carried_on.contains(id)) {
+        conn.execute(
+            "UPDATE sessions SET ended = ?1, end_reason = 'agent restarted' WHERE id = ?2",
+            params![now, id],
+        )?;
+        marked.push(id);
+    }
+    Ok(marked)
 }
 
 pub fn insert_session(conn: &Connection, r: &SessionRow) -> rusqlite::Result<()> {
@@ -323,9 +338,11 @@ mod tests {
         insert_session(&c, &row("b", 2)).unwrap();
         end_session(&c, "a", 5, Some(0), None, 0, 10).unwrap();
         set_segments(&mut c, "b", &[0, 64], 0, 100).unwrap();
-        assert_eq!(mark_left_running(&c, 9).unwrap(), 1);
+        insert_session(&c, &row("kept", 3)).unwrap();
+        assert_eq!(mark_left_running(&c, 9, &["kept".into()]).unwrap(), ["b"]);
         let rows = load_sessions(&c, 10).unwrap();
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2].ended, None, "carried on by a holder");
         assert_eq!(rows[0].id, "a");
         assert_eq!(rows[0].end_reason, None);
         assert_eq!(rows[1].ended, Some(9));

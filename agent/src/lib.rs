@@ -8,14 +8,18 @@
 //! [`ring`], [`output_log`], [`screen`] a terminal's output as memory, disk and
 //! emulated screen; [`db`] SQLite; [`event_log_bounds`] what the event log
 //! keeps; [`workspace_identity`] which workspace the state belongs to;
-//! [`metrics`]; [`paths`]; [`ratelimit`].
+//! [`metrics`]; [`paths`]; [`ratelimit`]; [`holder`] shells that outlive the
+//! agent, with [`spliced_output`] their lossless output path; [`leftovers`]
+//! what sessions of a crashed run left running.
 
 pub mod auth;
 pub mod claude;
 pub mod config;
 pub mod db;
 pub mod event_log_bounds;
+pub mod holder;
 pub mod http;
+pub mod leftovers;
 pub mod metrics;
 pub mod output_log;
 pub mod paths;
@@ -26,6 +30,7 @@ pub mod ring;
 pub mod screen;
 pub mod screen_worker;
 pub mod session;
+pub mod spliced_output;
 pub mod state;
 pub mod terminal;
 pub mod workspace_identity;
@@ -40,10 +45,17 @@ pub use state::AgentState;
 /// Binds, announces the address on stdout, and serves until SIGTERM or
 /// SIGINT; then stops the sessions and returns.
 pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
+    let inherited = config.listen_fd.map(inherited_listener).transpose()?;
     let state = AgentState::open(config, token)?;
-    let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
+    let listener = match inherited {
+        Some(l) => tokio::net::TcpListener::from_std(l)?,
+        None => tokio::net::TcpListener::bind(state.config.listen).await?,
+    };
     let addr = listener.local_addr()?;
-    {
+    if let Some(holder) = &state.services.holder {
+        // The holder announces the address, once, for all its agents.
+        holder.ready();
+    } else {
         let mut out = std::io::stdout().lock();
         writeln!(out, "DISPATCH_AGENT_LISTENING {addr}")?;
         out.flush()?;
@@ -63,6 +75,22 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
     let _ = state.services.db.call(|_| Ok(())).await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The listening socket a holder passed down as `fd`: kept from the shells,
+/// non-blocking for tokio.
+fn inherited_listener(fd: i32) -> anyhow::Result<std::net::TcpListener> {
+    use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    // SAFETY: only borrowed to check that it is open.
+    fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFD)
+        .map_err(|e| anyhow::anyhow!("--listen-fd {fd}: {e}"))?;
+    // SAFETY: open (checked above), passed to this process alone.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    let l = std::net::TcpListener::from(owned);
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// Keystrokes and their echo are small writes: no Nagle delay.

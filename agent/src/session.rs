@@ -118,6 +118,8 @@ pub struct Services {
     pub screen_worker: ScreenWorker,
     last_activity: AtomicI64,
     event_bounds: EventBounds,
+    /// The holder that keeps terminals across agent restarts, when there is one.
+    pub holder: Option<Arc<crate::holder::HolderLink>>,
     /// Events logged by this run, for pruning every so many.
     events_logged: AtomicU64,
 }
@@ -128,6 +130,7 @@ impl Services {
         metrics: Metrics,
         screen_worker: ScreenWorker,
         event_bounds: EventBounds,
+        holder: Option<Arc<crate::holder::HolderLink>>,
     ) -> Self {
         let (events, _) = broadcast::channel(256);
         Services {
@@ -137,6 +140,7 @@ impl Services {
             screen_worker,
             last_activity: AtomicI64::new(0),
             event_bounds,
+            holder,
             events_logged: AtomicU64::new(0),
         }
     }

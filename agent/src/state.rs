@@ -113,22 +113,38 @@ impl AgentState {
         let now = now_ms();
         let keep = config.keep_sessions;
         let bounds = config.event_bounds();
-        let rows = db.call_blocking(move |c| {
+        // Under a holder: the terminals that outlived the previous agent.
+        let (holder, mut held) = match config.holder_fd {
+            Some(fd) => {
+                let (link, held) = crate::holder::HolderLink::connect(fd)?;
+                (Some(link), held)
+            }
+            None => (None, Vec::new()),
+        };
+        let carried: Vec<String> = held.iter().map(|h| h.id.clone()).collect();
+        let (rows, ended) = db.call_blocking(move |c| {
             crate::event_log_bounds::prune(c, &bounds, now)?;
-            let n = db::mark_left_running(c, now)?;
-            if n > 0 {
+            let ended = db::mark_left_running(c, now, &carried)?;
+            if !ended.is_empty() {
                 tracing::info!(
-                    sessions = n,
+                    sessions = ended.len(),
                     "marked sessions of the previous run as ended by the restart"
                 );
             }
-            db::load_sessions(c, keep)
+            Ok((db::load_sessions(c, keep)?, ended))
         })?;
+        // What those sessions left running goes (issue: `nohup`, `setsid`
+        // and signal-ignoring children outlived a crash).
+        crate::leftovers::end(
+            &ended.into_iter().collect(),
+            crate::terminal::STOP_GRACE,
+        );
         let services = Arc::new(Services::new(
             db,
             Metrics::new(),
             ScreenWorker::start()?,
             bounds,
+            holder,
         ));
         let limits = Limits {
             ring_bytes: config.ring_bytes as usize,
@@ -137,6 +153,23 @@ impl AgentState {
         };
         let registry = Registry::default();
         for row in &rows {
+            if let Some(i) = held.iter().position(|h| h.id == row.id) {
+                let h = held.swap_remove(i);
+                let (id, pid) = (h.id.clone(), h.pid);
+                match TerminalSession::adopt(services.clone(), row, h, limits) {
+                    Ok(s) => {
+                        registry.insert(s);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, session = %id, "cannot carry the session on; ending it");
+                        crate::pty::kill_session(pid, nix::sys::signal::Signal::SIGKILL);
+                        if let Some(h) = &services.holder {
+                            h.release(&id);
+                        }
+                    }
+                }
+            }
             // Other kinds restore themselves where they are implemented.
             if row.kind == "terminal"
                 && let Some(s) = TerminalSession::restore(services.clone(), row, limits)
@@ -151,6 +184,16 @@ impl AgentState {
                 )
             {
                 registry.insert(s);
+            }
+        }
+        for h in held {
+            // Held, but not among the sessions listed: nothing to show it in.
+            tracing::warn!(session = %h.id, "held session unknown to the database; ending it");
+            if h.exited.is_none() {
+                crate::pty::kill_session(h.pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            if let Some(l) = &services.holder {
+                l.release(&h.id);
             }
         }
         let claude = crate::claude::ClaudeHost::new(
