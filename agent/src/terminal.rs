@@ -516,7 +516,7 @@ impl TerminalSession {
                 });
             }
             Err(e) => {
-                tracing::warn!(error = %e, session = %self.id, "output log write failed; log disabled");
+                tracing::warn!(error = %e, session = %self.id, dir = %l.dir().display(), "output log write failed; log disabled");
                 *log = None;
             }
         }
