@@ -80,8 +80,8 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
 /// The listening socket a holder passed down as `fd`: kept from the shells,
 /// non-blocking for tokio.
 fn inherited_listener(fd: i32) -> anyhow::Result<std::net::TcpListener> {
-    use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
     // SAFETY: only borrowed to check that it is open.
     fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFD)
         .map_err(|e| anyhow::anyhow!("--listen-fd {fd}: {e}"))?;

@@ -74,9 +74,20 @@ impl OutputPipe {
 }
 
 /// Moves exactly `n` bytes from `pipe_r` to `file` at its current position.
-pub fn splice_to_file(pipe_r: BorrowedFd<'_>, file: &std::fs::File, mut n: usize) -> io::Result<()> {
+pub fn splice_to_file(
+    pipe_r: BorrowedFd<'_>,
+    file: &std::fs::File,
+    mut n: usize,
+) -> io::Result<()> {
     while n > 0 {
-        match splice(pipe_r, None, file.as_fd(), None, n, SpliceFFlags::SPLICE_F_MOVE) {
+        match splice(
+            pipe_r,
+            None,
+            file.as_fd(),
+            None,
+            n,
+            SpliceFFlags::SPLICE_F_MOVE,
+        ) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(k) => n -= k,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -115,6 +126,9 @@ mod tests {
         f.read_to_string(&mut s).unwrap();
         assert_eq!(s, "hello\r\n");
         drop(slave);
-        assert!(pipe.fill_from(pty.master.as_fd(), 1 << 16).is_err(), "EIO once the slave is closed");
+        assert!(
+            pipe.fill_from(pty.master.as_fd(), 1 << 16).is_err(),
+            "EIO once the slave is closed"
+        );
     }
 }

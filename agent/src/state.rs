@@ -135,10 +135,7 @@ impl AgentState {
         })?;
         // What those sessions left running goes (issue: `nohup`, `setsid`
         // and signal-ignoring children outlived a crash).
-        crate::leftovers::end(
-            &ended.into_iter().collect(),
-            crate::terminal::STOP_GRACE,
-        );
+        crate::leftovers::end(&ended.into_iter().collect(), crate::terminal::STOP_GRACE);
         let services = Arc::new(Services::new(
             db,
             Metrics::new(),

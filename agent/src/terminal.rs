@@ -206,7 +206,12 @@ impl TerminalSession {
                 let start = pty::Proc::of(pid).map_or(0, |p| p.start());
                 // SAFETY: the master fd stays open as long as `spawned.master`.
                 let master = unsafe { BorrowedFd::borrow_raw(fd) };
-                holder.hold(id.as_str(), pid, start, [master, pipe.r.as_fd(), pipe.w.as_fd()]);
+                holder.hold(
+                    id.as_str(),
+                    pid,
+                    start,
+                    [master, pipe.r.as_fd(), pipe.w.as_fd()],
+                );
                 Some(pipe)
             }
             _ => {
@@ -230,8 +235,16 @@ impl TerminalSession {
         );
         let exit = Exit::Child(pid);
         match held {
-            Some(pipe) => session.clone().run_threads(Output::Spliced(pipe), spawned.writer, exit)?,
-            None => session.clone().run_threads(Output::Read(spawned.reader), spawned.writer, exit)?,
+            Some(pipe) => {
+                session
+                    .clone()
+                    .run_threads(Output::Spliced(pipe), spawned.writer, exit)?
+            }
+            None => {
+                session
+                    .clone()
+                    .run_threads(Output::Read(spawned.reader), spawned.writer, exit)?
+            }
         }
         services.metrics.sessions_started.inc();
         services.metrics.sessions_running.inc();

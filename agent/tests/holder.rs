@@ -154,8 +154,12 @@ async fn sessions_survive_kill_9_of_the_agent_with_nothing_lost() {
         c.send(json!({"type": "session.attach", "id": count, "since": seen}))
             .await;
         let target = seen + 100_000;
-        c.wait_until(|c| c.streams.get(count.as_str()).is_some_and(|s| s.end() >= target))
-            .await;
+        c.wait_until(|c| {
+            c.streams
+                .get(count.as_str())
+                .is_some_and(|s| s.end() >= target)
+        })
+        .await;
         seen = c.stream(&count).end();
     }
 
@@ -166,8 +170,12 @@ async fn sessions_survive_kill_9_of_the_agent_with_nothing_lost() {
     c.send(json!({"type": "session.attach", "id": count, "since": 0}))
         .await;
     let target = seen + 100_000;
-    c.wait_until(|c| c.streams.get(count.as_str()).is_some_and(|s| s.end() >= target))
-        .await;
+    c.wait_until(|c| {
+        c.streams
+            .get(count.as_str())
+            .is_some_and(|s| s.end() >= target)
+    })
+    .await;
     let s = c.stream(&count);
     assert_eq!((s.base, s.resyncs), (0, 0), "the whole stream, as bytes");
     let at = before_base as usize;
@@ -177,7 +185,10 @@ async fn sessions_survive_kill_9_of_the_agent_with_nothing_lost() {
         "each offset kept its byte across the restarts"
     );
     let counted = check_counting(&s.text());
-    eprintln!("counted to {counted} in {} bytes through {KILLS} kills", s.bytes.len());
+    eprintln!(
+        "counted to {counted} in {} bytes through {KILLS} kills",
+        s.bytes.len()
+    );
     assert!(counted > 20_000 + KILLS as u64 * 10_000);
     c.send(json!({"type": "session.stop", "id": count})).await;
 
@@ -223,10 +234,8 @@ fn pid_of_session(id: &str) -> Option<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .find(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
-                env.split(|b| *b == 0)
-                    .any(|kv| kv == want.as_bytes())
-            })
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()))
         })
 }
 

@@ -93,7 +93,9 @@ impl HolderLink {
                         exited: exited.then_some(code),
                         fds,
                     }),
-                    None => tracing::warn!(session = %id, "held session came without its descriptors"),
+                    None => {
+                        tracing::warn!(session = %id, "held session came without its descriptors")
+                    }
                 },
                 Some((FromHolder::Exited { id, .. }, _)) => {
                     tracing::warn!(session = %id, "exit before the inventory ended; ignored");

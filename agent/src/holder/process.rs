@@ -125,7 +125,9 @@ fn hold(listen: std::net::SocketAddr, agent_args: Vec<OsString>) -> anyhow::Resu
             failures_before_ready += 1;
             if !ANNOUNCED.load(Ordering::Acquire) || failures_before_ready > RESTARTS_BEFORE_READY {
                 // Its own message went to stderr; the starter reports it.
-                eprintln!("dispatch-agent --hold: the agent (pid {pid}) exited before it served ({status:?}); giving up");
+                eprintln!(
+                    "dispatch-agent --hold: the agent (pid {pid}) exited before it served ({status:?}); giving up"
+                );
                 return Ok(ExitCode::from(code.unwrap_or(1).clamp(1, 255) as u8));
             }
         } else {
@@ -161,7 +163,11 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
 
 fn set_cloexec(fd: &OwnedFd, on: bool) -> nix::Result<()> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-    let flag = if on { FdFlag::FD_CLOEXEC } else { FdFlag::empty() };
+    let flag = if on {
+        FdFlag::FD_CLOEXEC
+    } else {
+        FdFlag::empty()
+    };
     fcntl(fd, FcntlArg::F_SETFD(flag)).map(drop)
 }
 
@@ -189,8 +195,11 @@ fn run_agent(
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(|| {
             pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
-            // The agent stops its sessions when the holder goes.
-            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+            // The agent goes when the holder goes, at once: like a crash
+            // without a holder (the shells end, the next agent marks their
+            // sessions ended and ends what they left). A holder asked to
+            // stop (SIGTERM) stops its agent in order instead.
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
             Ok(())
         });
     }

@@ -62,7 +62,11 @@ pub fn pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Sends one message with `fds` attached.
-pub fn send(sock: BorrowedFd<'_>, msg: &impl Serialize, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
+pub fn send(
+    sock: BorrowedFd<'_>,
+    msg: &impl Serialize,
+    fds: &[BorrowedFd<'_>],
+) -> std::io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let cmsgs = [ControlMessage::ScmRights(&raw)];
@@ -105,7 +109,10 @@ pub fn recv<T: DeserializeOwned>(
                         if let ControlMessageOwned::ScmRights(raw) = c {
                             // SAFETY: the kernel just installed these
                             // descriptors in this process for us alone.
-                            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                            fds.extend(
+                                raw.into_iter()
+                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                            );
                         }
                     }
                 }

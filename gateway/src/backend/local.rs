@@ -474,6 +474,10 @@ async fn start_agent(spec: &AgentSpec) -> Result<(Child, AgentEndpoint), String>
     rand::fill(&mut raw);
     let token = hex::encode(raw);
     let mut cmd = Command::new(&spec.bin);
+    // Through the agent's holder, which keeps the workspace's shells (and its
+    // address) across agent crashes and restarts the agent itself; what this
+    // supervises, prints the listening line and gets SIGTERM is the holder.
+    cmd.arg("--hold");
     for var in HIDDEN_ENV {
         cmd.env_remove(var);
     }
