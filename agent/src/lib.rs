@@ -45,6 +45,7 @@ pub use state::AgentState;
 /// Binds, announces the address on stdout, and serves until SIGTERM or
 /// SIGINT; then stops the sessions and returns.
 pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let inherited = config.listen_fd.map(inherited_listener).transpose()?;
     let state = AgentState::open(config, token)?;
     let listener = match inherited {
@@ -66,7 +67,7 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
     let listener = axum::serve::ListenerExt::tap_io(listener, tune_socket);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            stop.await;
             tracing::info!("shutting down: stopping sessions");
             st.stop_all("agent stopped").await;
             let _ = st.shutdown.send(true);
@@ -102,17 +103,23 @@ fn tune_socket(tcp: &mut tokio::net::TcpStream) {
     let _ = tcp.set_nodelay(true);
 }
 
-async fn shutdown_signal() {
+/// Listens for SIGTERM and SIGINT from the moment it is called (before the
+/// address is announced, so that a stop sent right after is never fatal);
+/// the future resolves at the first.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }
 

@@ -150,7 +150,12 @@ impl AgentState {
         };
         let registry = Registry::default();
         for row in &rows {
-            if let Some(i) = held.iter().position(|h| h.id == row.id) {
+            // A session whose end is recorded stays ended, even when the
+            // agent that recorded it died before telling the holder.
+            if let Some(i) = held
+                .iter()
+                .position(|h| h.id == row.id && row.ended.is_none())
+            {
                 let h = held.swap_remove(i);
                 let (id, pid) = (h.id.clone(), h.pid);
                 match TerminalSession::adopt(services.clone(), row, h, limits) {

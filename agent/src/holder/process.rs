@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, pthread_sigmask};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, kill, pthread_sigmask, sigaction,
+};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -76,9 +78,22 @@ fn signals() -> SigSet {
     s
 }
 
+extern "C" fn ignore(_: libc::c_int) {}
+
 fn hold(listen: std::net::SocketAddr, agent_args: Vec<OsString>) -> anyhow::Result<ExitCode> {
     // SIGTERM and SIGINT are taken by one thread with sigwait; children get
-    // an empty mask back before exec.
+    // an empty mask back before exec. A handler is set too, though it never
+    // runs: as a container's PID 1 the holder is sent only the signals it
+    // handles.
+    for sig in signals().iter() {
+        let act = SigAction::new(
+            SigHandler::Handler(ignore),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        // SAFETY: the handler does nothing, so it is async-signal-safe.
+        unsafe { sigaction(sig, &act)? };
+    }
     pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&signals()), None)?;
     nix::sys::prctl::set_child_subreaper(true)?;
     let exe = std::env::current_exe()?;
