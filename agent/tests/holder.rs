@@ -213,6 +213,16 @@ async fn sessions_survive_kill_9_of_the_agent_with_nothing_lost() {
     // SIGTERM to the holder: the agent stops the sessions, both exit cleanly.
     let vim_pid = pid_of_session(&vim);
     assert!(vim_pid.is_some(), "vim runs");
+    // The holder's socket and the listening socket stay out of the shells'
+    // reach (else a shell could forge the agent's requests or serve its port):
+    // the agent marks them close-on-exec, and portable-pty closes stray fds.
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", vim_pid.unwrap()))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|l| l.display().to_string())
+        .collect();
+    assert!(!fds.iter().any(|l| l.starts_with("socket:")), "{fds:?}");
     let mut holder = holder;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(holder.child.id() as i32),

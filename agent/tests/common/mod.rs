@@ -306,6 +306,31 @@ impl Client {
         }
     }
 
+    /// The JSON messages up to and including the first of type `t`; panics
+    /// on a close.
+    pub async fn collect_until_type(&mut self, t: &str) -> Vec<Value> {
+        let mut got = Vec::new();
+        loop {
+            let msg = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("no message from the agent before the deadline")
+                .expect("connection closed")
+                .expect("websocket error");
+            match msg {
+                Message::Text(text) => {
+                    let v: Value = serde_json::from_str(text.as_str()).unwrap();
+                    let done = v["type"] == t;
+                    got.push(v);
+                    if done {
+                        return got;
+                    }
+                }
+                Message::Close(f) => panic!("the agent closed the connection: {f:?}"),
+                _ => {}
+            }
+        }
+    }
+
     /// Reads and drops everything up to the first JSON message of type `t`,
     /// which it returns: for tests that send thousands of requests.
     pub async fn discard_until_type(&mut self, t: &str) -> Value {
