@@ -283,3 +283,49 @@ async fn without_a_holder_what_a_session_left_is_ended_after_a_restart() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_workspace_swapped_under_the_holder_is_refused_at_the_restart_and_the_holder_gives_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let mut holder = Holder::start(&ws, &["--workspace-id", "me/ws"]);
+    let agent = wait_for("the agent", || holder.agent_pid());
+    let mut c = Client::connect(&holder.addr, Some(TOKEN)).await.unwrap();
+    let id = c.start(json!({"shell": "/bin/sh"})).await;
+    c.write(&id, "echo up-$((6*7))\n").await;
+    c.wait_output(&id, "up-42").await;
+    let shell = pid_of_session(&id).expect("the shell runs");
+    drop(c);
+
+    // From the terminal: the workspace becomes a link to another directory;
+    // then the agent crashes.
+    std::fs::rename(&ws, tmp.path().join("ws.old")).unwrap();
+    std::os::unix::fs::symlink(&other, &ws).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    // Each restarted agent refuses; after a few the holder gives up, and
+    // with it the shells it kept. Nothing was written in the other directory.
+    let status = {
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(s) = holder.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < end, "the holder kept retrying");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert!(!status.success(), "{status:?}");
+    eventually("the shell to end with the holder", || is_gone(shell)).await;
+    assert_eq!(
+        std::fs::read_dir(&other).unwrap().count(),
+        0,
+        "the other directory is untouched"
+    );
+}
