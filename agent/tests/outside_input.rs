@@ -90,12 +90,12 @@ fn arb_input() -> impl Strategy<Value = Input> {
 fn any_message_gets_a_reply_or_a_coded_error_and_the_connection_carries_on() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let agent = Agent::start(&[]);
-    let client = RefCell::new(rt.block_on(agent.connect()));
+    let client = RefCell::new(Some(rt.block_on(agent.connect())));
     let mut runner = TestRunner::new(Config::with_cases(256));
     runner
         .run(&arb_input(), |input| {
-            rt.block_on(async {
-                let mut c = client.borrow_mut();
+            let mut c = client.borrow_mut().take().expect("the connection");
+            let (c, replies) = rt.block_on(async move {
                 match &input {
                     Input::Text(t) => c.send_text(t.clone()).await,
                     Input::Binary(b) => c.send_binary(b.clone()).await,
@@ -104,15 +104,17 @@ fn any_message_gets_a_reply_or_a_coded_error_and_the_connection_carries_on() {
                 // whatever the input caused.
                 c.send(json!({"type": "session.list"})).await;
                 let replies = c.collect_until_type("session.list").await;
-                for r in replies.iter().filter(|r| r["type"] == "error") {
-                    let code: Result<ErrorCode, _> = serde_json::from_value(r["code"].clone());
-                    prop_assert!(code.is_ok(), "{r}");
-                    prop_assert_ne!(code.ok(), Some(ErrorCode::Internal), "{}", r);
-                    let message = r["message"].as_str().unwrap_or_default();
-                    prop_assert!(!message.is_empty() && message.len() <= 512, "{r}");
-                }
-                Ok(())
-            })
+                (c, replies)
+            });
+            *client.borrow_mut() = Some(c);
+            for r in replies.iter().filter(|r| r["type"] == "error") {
+                let code: Result<ErrorCode, _> = serde_json::from_value(r["code"].clone());
+                prop_assert!(code.is_ok(), "{r}");
+                prop_assert_ne!(code.ok(), Some(ErrorCode::Internal), "{}", r);
+                let message = r["message"].as_str().unwrap_or_default();
+                prop_assert!(!message.is_empty() && message.len() <= 512, "{r}");
+            }
+            Ok(())
         })
         .unwrap();
 }
