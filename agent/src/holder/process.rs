@@ -138,11 +138,15 @@ fn hold(listen: std::net::SocketAddr, agent_args: Vec<OsString>) -> anyhow::Resu
         }
         if !ready {
             failures_before_ready += 1;
-            if !ANNOUNCED.load(Ordering::Acquire) || failures_before_ready > RESTARTS_BEFORE_READY {
-                // Its own message went to stderr; the starter reports it.
-                eprintln!(
-                    "dispatch-agent --hold: the agent (pid {pid}) exited before it served ({status:?}); giving up"
-                );
+            let first_start = !ANNOUNCED.load(Ordering::Acquire);
+            if first_start || failures_before_ready > RESTARTS_BEFORE_READY {
+                // The agent said why on stderr; at the first start that is
+                // the last line the starter sees, as without a holder.
+                if !first_start {
+                    eprintln!(
+                        "dispatch-agent --hold: the restarted agent (pid {pid}) exited before it served ({status:?}) {failures_before_ready} times; giving up"
+                    );
+                }
                 return Ok(ExitCode::from(code.unwrap_or(1).clamp(1, 255) as u8));
             }
         } else {
