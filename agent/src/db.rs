@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS output_segments (
     start_offset INTEGER NOT NULL,
     PRIMARY KEY (session_id, start_offset)
 );
+CREATE TABLE IF NOT EXISTS session_leaders (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+    pid INTEGER NOT NULL,
+    start INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ts INTEGER NOT NULL,
@@ -112,6 +117,30 @@ pub fn insert_session(conn: &Connection, r: &SessionRow) -> rusqlite::Result<()>
         ],
     )?;
     Ok(())
+}
+
+/// Records the process a session's program runs as (it leads the session's
+/// process session), with its start time to tell it from a later process
+/// that gets its pid.
+pub fn set_leader(conn: &Connection, id: &str, pid: i32, start: u64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO session_leaders (session_id, pid, start) VALUES (?1, ?2, ?3)",
+        params![id, pid, start as i64],
+    )?;
+    Ok(())
+}
+
+/// The recorded leaders (pid, start) of sessions `ids`.
+pub fn leaders(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<(i32, u64)>> {
+    let mut st = conn.prepare("SELECT pid, start FROM session_leaders WHERE session_id = ?1")?;
+    let mut out = Vec::new();
+    for id in ids {
+        let rows = st.query_map(params![id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
 }
 
 pub fn end_session(

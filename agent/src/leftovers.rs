@@ -25,30 +25,51 @@ pub fn session_of(environ: &[u8]) -> Option<&[u8]> {
         .find_map(|kv| kv.strip_prefix(VAR))
 }
 
-/// Live processes (other than this one) whose environment names one of `ids`.
-pub fn find(ids: &HashSet<String>) -> Vec<Proc> {
-    if ids.is_empty() {
+/// The members of the process session that `leader` (pid, start time) led,
+/// in `procs`. Linux never hands out a pid while a session still bears it as
+/// its id, so processes with that session id are the leader's, unless the
+/// pid now belongs to a later process (another start time) that made a
+/// session of its own after the old one emptied.
+pub fn members_of(leader: (i32, u64), procs: &[Proc]) -> Vec<Proc> {
+    let (pid, start) = leader;
+    if procs.iter().any(|p| p.pid == pid && p.start() != start) {
+        return Vec::new();
+    }
+    procs.iter().filter(|p| p.sid == pid).copied().collect()
+}
+
+/// Live processes (other than this one) whose environment names one of
+/// `ids`, or that are in the process session one of `leaders` led.
+pub fn find(ids: &HashSet<String>, leaders: &[(i32, u64)]) -> Vec<Proc> {
+    if ids.is_empty() && leaders.is_empty() {
         return Vec::new();
     }
     let me = std::process::id() as i32;
-    pty::live_procs()
-        .into_iter()
-        .filter(|p| p.pid != me)
-        .filter(|p| {
-            std::fs::read(format!("/proc/{}/environ", p.pid)).is_ok_and(|env| {
-                session_of(&env)
-                    .and_then(|s| std::str::from_utf8(s).ok())
-                    .is_some_and(|s| ids.contains(s))
-            })
-        })
-        .collect()
+    let procs = pty::live_procs();
+    let mut found: Vec<Proc> = leaders
+        .iter()
+        .flat_map(|l| members_of(*l, &procs))
+        .collect();
+    for p in &procs {
+        let named = std::fs::read(format!("/proc/{}/environ", p.pid)).is_ok_and(|env| {
+            session_of(&env)
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .is_some_and(|s| ids.contains(s))
+        });
+        if named && !p.is_in(&found) {
+            found.push(*p);
+        }
+    }
+    found.retain(|p| p.pid != me);
+    found
 }
 
-/// Ends the processes of sessions `ids` that an earlier run left: SIGHUP and
-/// SIGTERM now, SIGKILL after `grace` to those (same pid and start time)
-/// still there. Returns at once; the SIGKILL comes from a thread.
-pub fn end(ids: &HashSet<String>, grace: Duration) -> usize {
-    let found = find(ids);
+/// Ends the processes of sessions `ids` (led by `leaders`) that an earlier
+/// run left: SIGHUP and SIGTERM now, SIGKILL after `grace` to those (same
+/// pid and start time) still there. Returns at once; the SIGKILL comes from
+/// a thread.
+pub fn end(ids: &HashSet<String>, leaders: &[(i32, u64)], grace: Duration) -> usize {
+    let found = find(ids, leaders);
     if found.is_empty() {
         return 0;
     }
@@ -106,14 +127,34 @@ mod tests {
         let ids: HashSet<String> = [id].into();
         let deadline = Instant::now() + Duration::from_secs(20);
         // The shell has exec'd once /proc shows its environment.
-        while !find(&ids).iter().any(|p| p.pid == pid) {
+        while !find(&ids, &[]).iter().any(|p| p.pid == pid) {
             assert!(Instant::now() < deadline, "not found");
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(end(&ids, Duration::from_millis(300)) >= 1);
+        assert!(end(&ids, &[], Duration::from_millis(300)) >= 1);
         let status = child.wait().unwrap();
         assert!(!status.success(), "killed: {status:?}");
         let other: HashSet<String> = ["nobody-has-this".to_owned()].into();
-        assert!(find(&other).is_empty());
+        assert!(find(&other, &[]).is_empty());
+    }
+
+    #[test]
+    fn a_session_is_its_leaders_unless_the_pid_went_to_a_later_process() {
+        let procs = pty::live_procs();
+        let me = procs
+            .iter()
+            .find(|p| p.pid == std::process::id() as i32)
+            .copied()
+            .unwrap();
+        let leader = procs.iter().find(|p| p.pid == me.sid).copied();
+        if let Some(l) = leader {
+            let members = members_of((l.pid, l.start()), &procs);
+            assert!(me.is_in(&members), "this process is in its session");
+            let reused = members_of((l.pid, l.start() + 1), &procs);
+            assert!(reused.is_empty(), "the pid is another process's now");
+        }
+        // A leader that is gone: its session's members are still its own.
+        let members = members_of((me.sid, 0), &procs);
+        assert_eq!(leader.is_none(), me.is_in(&members));
     }
 }

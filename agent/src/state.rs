@@ -122,7 +122,7 @@ impl AgentState {
             None => (None, Vec::new()),
         };
         let carried: Vec<String> = held.iter().map(|h| h.id.clone()).collect();
-        let (rows, ended) = db.call_blocking(move |c| {
+        let (rows, (ended, leaders)) = db.call_blocking(move |c| {
             crate::event_log_bounds::prune(c, &bounds, now)?;
             let ended = db::mark_left_running(c, now, &carried)?;
             if !ended.is_empty() {
@@ -131,11 +131,16 @@ impl AgentState {
                     "marked sessions of the previous run as ended by the restart"
                 );
             }
-            Ok((db::load_sessions(c, keep)?, ended))
+            let leaders = db::leaders(c, &ended)?;
+            Ok((db::load_sessions(c, keep)?, (ended, leaders)))
         })?;
-        // What those sessions left running goes (issue: `nohup`, `setsid`
-        // and signal-ignoring children outlived a crash).
-        crate::leftovers::end(&ended.into_iter().collect(), crate::terminal::STOP_GRACE);
+        // What those sessions left running goes (`nohup`, `setsid` and
+        // signal-ignoring children outlived a crash).
+        crate::leftovers::end(
+            &ended.into_iter().collect(),
+            &leaders,
+            crate::terminal::STOP_GRACE,
+        );
         let services = Arc::new(Services::new(
             db,
             Metrics::new(),

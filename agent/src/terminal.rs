@@ -193,6 +193,7 @@ impl TerminalSession {
             end_offset: 0,
         };
         let pid = spawned.pid;
+        let start = pty::Proc::of(pid).map_or(0, |p| p.start());
         // With a holder, the output goes PTY -> pipe -> log (kernel-side)
         // and the session's row is written before the holder takes it, so a
         // successor agent finds both.
@@ -200,10 +201,10 @@ impl TerminalSession {
             (Some(holder), Some(fd), Some(_)) => {
                 let pipe = OutputPipe::new()?;
                 let r = row.clone();
-                services
-                    .db
-                    .call_blocking(move |c| db::insert_session(c, &r))?;
-                let start = pty::Proc::of(pid).map_or(0, |p| p.start());
+                services.db.call_blocking(move |c| {
+                    db::insert_session(c, &r)?;
+                    db::set_leader(c, &r.id, pid, start)
+                })?;
                 // SAFETY: the master fd stays open as long as `spawned.master`.
                 let master = unsafe { BorrowedFd::borrow_raw(fd) };
                 holder.hold(
@@ -215,9 +216,10 @@ impl TerminalSession {
                 Some(pipe)
             }
             _ => {
-                services
-                    .db
-                    .fire("insert session", move |c| db::insert_session(c, &row));
+                services.db.fire("insert session", move |c| {
+                    db::insert_session(c, &row)?;
+                    db::set_leader(c, &row.id, pid, start)
+                });
                 None
             }
         };

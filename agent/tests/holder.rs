@@ -256,18 +256,21 @@ async fn without_a_holder_what_a_session_left_is_ended_after_a_restart() {
     let mut agent = Agent::start_in(&ws, &[]);
     let mut c = agent.connect().await;
     let id = c.start(json!({"shell": "/bin/sh"})).await;
-    // Three ways out of a terminal's reach: nohup, setsid, ignoring signals.
+    // Ways out of a terminal's reach: nohup, setsid, ignoring signals, and
+    // the last also without the environment that names its session.
     c.write(
         &id,
         "nohup sleep 1000 >/dev/null 2>&1 & echo nohup=$!; \
          setsid sh -c 'echo setsid=$$; exec sleep 1001' & \
-         (trap '' HUP TERM; exec sleep 1002) & echo deaf=$!\n",
+         (trap '' HUP TERM; exec sleep 1002) & echo deaf=$!; \
+         env -i sh -c 'trap \"\" HUP TERM; exec sleep 1003' & echo bare=$!\n",
     )
     .await;
     let mut out = c.wait_output(&id, "deaf=").await;
     out = c.wait_until_digits(&id, out, "deaf=").await;
     out = c.wait_until_digits(&id, out, "setsid=").await;
-    let pids: Vec<i32> = ["nohup=", "setsid=", "deaf="]
+    out = c.wait_until_digits(&id, out, "bare=").await;
+    let pids: Vec<i32> = ["nohup=", "setsid=", "deaf=", "bare="]
         .iter()
         .map(|k| number_after(&out, k).unwrap_or_else(|| panic!("{k} in {out}")))
         .collect();
