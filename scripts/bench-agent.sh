@@ -3,7 +3,7 @@
 # tests): throughput of `cat` of a 256 MiB file (PTY floor vs the agent's
 # WebSocket), keystroke echo latency p50/p99 (PTY's own echo vs the agent, idle
 # and under a flood in another session), idle RSS, and exec-to-/readyz time.
-# Usage: scripts/bench-agent.sh [--size-mib N] [--rounds N]
+# Usage: scripts/bench-agent.sh [--size-mib N] [--rounds N] [--hold]  (--hold: under the holder, as local mode runs it)
 source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 step "building dispatch-agent and the bench client (release)"

@@ -28,6 +28,8 @@ struct Args {
     agent_bin: PathBuf,
     size_mib: usize,
     rounds: usize,
+    /// Run the agent under its holder (`--hold`): the path local mode takes.
+    hold: bool,
 }
 
 fn args() -> Args {
@@ -35,10 +37,17 @@ fn args() -> Args {
         agent_bin: PathBuf::from("dispatch-agent"),
         size_mib: 256,
         rounds: 1000,
+        hold: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
-    while i + 1 < v.len() {
+    while i < v.len() {
+        if v[i] == "--hold" {
+            a.hold = true;
+            i += 1;
+            continue;
+        }
+        assert!(i + 1 < v.len(), "{} needs a value", v[i]);
         match v[i].as_str() {
             "--agent-bin" => a.agent_bin = PathBuf::from(&v[i + 1]),
             "--size-mib" => a.size_mib = v[i + 1].parse().expect("--size-mib N"),
@@ -133,9 +142,14 @@ impl Drop for Agent {
     }
 }
 
+/// Whether agents are started under their holder (`--hold`).
+static HOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn start_agent(bin: &Path, ws: &Path, extra: &[&str]) -> (Agent, Instant) {
     let t0 = Instant::now();
+    let hold = HOLD.load(std::sync::atomic::Ordering::Relaxed);
     let mut child = Command::new(bin)
+        .args(hold.then_some("--hold"))
         .arg("--workspace")
         .arg(ws)
         .args(extra)
@@ -302,9 +316,12 @@ async fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("big.txt");
     make_file(&file, a.size_mib);
+    HOLD.store(a.hold, std::sync::atomic::Ordering::Relaxed);
     println!(
-        "dispatch-agent benchmark ({} MiB file, {} echo rounds)",
-        a.size_mib, a.rounds
+        "dispatch-agent benchmark ({} MiB file, {} echo rounds{})",
+        a.size_mib,
+        a.rounds,
+        if a.hold { ", under the holder" } else { "" }
     );
 
     // exec -> /readyz, median of 10, fresh workspace each time

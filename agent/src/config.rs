@@ -21,6 +21,13 @@ pub struct Config {
     #[arg(long, env = "DISPATCH_WORKSPACE")]
     pub workspace: PathBuf,
 
+    /// The workspace this agent is meant to serve (the gateway passes
+    /// `<owner>/<name>`). Recorded in `.dispatch/agent.db` on first start; a
+    /// later start naming another refuses to run, so a workspace directory
+    /// swapped for another one is never served. Without it, no check.
+    #[arg(long, env = "DISPATCH_WORKSPACE_ID")]
+    pub workspace_id: Option<String>,
+
     /// Workspace name reported in `hello` (default: the root directory's name).
     #[arg(long, env = "DISPATCH_WORKSPACE_NAME")]
     pub name: Option<String>,
@@ -80,6 +87,51 @@ pub struct Config {
     /// Ended sessions listed after a restart (the newest ones).
     #[arg(long, env = "DISPATCH_KEEP_SESSIONS", default_value_t = 200)]
     pub keep_sessions: u32,
+
+    /// WebSocket connections served at once; one more is refused with a
+    /// `rate_limited` error and closed.
+    #[arg(long, env = "DISPATCH_MAX_CONNECTIONS", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_connections: u32,
+
+    /// Rows kept in the event log of `agent.db` (the newest).
+    #[arg(long, env = "DISPATCH_EVENT_LOG_ROWS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub event_log_rows: u64,
+
+    /// Days an event log row is kept.
+    #[arg(long, env = "DISPATCH_EVENT_LOG_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub event_log_days: u32,
+
+    /// Event log rows of each kind (attach, error, start, stop) one
+    /// connection may add; what it does beyond is not logged.
+    #[arg(long, env = "DISPATCH_EVENT_LOG_PER_CONNECTION", default_value_t = 100)]
+    pub event_log_per_connection: u32,
+
+    /// Run as the holder: bind the address, start the agent (these same
+    /// arguments, without --hold) as a child, keep its terminals' PTYs
+    /// across its crashes and restart it. Shells then outlive the agent.
+    #[arg(long)]
+    pub hold: bool,
+
+    /// (Set by the holder.) The listening socket to serve, inherited.
+    #[arg(long, hide = true)]
+    pub listen_fd: Option<i32>,
+
+    /// (Set by the holder.) The holder's end of the socket pair, inherited.
+    #[arg(long, hide = true)]
+    pub holder_fd: Option<i32>,
+}
+
+impl Config {
+    pub fn event_bounds(&self) -> crate::event_log_bounds::EventBounds {
+        crate::event_log_bounds::EventBounds {
+            max_rows: self.event_log_rows,
+            max_age_ms: i64::from(self.event_log_days) * 24 * 3600 * 1000,
+            per_connection: self.event_log_per_connection,
+        }
+    }
 }
 
 fn parse_model(s: &str) -> Result<String, String> {

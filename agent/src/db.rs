@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS output_segments (
     start_offset INTEGER NOT NULL,
     PRIMARY KEY (session_id, start_offset)
 );
+CREATE TABLE IF NOT EXISTS session_leaders (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+    pid INTEGER NOT NULL,
+    start INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ts INTEGER NOT NULL,
@@ -70,17 +75,36 @@ CREATE TABLE IF NOT EXISTS events (
 pub fn init(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The WAL is reused after each checkpoint but never shrinks by itself:
+    // cut it back to this after a checkpoint, so that one burst of writes
+    // does not hold its size on disk for good.
+    conn.pragma_update(None, "journal_size_limit", 4 << 20)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)
 }
 
-/// Sessions an earlier run left open cannot be running now: that run is gone.
-pub fn mark_left_running(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
-    conn.execute(
-        "UPDATE sessions SET ended = ?1, end_reason = 'agent restarted' WHERE ended IS NULL",
-        params![now],
-    )
+/// Sessions an earlier run left open are not running now (that run is
+/// gone), but for those in `carried_on` (a holder kept them); returns the ids
+/// of those marked ended.
+pub fn mark_left_running(
+    conn: &Connection,
+    now: i64,
+    carried_on: &[String],
+) -> rusqlite::Result<Vec<String>> {
+    let left: Vec<String> = conn
+        .prepare("SELECT id FROM sessions WHERE ended IS NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut marked = Vec::new();
+    for id in left.into_iter().filter(|id| !carried_on.contains(id)) {
+        conn.execute(
+            "UPDATE sessions SET ended = ?1, end_reason = 'agent restarted' WHERE id = ?2",
+            params![now, id],
+        )?;
+        marked.push(id);
+    }
+    Ok(marked)
 }
 
 pub fn insert_session(conn: &Connection, r: &SessionRow) -> rusqlite::Result<()> {
@@ -93,6 +117,30 @@ pub fn insert_session(conn: &Connection, r: &SessionRow) -> rusqlite::Result<()>
         ],
     )?;
     Ok(())
+}
+
+/// Records the process a session's program runs as (it leads the session's
+/// process session), with its start time to tell it from a later process
+/// that gets its pid.
+pub fn set_leader(conn: &Connection, id: &str, pid: i32, start: u64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT OR REPLACE INTO session_leaders (session_id, pid, start) VALUES (?1, ?2, ?3)",
+        params![id, pid, start as i64],
+    )?;
+    Ok(())
+}
+
+/// The recorded leaders (pid, start) of sessions `ids`.
+pub fn leaders(conn: &Connection, ids: &[String]) -> rusqlite::Result<Vec<(i32, u64)>> {
+    let mut st = conn.prepare("SELECT pid, start FROM session_leaders WHERE session_id = ?1")?;
+    let mut out = Vec::new();
+    for id in ids {
+        let rows = st.query_map(params![id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
 }
 
 pub fn end_session(
@@ -319,9 +367,11 @@ mod tests {
         insert_session(&c, &row("b", 2)).unwrap();
         end_session(&c, "a", 5, Some(0), None, 0, 10).unwrap();
         set_segments(&mut c, "b", &[0, 64], 0, 100).unwrap();
-        assert_eq!(mark_left_running(&c, 9).unwrap(), 1);
+        insert_session(&c, &row("kept", 3)).unwrap();
+        assert_eq!(mark_left_running(&c, 9, &["kept".into()]).unwrap(), ["b"]);
         let rows = load_sessions(&c, 10).unwrap();
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2].ended, None, "carried on by a holder");
         assert_eq!(rows[0].id, "a");
         assert_eq!(rows[0].end_reason, None);
         assert_eq!(rows[1].ended, Some(9));

@@ -56,9 +56,19 @@ async fn ws_upgrade(State(state): State<Arc<AgentState>>, ws: WebSocketUpgrade) 
     let hard = (state.config.max_frame_bytes as usize)
         .saturating_mul(4)
         .max(4 << 20);
+    // A slot is taken before the upgrade, so that a burst of connections
+    // cannot all pass the check; over the limit the client still gets a
+    // WebSocket, carrying the reason (browsers never see a refused upgrade's
+    // status), and it is closed.
+    let slot = state.connection_slots.clone().try_acquire_owned();
     ws.max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| crate::ws::serve(socket, state))
+        .on_upgrade(move |socket| async move {
+            match slot {
+                Ok(slot) => crate::ws::serve(socket, state, slot).await,
+                Err(_) => crate::ws::refuse_over_limit(socket, state).await,
+            }
+        })
 }
 
 async fn sessions(State(state): State<Arc<AgentState>>) -> Response {

@@ -6,13 +6,20 @@
 //! [`registry`] sessions by id; [`session`] what all kinds share;
 //! [`terminal`] PTY sessions; [`pty`] spawning and killing process trees;
 //! [`ring`], [`output_log`], [`screen`] a terminal's output as memory, disk and
-//! emulated screen; [`db`] SQLite; [`metrics`]; [`paths`]; [`ratelimit`].
+//! emulated screen; [`db`] SQLite; [`event_log_bounds`] what the event log
+//! keeps; [`workspace_identity`] which workspace the state belongs to;
+//! [`metrics`]; [`paths`]; [`ratelimit`]; [`holder`] shells that outlive the
+//! agent, with [`spliced_output`] their lossless output path; [`leftovers`]
+//! what sessions of a crashed run left running.
 
 pub mod auth;
 pub mod claude;
 pub mod config;
 pub mod db;
+pub mod event_log_bounds;
+pub mod holder;
 pub mod http;
+pub mod leftovers;
 pub mod metrics;
 pub mod output_log;
 pub mod paths;
@@ -23,8 +30,10 @@ pub mod ring;
 pub mod screen;
 pub mod screen_worker;
 pub mod session;
+pub mod spliced_output;
 pub mod state;
 pub mod terminal;
+pub mod workspace_identity;
 pub mod ws;
 
 use std::io::Write;
@@ -36,10 +45,18 @@ pub use state::AgentState;
 /// Binds, announces the address on stdout, and serves until SIGTERM or
 /// SIGINT; then stops the sessions and returns.
 pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
+    let inherited = config.listen_fd.map(inherited_listener).transpose()?;
     let state = AgentState::open(config, token)?;
-    let listener = tokio::net::TcpListener::bind(state.config.listen).await?;
+    let listener = match inherited {
+        Some(l) => tokio::net::TcpListener::from_std(l)?,
+        None => tokio::net::TcpListener::bind(state.config.listen).await?,
+    };
     let addr = listener.local_addr()?;
-    {
+    if let Some(holder) = &state.services.holder {
+        // The holder announces the address, once, for all its agents.
+        holder.ready();
+    } else {
         let mut out = std::io::stdout().lock();
         writeln!(out, "DISPATCH_AGENT_LISTENING {addr}")?;
         out.flush()?;
@@ -50,7 +67,7 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
     let listener = axum::serve::ListenerExt::tap_io(listener, tune_socket);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            stop.await;
             tracing::info!("shutting down: stopping sessions");
             st.stop_all("agent stopped").await;
             let _ = st.shutdown.send(true);
@@ -59,6 +76,22 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
     let _ = state.services.db.call(|_| Ok(())).await;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// The listening socket a holder passed down as `fd`: kept from the shells,
+/// non-blocking for tokio.
+fn inherited_listener(fd: i32) -> anyhow::Result<std::net::TcpListener> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+    // SAFETY: only borrowed to check that it is open.
+    fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFD)
+        .map_err(|e| anyhow::anyhow!("--listen-fd {fd}: {e}"))?;
+    // SAFETY: open (checked above), passed to this process alone.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    fcntl(&owned, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    let l = std::net::TcpListener::from(owned);
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// Keystrokes and their echo are small writes: no Nagle delay.
@@ -70,17 +103,23 @@ fn tune_socket(tcp: &mut tokio::net::TcpStream) {
     let _ = tcp.set_nodelay(true);
 }
 
-async fn shutdown_signal() {
+/// Listens for SIGTERM and SIGINT from the moment it is called (before the
+/// address is announced, so that a stop sent right after is never fatal);
+/// the future resolves at the first.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
     }
 }
 

@@ -12,6 +12,14 @@ fn main() -> ExitCode {
         )
         .init();
     let config = Config::parse();
+    if config.hold {
+        // The agent gets the same arguments (and environment), without --hold.
+        let args = std::env::args_os()
+            .skip(1)
+            .filter(|a| a != "--hold")
+            .collect();
+        return dispatch_agent::holder::process::run(config.listen, args);
+    }
     let token = match Token::load(
         config.token_file.as_deref(),
         std::env::var("DISPATCH_AGENT_TOKEN").ok(),

@@ -224,20 +224,7 @@ impl OutputLog {
     pub fn append(&mut self, mut data: &[u8]) -> io::Result<bool> {
         let mut changed = false;
         while !data.is_empty() {
-            let full = self
-                .index
-                .last_len()
-                .is_none_or(|l| l >= self.segment_bytes);
-            if self.current.is_none() || full {
-                let start = self.index.push_segment();
-                let f = OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .write(true)
-                    .open(segment_path(&self.dir, start))?;
-                self.current = Some(f);
-                changed = true;
-            }
+            changed |= self.ensure_room()?;
             let room = self.segment_bytes - self.index.last_len().unwrap_or(0);
             let n = (room as usize).min(data.len());
             if let Some(f) = self.current.as_mut() {
@@ -246,6 +233,52 @@ impl OutputLog {
             self.index.grow_last(n as u64);
             data = &data[n..];
         }
+        Ok(self.drop_old_segments()? || changed)
+    }
+
+    /// Like [`OutputLog::append`], for `n` bytes waiting in the pipe
+    /// `pipe_r`, which the kernel moves into the segment files without them
+    /// passing through this process (see [`crate::spliced_output`]).
+    pub fn append_spliced(
+        &mut self,
+        pipe_r: std::os::fd::BorrowedFd<'_>,
+        mut n: usize,
+    ) -> io::Result<bool> {
+        let mut changed = false;
+        while n > 0 {
+            changed |= self.ensure_room()?;
+            let room = self.segment_bytes - self.index.last_len().unwrap_or(0);
+            let k = (room as usize).min(n);
+            if let Some(f) = self.current.as_ref() {
+                crate::spliced_output::splice_to_file(pipe_r, f, k)?;
+            }
+            self.index.grow_last(k as u64);
+            n -= k;
+        }
+        Ok(self.drop_old_segments()? || changed)
+    }
+
+    /// Starts a new segment when there is none open or the open one is full.
+    fn ensure_room(&mut self) -> io::Result<bool> {
+        let full = self
+            .index
+            .last_len()
+            .is_none_or(|l| l >= self.segment_bytes);
+        if self.current.is_some() && !full {
+            return Ok(false);
+        }
+        let start = self.index.push_segment();
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(segment_path(&self.dir, start))?;
+        self.current = Some(f);
+        Ok(true)
+    }
+
+    fn drop_old_segments(&mut self) -> io::Result<bool> {
+        let mut changed = false;
         for start in self.index.enforce_retention() {
             changed = true;
             if let Err(e) = std::fs::remove_file(segment_path(&self.dir, start))

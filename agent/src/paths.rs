@@ -55,6 +55,51 @@ pub fn relative_display(root: &Path, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A workspace with a directory, a file, a link inside and a link out.
+    fn fixture() -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("src/deep")).unwrap();
+        std::fs::write(root.join("file"), b"x").unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("escape")).unwrap();
+        std::os::unix::fs::symlink(root.join("src"), root.join("inner")).unwrap();
+        (tmp, outside, root)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever a client names, the answer is a directory inside the
+        /// root or one of the two refusals; never a panic.
+        #[test]
+        fn any_path_resolves_inside_or_is_refused(
+            parts in prop::collection::vec(
+                prop_oneof![
+                    Just("..".to_owned()), Just(".".to_owned()), Just("".to_owned()),
+                    Just("src".to_owned()), Just("deep".to_owned()), Just("file".to_owned()),
+                    Just("escape".to_owned()), Just("inner".to_owned()), Just("/".to_owned()),
+                    ".{0,12}",
+                ],
+                0..6,
+            ),
+            absolute in any::<bool>(),
+        ) {
+            let (_tmp, _out, root) = fixture();
+            let rel = parts.join("/");
+            let rel = if absolute { format!("{}/{rel}", root.display()) } else { rel };
+            match resolve_dir(&root, &rel) {
+                Ok(p) => {
+                    prop_assert!(p.starts_with(&root), "{rel:?} -> {p:?}");
+                    prop_assert!(p.is_dir());
+                    prop_assert!(!rel.split('/').any(|c| c == ".."));
+                }
+                Err(PathError::Outside(s) | PathError::NotADirectory(s)) => prop_assert_eq!(s, rel),
+            }
+        }
+    }
 
     #[test]
     fn stays_inside_the_root() {

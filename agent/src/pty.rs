@@ -73,6 +73,21 @@ pub fn spawn(spec: &SpawnSpec) -> anyhow::Result<Spawned> {
     })
 }
 
+/// Sets the size of the PTY whose master is `fd`.
+pub fn resize_fd(fd: RawFd, rows: u16, cols: u16) -> anyhow::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which is valid.
+    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(())
+}
+
 /// Blocks until `pid` exits; returns its exit code, 128 + signal number when a
 /// signal ended it (as shells report it).
 pub fn wait_exit(pid: i32) -> Option<i32> {
@@ -120,6 +135,17 @@ impl Proc {
             start: f.get(19)?.parse().ok()?,
             sid: f.get(3)?.parse().ok()?,
         })
+    }
+
+    /// Clock ticks since boot when it started.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// The live process `pid`, if there is one.
+    pub fn of(pid: i32) -> Option<Proc> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Proc::parse(pid, &stat)
     }
 
     /// The same process (pid and start time), whatever its parent now.

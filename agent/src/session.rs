@@ -7,13 +7,14 @@
 //! [`downcast`].
 
 use std::any::Any;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dispatch_api::{ServerMessage, SessionId, SessionInfo, SessionKind};
 use tokio::sync::broadcast;
 
 use crate::db::{Db, SessionRow};
+use crate::event_log_bounds::{self, EventBounds};
 use crate::metrics::Metrics;
 use crate::screen_worker::ScreenWorker;
 
@@ -116,10 +117,21 @@ pub struct Services {
     pub events: broadcast::Sender<ServerMessage>,
     pub screen_worker: ScreenWorker,
     last_activity: AtomicI64,
+    event_bounds: EventBounds,
+    /// The holder that keeps terminals across agent restarts, when there is one.
+    pub holder: Option<Arc<crate::holder::HolderLink>>,
+    /// Events logged by this run, for pruning every so many.
+    events_logged: AtomicU64,
 }
 
 impl Services {
-    pub fn new(db: Db, metrics: Metrics, screen_worker: ScreenWorker) -> Self {
+    pub fn new(
+        db: Db,
+        metrics: Metrics,
+        screen_worker: ScreenWorker,
+        event_bounds: EventBounds,
+        holder: Option<Arc<crate::holder::HolderLink>>,
+    ) -> Self {
         let (events, _) = broadcast::channel(256);
         Services {
             db,
@@ -127,7 +139,14 @@ impl Services {
             events,
             screen_worker,
             last_activity: AtomicI64::new(0),
+            event_bounds,
+            holder,
+            events_logged: AtomicU64::new(0),
         }
+    }
+
+    pub fn event_bounds(&self) -> &EventBounds {
+        &self.event_bounds
     }
 
     pub fn touch(&self) {
@@ -141,12 +160,21 @@ impl Services {
         }
     }
 
-    /// Appends to the event log without waiting.
+    /// Appends to the event log without waiting; the detail is clipped, and
+    /// every so many events the log is pruned to its bounds.
     pub fn event(&self, session: Option<&SessionId>, kind: &'static str, detail: Option<String>) {
         let sid = session.map(|s| s.as_str().to_owned());
+        let detail = event_log_bounds::clip_detail(detail);
         let ts = now_ms();
+        let n = self.events_logged.fetch_add(1, Ordering::Relaxed) + 1;
+        let bounds = self.event_bounds;
+        let prune = n.is_multiple_of(bounds.prune_every());
         self.db.fire("event", move |c| {
-            crate::db::insert_event(c, ts, sid.as_deref(), kind, detail.as_deref())
+            crate::db::insert_event(c, ts, sid.as_deref(), kind, detail.as_deref())?;
+            if prune {
+                event_log_bounds::prune(c, &bounds, ts)?;
+            }
+            Ok(())
         });
     }
 }

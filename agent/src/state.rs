@@ -42,6 +42,8 @@ pub struct AgentState {
     pub(crate) start_lock: tokio::sync::Mutex<()>,
     /// Set when the agent is shutting down; connections close.
     pub shutdown: watch::Sender<bool>,
+    /// One permit per WebSocket connection served (`--max-connections`).
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// A `terminal.start` request.
@@ -87,28 +89,65 @@ impl AgentState {
     /// Opens the workspace: creates it if needed, opens the database, marks
     /// sessions an earlier run left running as ended, and lists past sessions.
     pub fn open(config: Config, token: Token) -> anyhow::Result<Arc<Self>> {
+        use crate::workspace_identity::{self as identity, IdentityError};
+        // Checked at every start: the directory may have been swapped since
+        // the last one.
+        identity::refuse_symlink(&config.workspace, IdentityError::SymlinkedRoot)?;
         std::fs::create_dir_all(&config.workspace)?;
         let root = config.workspace.canonicalize()?;
         let state_dir = root.join(".dispatch");
-        std::fs::create_dir_all(state_dir.join("logs"))?;
+        identity::refuse_symlink(&state_dir, IdentityError::SymlinkedStateDir)?;
+        std::fs::create_dir_all(&state_dir)?;
         let name = config.name.clone().unwrap_or_else(|| {
             root.file_name()
                 .map_or_else(|| "workspace".into(), |n| n.to_string_lossy().into_owned())
         });
         let db = Db::open(&state_dir.join("agent.db"))?;
+        // Before anything in the state is read or changed.
+        let expected = config.workspace_id.clone();
+        db.call_blocking(move |c| {
+            Ok(identity::bind(c, expected.as_deref()).map_err(|e| e.to_string()))
+        })?
+        .map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(state_dir.join("logs"))?;
         let now = now_ms();
         let keep = config.keep_sessions;
-        let rows = db.call_blocking(move |c| {
-            let n = db::mark_left_running(c, now)?;
-            if n > 0 {
+        let bounds = config.event_bounds();
+        // Under a holder: the terminals that outlived the previous agent.
+        let (holder, mut held) = match config.holder_fd {
+            Some(fd) => {
+                let (link, held) = crate::holder::HolderLink::connect(fd)?;
+                (Some(link), held)
+            }
+            None => (None, Vec::new()),
+        };
+        let carried: Vec<String> = held.iter().map(|h| h.id.clone()).collect();
+        let (rows, (ended, leaders)) = db.call_blocking(move |c| {
+            crate::event_log_bounds::prune(c, &bounds, now)?;
+            let ended = db::mark_left_running(c, now, &carried)?;
+            if !ended.is_empty() {
                 tracing::info!(
-                    sessions = n,
+                    sessions = ended.len(),
                     "marked sessions of the previous run as ended by the restart"
                 );
             }
-            db::load_sessions(c, keep)
+            let leaders = db::leaders(c, &ended)?;
+            Ok((db::load_sessions(c, keep)?, (ended, leaders)))
         })?;
-        let services = Arc::new(Services::new(db, Metrics::new(), ScreenWorker::start()?));
+        // What those sessions left running goes (`nohup`, `setsid` and
+        // signal-ignoring children outlived a crash).
+        crate::leftovers::end(
+            &ended.into_iter().collect(),
+            &leaders,
+            crate::terminal::STOP_GRACE,
+        );
+        let services = Arc::new(Services::new(
+            db,
+            Metrics::new(),
+            ScreenWorker::start()?,
+            bounds,
+            holder,
+        ));
         let limits = Limits {
             ring_bytes: config.ring_bytes as usize,
             retention_bytes: config.retention_bytes,
@@ -116,6 +155,28 @@ impl AgentState {
         };
         let registry = Registry::default();
         for row in &rows {
+            // A session whose end is recorded stays ended, even when the
+            // agent that recorded it died before telling the holder.
+            if let Some(i) = held
+                .iter()
+                .position(|h| h.id == row.id && row.ended.is_none())
+            {
+                let h = held.swap_remove(i);
+                let (id, pid) = (h.id.clone(), h.pid);
+                match TerminalSession::adopt(services.clone(), row, h, limits) {
+                    Ok(s) => {
+                        registry.insert(s);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, session = %id, "cannot carry the session on; ending it");
+                        crate::pty::kill_session(pid, nix::sys::signal::Signal::SIGKILL);
+                        if let Some(h) = &services.holder {
+                            h.release(&id);
+                        }
+                    }
+                }
+            }
             // Other kinds restore themselves where they are implemented.
             if row.kind == "terminal"
                 && let Some(s) = TerminalSession::restore(services.clone(), row, limits)
@@ -132,6 +193,16 @@ impl AgentState {
                 registry.insert(s);
             }
         }
+        for h in held {
+            // Held, but not among the sessions listed: nothing to show it in.
+            tracing::warn!(session = %h.id, "held session unknown to the database; ending it");
+            if h.exited.is_none() {
+                crate::pty::kill_session(h.pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            if let Some(l) = &services.holder {
+                l.release(&h.id);
+            }
+        }
         let claude = crate::claude::ClaudeHost::new(
             &config.claude_bin,
             &state_dir,
@@ -142,6 +213,7 @@ impl AgentState {
             },
         );
         let (shutdown, _) = watch::channel(false);
+        let config_max_connections = config.max_connections;
         Ok(Arc::new(AgentState {
             config,
             root,
@@ -154,6 +226,9 @@ impl AgentState {
             claude,
             start_lock: tokio::sync::Mutex::new(()),
             shutdown,
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(
+                config_max_connections as usize,
+            )),
         }))
     }
 
@@ -248,7 +323,6 @@ impl AgentState {
             )
         })?;
         self.registry.insert(session.clone());
-        self.services.event(Some(&id), "start", Some(program));
         tracing::info!(session = %id, "terminal started");
         Ok(session)
     }

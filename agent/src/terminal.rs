@@ -11,6 +11,7 @@
 
 use std::any::Any;
 use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -23,12 +24,14 @@ use portable_pty::MasterPty;
 use tokio::sync::watch;
 
 use crate::db::{self, SessionRow};
+use crate::holder::{HeldFds, HeldSession};
 use crate::output_log::{LogRead, OutputLog, read_located};
 use crate::pty::{self, SpawnSpec};
 use crate::ratelimit::TokenBucket;
 use crate::ring::{Lapped, Ring};
 use crate::screen::Screen;
 use crate::session::{Meta, Services, Session, lock, now_ms};
+use crate::spliced_output::OutputPipe;
 
 /// Largest payload in one output frame.
 pub const MAX_CHUNK: usize = 128 * 1024;
@@ -56,8 +59,41 @@ pub struct Progress {
 /// An error for the client: a stable code and what went wrong.
 pub type ClientError = (ErrorCode, String);
 
+/// The PTY master: as portable-pty opened it, or as the holder handed it back.
+enum Master {
+    Pty(Box<dyn MasterPty + Send>),
+    Held(OwnedFd),
+}
+
+impl Master {
+    fn resize(&self, rows: u16, cols: u16) -> anyhow::Result<()> {
+        match self {
+            Master::Pty(m) => m.resize(pty::size(rows, cols)),
+            Master::Held(fd) => pty::resize_fd(fd.as_raw_fd(), rows, cols),
+        }
+    }
+}
+
+/// Where a session's output comes from.
+enum Output {
+    /// Read from the PTY into memory, then logged (no holder).
+    Read(Box<dyn Read + Send>),
+    /// Spliced PTY -> pipe -> log by the kernel (a holder keeps the pipe).
+    Spliced(OutputPipe),
+}
+
+/// How the end of the session's program is learnt.
+enum Exit {
+    /// It is this agent's child: `waitpid`.
+    Child(i32),
+    /// The holder reaps it and says so.
+    Holder,
+    /// It ended while no agent ran.
+    Known(Option<i32>),
+}
+
 struct Running {
-    master: Box<dyn MasterPty + Send>,
+    master: Master,
     /// The master fd, non-blocking: input is written straight from the
     /// connection's task when the PTY has room, else queued for the writer thread.
     fd: Option<i32>,
@@ -78,6 +114,8 @@ pub struct TerminalSession {
     screen: Mutex<Screen>,
     screen_queued: AtomicBool,
     running: Mutex<Option<Running>>,
+    /// Taken by the writer thread when it starts.
+    input_rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
     pid: Option<i32>,
     bucket: Mutex<TokenBucket>,
     attached: AtomicU32,
@@ -109,7 +147,8 @@ pub enum DiskChunk {
 }
 
 impl TerminalSession {
-    /// Starts the program (blocking: fork/exec and file creation).
+    /// Starts the program (blocking: fork/exec and file creation). With a
+    /// holder, the session's descriptors go to it before any output is read.
     pub fn start(
         services: Arc<Services>,
         id: SessionId,
@@ -120,7 +159,6 @@ impl TerminalSession {
         if let Some(fd) = spawned.master_fd {
             pty::set_nonblocking(fd)?;
         }
-        let queued = Arc::new(AtomicU32::new(0));
         // Created after the spawn so that a failed start leaves nothing behind;
         // the reader thread, which writes it, starts later still.
         let log = match OutputLog::create(&spec.log_dir, limits.retention_bytes) {
@@ -130,43 +168,15 @@ impl TerminalSession {
                 None
             }
         };
-        let (input_tx, input_rx) = mpsc::sync_channel::<Vec<u8>>(INPUT_QUEUE);
         let created = now_ms();
         let rows = spec.spawn.rows;
         let cols = spec.spawn.cols;
-        let session = Arc::new(TerminalSession {
-            id: id.clone(),
-            services: services.clone(),
-            meta: Mutex::new(Meta::started(
-                spec.title.clone(),
-                spec.cwd_display.clone(),
-                created,
-                Some((cols, rows)),
-            )),
-            ring: Mutex::new(Ring::new(limits.ring_bytes, 0)),
-            log: Mutex::new(log),
-            log_dir: Some(spec.log_dir.clone()),
-            progress: watch::Sender::new(Progress {
-                end: 0,
-                ended: false,
-            }),
-            screen: Mutex::new(Screen::new(rows, cols, 0)),
-            screen_queued: AtomicBool::new(false),
-            running: Mutex::new(Some(Running {
-                master: spawned.master,
-                fd: spawned.master_fd,
-                input: input_tx,
-                queued: queued.clone(),
-            })),
-            pid: Some(spawned.pid),
-            bucket: Mutex::new(TokenBucket::new(
-                limits.input_rate,
-                limits.input_rate.max(4096),
-                Instant::now(),
-            )),
-            attached: AtomicU32::new(0),
-            stop_reason: Mutex::new(None),
-        });
+        let meta = Meta::started(
+            spec.title.clone(),
+            spec.cwd_display.clone(),
+            created,
+            Some((cols, rows)),
+        );
         let row = SessionRow {
             id: id.as_str().to_owned(),
             kind: "terminal".into(),
@@ -182,27 +192,205 @@ impl TerminalSession {
             oldest_offset: 0,
             end_offset: 0,
         };
-        services
-            .db
-            .fire("insert session", move |c| db::insert_session(c, &row));
+        let pid = spawned.pid;
+        let start = pty::Proc::of(pid).map_or(0, |p| p.start());
+        // With a holder, the output goes PTY -> pipe -> log (kernel-side)
+        // and the session's row is written before the holder takes it, so a
+        // successor agent finds both.
+        let held = match (&services.holder, spawned.master_fd, &log) {
+            (Some(holder), Some(fd), Some(_)) => {
+                let pipe = OutputPipe::new()?;
+                let r = row.clone();
+                services.db.call_blocking(move |c| {
+                    db::insert_session(c, &r)?;
+                    db::set_leader(c, &r.id, pid, start)
+                })?;
+                // SAFETY: the master fd stays open as long as `spawned.master`.
+                let master = unsafe { BorrowedFd::borrow_raw(fd) };
+                holder.hold(
+                    id.as_str(),
+                    pid,
+                    start,
+                    [master, pipe.r.as_fd(), pipe.w.as_fd()],
+                );
+                Some(pipe)
+            }
+            _ => {
+                services.db.fire("insert session", move |c| {
+                    db::insert_session(c, &row)?;
+                    db::set_leader(c, &row.id, pid, start)
+                });
+                None
+            }
+        };
+        let session = Self::running(
+            services.clone(),
+            id,
+            meta,
+            limits,
+            log,
+            spec.log_dir,
+            0,
+            pid,
+            Master::Pty(spawned.master),
+            spawned.master_fd,
+        );
+        let exit = Exit::Child(pid);
+        match held {
+            Some(pipe) => {
+                session
+                    .clone()
+                    .run_threads(Output::Spliced(pipe), spawned.writer, exit)?
+            }
+            None => {
+                session
+                    .clone()
+                    .run_threads(Output::Read(spawned.reader), spawned.writer, exit)?
+            }
+        }
+        services.metrics.sessions_started.inc();
+        services.metrics.sessions_running.inc();
+        Ok(session)
+    }
 
+    /// A session whose program outlived the agent that started it, handed
+    /// back by the holder: it runs on, its output continuing where the log
+    /// (and what the pipe still held) ends.
+    pub fn adopt(
+        services: Arc<Services>,
+        row: &SessionRow,
+        held: HeldSession,
+        limits: Limits,
+    ) -> anyhow::Result<Arc<Self>> {
+        let id = SessionId::new(&row.id)?;
+        let log_dir = row
+            .log_dir
+            .as_deref()
+            .map(|d| services.db.resolve_dir(d))
+            .ok_or_else(|| anyhow::anyhow!("session {} has no output log", row.id))?;
+        let log = OutputLog::open_existing(&log_dir, limits.retention_bytes, row.end_offset)?;
+        let end = log.end();
+        let rows = row.rows.unwrap_or(24);
+        let cols = row.cols.unwrap_or(80);
+        let meta = Meta {
+            ended: None,
+            exit_code: None,
+            end_reason: None,
+            size: Some((cols, rows)),
+            ..Meta::restored(row, now_ms())
+        };
+        let HeldFds {
+            master,
+            pipe_r,
+            pipe_w,
+        } = held.fds;
+        let fd = master.as_raw_fd();
+        pty::set_nonblocking(fd)?;
+        let session = Self::running(
+            services.clone(),
+            id,
+            meta,
+            limits,
+            Some(log),
+            log_dir,
+            end,
+            held.pid,
+            Master::Held(master),
+            Some(fd),
+        );
+        let exit = match held.exited {
+            Some(code) => Exit::Known(code),
+            None => Exit::Holder,
+        };
+        session.clone().run_threads(
+            Output::Spliced(OutputPipe::from_fds(pipe_r, pipe_w)),
+            Box::new(std::io::sink()),
+            exit,
+        )?;
+        services.metrics.sessions_running.inc();
+        tracing::info!(session = %row.id, pid = held.pid, "session carried on from the previous agent");
+        Ok(session)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn running(
+        services: Arc<Services>,
+        id: SessionId,
+        meta: Meta,
+        limits: Limits,
+        log: Option<OutputLog>,
+        log_dir: PathBuf,
+        end: u64,
+        pid: i32,
+        master: Master,
+        fd: Option<i32>,
+    ) -> Arc<Self> {
+        let (input_tx, input_rx) = mpsc::sync_channel::<Vec<u8>>(INPUT_QUEUE);
+        let (cols, rows) = meta.size.unwrap_or((80, 24));
+        let oldest = log.as_ref().map_or(end, |l| l.oldest());
+        Arc::new(TerminalSession {
+            id,
+            services,
+            meta: Mutex::new(meta),
+            ring: Mutex::new(Ring::new(limits.ring_bytes, end)),
+            log: Mutex::new(log),
+            log_dir: Some(log_dir),
+            progress: watch::Sender::new(Progress { end, ended: false }),
+            screen: Mutex::new(Screen::new(rows, cols, oldest)),
+            screen_queued: AtomicBool::new(false),
+            running: Mutex::new(Some(Running {
+                master,
+                fd,
+                input: input_tx,
+                queued: Arc::new(AtomicU32::new(0)),
+            })),
+            input_rx: Mutex::new(Some(input_rx)),
+            pid: Some(pid),
+            bucket: Mutex::new(TokenBucket::new(
+                limits.input_rate,
+                limits.input_rate.max(4096),
+                Instant::now(),
+            )),
+            attached: AtomicU32::new(0),
+            stop_reason: Mutex::new(None),
+        })
+    }
+
+    /// The reader, writer and waiter threads of a running session.
+    fn run_threads(
+        self: Arc<Self>,
+        output: Output,
+        mut writer: Box<dyn Write + Send>,
+        exit: Exit,
+    ) -> anyhow::Result<()> {
+        let id = self.id.clone();
+        let pid = self.pid.unwrap_or(0);
+        let (fd, queued) = {
+            let running = lock(&self.running);
+            let r = running
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("session {id} is not running"))?;
+            (r.fd, r.queued.clone())
+        };
+        let input_rx = lock(&self.input_rx)
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("session {id} runs already"))?;
         let (reader_done_tx, reader_done_rx) = mpsc::channel::<()>();
-        let s = session.clone();
-        let mut reader = spawned.reader;
-        let fd = spawned.master_fd;
+        let s = self.clone();
         std::thread::Builder::new()
             .name(format!("pty-read-{id}"))
             .spawn(move || {
-                s.read_loop(&mut reader, fd);
+                match output {
+                    Output::Read(mut reader) => s.read_loop(&mut reader, fd),
+                    Output::Spliced(pipe) => s.read_loop_spliced(fd, &pipe),
+                }
                 let _ = reader_done_tx.send(());
             })?;
-        let mut writer = spawned.writer;
-        let wfd = spawned.master_fd;
         std::thread::Builder::new()
             .name(format!("pty-write-{id}"))
             .spawn(move || {
                 for buf in input_rx {
-                    let r = match wfd {
+                    let r = match fd {
                         Some(fd) => pty::write_all_waiting(fd, &buf),
                         None => writer.write_all(&buf),
                     };
@@ -213,12 +401,18 @@ impl TerminalSession {
                 }
                 drop(writer);
             })?;
-        let s = session.clone();
-        let pid = spawned.pid;
+        let s = self;
         std::thread::Builder::new()
             .name(format!("pty-wait-{id}"))
             .spawn(move || {
-                let code = pty::wait_exit(pid);
+                let code = match exit {
+                    Exit::Child(pid) => pty::wait_exit(pid),
+                    Exit::Known(code) => code,
+                    Exit::Holder => match &s.services.holder {
+                        Some(h) => h.wait_exit(s.id.as_str()),
+                        None => None,
+                    },
+                };
                 // Like a terminal window closing: what the program left behind goes too.
                 pty::kill_session(pid, Signal::SIGHUP);
                 if reader_done_rx
@@ -231,9 +425,7 @@ impl TerminalSession {
                 pty::kill_session(pid, Signal::SIGKILL);
                 s.finish(code);
             })?;
-        services.metrics.sessions_started.inc();
-        services.metrics.sessions_running.inc();
-        Ok(session)
+        Ok(())
     }
 
     /// An ended session from an earlier run of the agent: its output log is
@@ -267,6 +459,7 @@ impl TerminalSession {
             screen: Mutex::new(Screen::new(rows, cols, oldest)),
             screen_queued: AtomicBool::new(false),
             running: Mutex::new(None),
+            input_rx: Mutex::new(None),
             pid: None,
             bucket: Mutex::new(TokenBucket::new(0, 0, Instant::now())),
             attached: AtomicU32::new(0),
@@ -316,23 +509,107 @@ impl TerminalSession {
         {
             let mut log = lock(&self.log);
             if let Some(l) = log.as_mut() {
-                match l.append(data) {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        let id = self.id.as_str().to_owned();
-                        let starts = l.segment_starts();
-                        let (oldest, end) = (l.oldest(), l.end());
-                        self.services.db.fire("segments", move |c| {
-                            db::set_segments(c, &id, &starts, oldest, end)
-                        });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, session = %self.id, "output log write failed; log disabled");
-                        *log = None;
+                let r = l.append(data);
+                self.logged(&mut log, r);
+            }
+        }
+        self.publish(data);
+    }
+
+    /// Records a change of segments after a log write, or disables the log
+    /// after a failed one.
+    fn logged(&self, log: &mut Option<OutputLog>, r: std::io::Result<bool>) {
+        let Some(l) = log.as_mut() else { return };
+        match r {
+            Ok(false) => {}
+            Ok(true) => {
+                let id = self.id.as_str().to_owned();
+                let starts = l.segment_starts();
+                let (oldest, end) = (l.oldest(), l.end());
+                self.services.db.fire("segments", move |c| {
+                    db::set_segments(c, &id, &starts, oldest, end)
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, session = %self.id, dir = %l.dir().display(), "output log write failed; log disabled");
+                *log = None;
+            }
+        }
+    }
+
+    /// The read side with a holder: see [`crate::spliced_output`].
+    fn read_loop_spliced(self: &Arc<Self>, fd: Option<i32>, pipe: &OutputPipe) {
+        let Some(fd) = fd else { return };
+        // SAFETY: the master stays open while the session runs (in
+        // `running`, and in the holder).
+        let master = unsafe { BorrowedFd::borrow_raw(fd) };
+        let mut buf = Vec::with_capacity(MAX_CHUNK);
+        // What a previous agent moved into the pipe and never logged.
+        self.drain_pipe(pipe, &mut buf);
+        loop {
+            pty::poll_fd(fd, libc::POLLIN, -1);
+            let r = pipe.fill_from(master, MAX_CHUNK);
+            self.drain_pipe(pipe, &mut buf);
+            match r {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                    ) => {}
+                // EIO: every process holding the slave side has closed it.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Moves what waits in the pipe into the log, then to the ring and the
+    /// subscribers (read back from the log).
+    fn drain_pipe(self: &Arc<Self>, pipe: &OutputPipe, buf: &mut Vec<u8>) {
+        let n = match pipe.pending() {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.clear();
+        {
+            let mut log = lock(&self.log);
+            if let Some(l) = log.as_mut() {
+                let from = l.end();
+                let r = l.append_spliced(pipe.r.as_fd(), n);
+                let ok = r.is_ok();
+                self.logged(&mut log, r);
+                if let (true, Some(l)) = (ok, log.as_ref()) {
+                    while buf.len() < n {
+                        let at = from + buf.len() as u64;
+                        match l.read(at, n - buf.len(), buf) {
+                            Ok(LogRead::Bytes(_)) => {}
+                            _ => break,
+                        }
                     }
                 }
             }
         }
+        if buf.len() < n {
+            // No log (or it failed mid-way): take the rest straight from the
+            // pipe, as much as it still holds (it is blocking).
+            let want = (n - buf.len()).min(pipe.pending().unwrap_or(0));
+            let mut rest = vec![0u8; want];
+            let mut got = 0;
+            while got < want {
+                match nix::unistd::read(&pipe.r, &mut rest[got..]) {
+                    Ok(0) => break,
+                    Ok(k) => got += k,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
+            }
+            buf.extend_from_slice(&rest[..got]);
+        }
+        self.publish(buf);
+    }
+
+    /// Puts logged output in the ring and tells the subscribers.
+    fn publish(self: &Arc<Self>, data: &[u8]) {
         let end = {
             let mut ring = lock(&self.ring);
             ring.append(data);
@@ -371,6 +648,11 @@ impl TerminalSession {
         self.services.db.fire("end session", move |c| {
             db::end_session(c, &id, ended, exit_code, r.as_deref(), oldest, end)
         });
+        // After the end is queued for the database: a successor agent finds
+        // either the session in the holder or its end in the database.
+        if let Some(h) = &self.services.holder {
+            h.release(self.id.as_str());
+        }
         self.services.event(
             Some(&self.id),
             "end",
@@ -481,7 +763,7 @@ impl TerminalSession {
             ));
         };
         r.master
-            .resize(pty::size(rows, cols))
+            .resize(rows, cols)
             .map_err(|e| (ErrorCode::Internal, format!("resize failed: {e}")))?;
         // The bytes read so far were laid out for the old size.
         let at = lock(&self.ring).end();

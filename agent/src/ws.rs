@@ -24,16 +24,41 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::event_log_bounds::ConnectionBudget;
 use crate::session::{Services, Session};
 use crate::state::{AgentState, TerminalRequest, check_size};
 use crate::terminal::{ClientError, DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
 
 /// Claude events queued per attachment before its task waits for the socket.
 const ATTACH_QUEUE: usize = 4;
-/// Error replies per connection that are also written to the event log.
-const LOGGED_ERRORS: u32 = 100;
 
-pub async fn serve(socket: WebSocket, state: Arc<AgentState>) {
+/// Tells a client over `--max-connections` why, and closes its socket.
+pub async fn refuse_over_limit(mut socket: WebSocket, state: Arc<AgentState>) {
+    let max = state.config.max_connections;
+    state.services.metrics.error(ErrorCode::RateLimited);
+    tracing::warn!(max, "connection refused: at the connection limit");
+    let m = ServerMessage::error(
+        ErrorCode::RateLimited,
+        format!(
+            "this workspace's agent already serves {max} connections, the most it may; close another tab or try later"
+        ),
+        None,
+    );
+    let _ = socket.send(text(&m)).await;
+    let close = axum::extract::ws::CloseFrame {
+        // 1013: try again later.
+        code: 1013,
+        reason: "too many connections".into(),
+    };
+    let _ = socket.send(Message::Close(Some(close))).await;
+}
+
+/// Serves one client while it holds `_slot`, one of `--max-connections`.
+pub async fn serve(
+    socket: WebSocket,
+    state: Arc<AgentState>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let (sink, mut stream) = socket.split();
     let out = Out(Arc::new(tokio::sync::Mutex::new(sink)));
     state.services.metrics.connections.inc();
@@ -42,7 +67,7 @@ pub async fn serve(socket: WebSocket, state: Arc<AgentState>) {
         out: out.clone(),
         attachments: HashMap::new(),
         created: HashSet::new(),
-        errors: 0,
+        logged: ConnectionBudget::default(),
     };
     conn.send(ServerMessage::Hello {
         protocol: PROTOCOL_VERSION,
@@ -150,7 +175,8 @@ struct Conn {
     attachments: HashMap<SessionId, JoinHandle<()>>,
     /// Sessions this connection started (it had `session.created` as a reply).
     created: HashSet<SessionId>,
-    errors: u32,
+    /// Event log rows this connection has added, by kind.
+    logged: ConnectionBudget,
 }
 
 fn text(m: &ServerMessage) -> Message {
@@ -160,6 +186,14 @@ fn text(m: &ServerMessage) -> Message {
 impl Conn {
     async fn send(&self, m: ServerMessage) {
         self.out.send(text(&m)).await;
+    }
+
+    /// Writes to the event log within this connection's share.
+    fn log_event(&mut self, id: Option<&SessionId>, kind: &'static str, detail: Option<String>) {
+        let services = &self.state.services;
+        if self.logged.take(kind, services.event_bounds()) {
+            services.event(id, kind, detail);
+        }
     }
 
     async fn error(&mut self, e: ClientError, id: Option<String>) {
@@ -174,13 +208,8 @@ impl Conn {
         client_ref: Option<String>,
     ) {
         self.state.services.metrics.error(code);
-        if self.errors < LOGGED_ERRORS {
-            self.errors += 1;
-            let sid = id.as_deref().and_then(|i| SessionId::new(i).ok());
-            self.state
-                .services
-                .event(sid.as_ref(), "error", Some(format!("{code}: {message}")));
-        }
+        let sid = id.as_deref().and_then(|i| SessionId::new(i).ok());
+        self.log_event(sid.as_ref(), "error", Some(format!("{code}: {message}")));
         tracing::debug!(%code, %message, "error reply");
         self.send(ServerMessage::error(code, message, id).for_request(client_ref))
             .await;
@@ -273,6 +302,7 @@ impl Conn {
                 match self.state.start_terminal(req).await {
                     Ok(s) => {
                         let id = s.id().clone();
+                        self.log_event(Some(&id), "start", Some(s.info().title));
                         self.created.insert(id.clone());
                         let created = ServerMessage::SessionCreated {
                             id,
@@ -349,7 +379,7 @@ impl Conn {
                     }
                     Some(s) => {
                         s.stop("stopped");
-                        self.state.services.event(Some(&id), "stop", None);
+                        self.log_event(Some(&id), "stop", None);
                         Ok(())
                     }
                 };
@@ -397,6 +427,8 @@ impl Conn {
                 crate::claude::Reply::Send(m) => self.send(*m).await,
                 crate::claude::Reply::Started(s) => {
                     let id = s.id().clone();
+                    let detail = format!("claude, conversation {}", s.conversation_id());
+                    self.log_event(Some(&id), "start", Some(detail));
                     self.created.insert(id.clone());
                     let created = ServerMessage::SessionCreated {
                         id,
@@ -438,9 +470,7 @@ impl Conn {
 
     fn attach(&mut self, id: &SessionId, since: Option<u64>) -> Result<(), ClientError> {
         if let Ok(c) = crate::claude::claude_session(&self.state, id) {
-            self.state
-                .services
-                .event(Some(id), "attach", since.map(|s| format!("since {s}")));
+            self.log_event(Some(id), "attach", since.map(|s| format!("since {s}")));
             self.attach_claude(c, since);
             return Ok(());
         }
@@ -449,9 +479,7 @@ impl Conn {
             Some(s) => Some(t.plan_replay(s)?),
             None => None,
         };
-        self.state
-            .services
-            .event(Some(id), "attach", since.map(|s| format!("since {s}")));
+        self.log_event(Some(id), "attach", since.map(|s| format!("since {s}")));
         self.attach_terminal(t, plan);
         Ok(())
     }

@@ -164,6 +164,31 @@ pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
 /// Longest `clientRef` accepted (it is echoed back).
 pub const MAX_CLIENT_REF: usize = 128;
 
+/// Longest `message` in an `error` reply. Error texts quote what the client
+/// sent (a `type`, a serde complaint about a value); a client must not get a
+/// 900 KiB message echoed back, nor have it stored.
+pub const MAX_ERROR_MESSAGE: usize = 512;
+
+/// Longest `type` quoted in an `unknown_type` error.
+const MAX_QUOTED_TYPE: usize = 64;
+
+/// `s` cut to at most `max` bytes on a character boundary, with "…" when cut.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if s.len() <= max {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &s[..end]))
+}
+
+/// The `id` an error may echo: only one short enough to be a session id.
+fn echoable_id(id: Option<String>) -> Option<String> {
+    id.filter(|i| i.len() <= crate::session::MAX_SESSION_ID_LEN)
+}
+
 /// Why a text frame was not a message; becomes an `error` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
@@ -185,15 +210,15 @@ impl ClientMessage {
             id: None,
             client_ref: None,
         })?;
-        let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+        let id = echoable_id(value.get("id").and_then(|v| v.as_str()).map(str::to_owned));
         let client_ref = value
             .get("clientRef")
             .and_then(|v| v.as_str())
             .filter(|r| r.len() <= MAX_CLIENT_REF)
             .map(str::to_owned);
-        let fail = |code, message| ParseError {
+        let fail = |code, message: String| ParseError {
             code,
-            message,
+            message: clip(&message, MAX_ERROR_MESSAGE).into_owned(),
             id: id.clone(),
             client_ref: client_ref.clone(),
         };
@@ -206,7 +231,7 @@ impl ClientMessage {
         if !CLIENT_MESSAGE_TYPES.contains(&kind) {
             return Err(fail(
                 ErrorCode::UnknownType,
-                format!("unknown message type {kind:?}"),
+                format!("unknown message type {:?}", clip(kind, MAX_QUOTED_TYPE)),
             ));
         }
         let kind = kind.to_owned();
@@ -358,11 +383,14 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
+    /// An `error`; its message is clipped to [`MAX_ERROR_MESSAGE`] and an
+    /// `id` longer than any session id is left out.
     pub fn error(code: ErrorCode, message: impl Into<String>, id: Option<String>) -> Self {
+        let message: String = message.into();
         ServerMessage::Error {
             code,
-            message: message.into(),
-            id,
+            message: clip(&message, MAX_ERROR_MESSAGE).into_owned(),
+            id: echoable_id(id),
             client_ref: None,
         }
     }

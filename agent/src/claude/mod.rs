@@ -490,15 +490,7 @@ async fn start(
         )
     })?;
     state.registry.insert(session.clone());
-    state.services.event(
-        Some(&id),
-        "start",
-        Some(format!(
-            "claude {version}, conversation {}",
-            session.conversation_id()
-        )),
-    );
-    tracing::info!(session = %id, conversation = %session.conversation_id(), "claude session started");
+    tracing::info!(session = %id, conversation = %session.conversation_id(), %version, "claude session started");
     Ok(session)
 }
 

@@ -88,6 +88,32 @@ impl Agent {
     }
 }
 
+/// Runs the agent on `workspace` expecting it to refuse to start: returns
+/// what it said on stderr. Panics if it starts listening instead.
+pub fn start_refused(workspace: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"))
+        .arg("--workspace")
+        .arg(workspace)
+        .args(args)
+        .env("DISPATCH_AGENT_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    if !line.is_empty() {
+        let _ = child.kill();
+        panic!("the agent started on {}: {line}", workspace.display());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the agent exited with success");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -278,6 +304,70 @@ impl Client {
             }
             self.pump().await;
         }
+    }
+
+    /// The JSON messages up to and including the first of type `t`; panics
+    /// on a close.
+    pub async fn collect_until_type(&mut self, t: &str) -> Vec<Value> {
+        let mut got = Vec::new();
+        loop {
+            let msg = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("no message from the agent before the deadline")
+                .expect("connection closed")
+                .expect("websocket error");
+            match msg {
+                Message::Text(text) => {
+                    let v: Value = serde_json::from_str(text.as_str()).unwrap();
+                    let done = v["type"] == t;
+                    got.push(v);
+                    if done {
+                        return got;
+                    }
+                }
+                Message::Close(f) => panic!("the agent closed the connection: {f:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads and drops everything up to the first JSON message of type `t`,
+    /// which it returns: for tests that send thousands of requests.
+    pub async fn discard_until_type(&mut self, t: &str) -> Value {
+        loop {
+            let msg = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("no message from the agent before the deadline")
+                .expect("connection closed")
+                .expect("websocket error");
+            if let Message::Text(text) = msg {
+                let v: Value = serde_json::from_str(text.as_str()).unwrap();
+                if v["type"] == t {
+                    return v;
+                }
+            }
+        }
+    }
+
+    /// Closes the connection and waits for the agent's answering close.
+    pub async fn close(&mut self) {
+        self.ws.close(None).await.unwrap();
+        while let Some(Ok(m)) = self.ws.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    }
+
+    /// The raw WebSocket, for tests that expect what `Client` panics on.
+    pub async fn raw(
+        addr: &str,
+    ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>
+    {
+        let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Authorization", format!("Bearer {TOKEN}").parse().unwrap());
+        tokio_tungstenite::connect_async(req).await.unwrap().0
     }
 
     pub async fn wait_type(&mut self, t: &str) -> Value {

@@ -203,8 +203,10 @@ impl LocalBackend {
         let stop = CancellationToken::new();
         let spec = AgentSpec {
             bin: self.agent_bin.clone(),
+            root: self.root.clone(),
             dir: rec.path.clone(),
             name: rec.name.clone(),
+            id: format!("{}/{}", rec.owner, rec.name),
         };
         self.tasks
             .spawn(supervise(spec, tx, stop.clone(), self.metrics.clone()));
@@ -235,17 +237,25 @@ fn internal(e: RegistryError) -> BackendError {
     BackendError::Internal(e.to_string())
 }
 
-/// Refuses a workspace path that resolves (through symlinks) outside the root.
+/// Refuses a workspace path that resolves outside the root, or through a
+/// symlink at all: a workspace swapped for a link to another one
+/// (`ln -s ../bob/bob-ws ws`) stays inside the root but is not this workspace.
 fn ensure_inside(root: &Path, path: &Path) -> Result<(), BackendError> {
     let real = path
         .canonicalize()
         .map_err(|e| BackendError::Internal(format!("workspace directory: {e}")))?;
-    if real.starts_with(root) && real != root {
-        Ok(())
-    } else {
+    if !real.starts_with(root) || real == root {
         Err(BackendError::Internal(
             "workspace directory resolves outside the workspace root".into(),
         ))
+    } else if real != path {
+        Err(BackendError::Internal(format!(
+            "workspace directory {} is a symbolic link (to {}); refusing to start its agent",
+            path.display(),
+            real.display()
+        )))
+    } else {
+        Ok(())
     }
 }
 
@@ -396,8 +406,11 @@ impl WorkspaceBackend for LocalBackend {
 
 struct AgentSpec {
     bin: PathBuf,
+    root: PathBuf,
     dir: PathBuf,
     name: String,
+    /// `<owner>/<name>`: the agent refuses state recorded for another.
+    id: String,
 }
 
 /// Runs one workspace's agent until `stop`, restarting it when it dies.
@@ -454,10 +467,17 @@ async fn supervise(
 /// Spawns the agent and waits for its listening line. The token goes in the
 /// environment, never argv (argv is world-readable in /proc).
 async fn start_agent(spec: &AgentSpec) -> Result<(Child, AgentEndpoint), String> {
+    // At every start, not only the first: the directory may have been
+    // swapped while the agent ran.
+    ensure_inside(&spec.root, &spec.dir).map_err(|e| e.to_string())?;
     let mut raw = [0u8; 32];
     rand::fill(&mut raw);
     let token = hex::encode(raw);
     let mut cmd = Command::new(&spec.bin);
+    // Through the agent's holder, which keeps the workspace's shells (and its
+    // address) across agent crashes and restarts the agent itself; what this
+    // supervises, prints the listening line and gets SIGTERM is the holder.
+    cmd.arg("--hold");
     for var in HIDDEN_ENV {
         cmd.env_remove(var);
     }
@@ -465,6 +485,7 @@ async fn start_agent(spec: &AgentSpec) -> Result<(Child, AgentEndpoint), String>
         .env("DISPATCH_AGENT_LISTEN", "127.0.0.1:0")
         .env("DISPATCH_WORKSPACE", &spec.dir)
         .env("DISPATCH_WORKSPACE_NAME", &spec.name)
+        .env("DISPATCH_WORKSPACE_ID", &spec.id)
         .current_dir(&spec.dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -574,5 +595,11 @@ mod tests {
         assert!(ensure_inside(&root, &root).is_err());
         std::os::unix::fs::symlink(dir.path(), root.join("me/link")).unwrap();
         assert!(ensure_inside(&root, &root.join("me/link")).is_err());
+        // A workspace swapped for a link to another user's, inside the root.
+        std::fs::create_dir_all(root.join("bob/bob-ws")).unwrap();
+        std::fs::rename(root.join("me/ok"), root.join("me/ok.old")).unwrap();
+        std::os::unix::fs::symlink("../bob/bob-ws", root.join("me/ok")).unwrap();
+        let e = ensure_inside(&root, &root.join("me/ok")).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 }
