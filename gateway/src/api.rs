@@ -8,8 +8,8 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{
-    CONNECTION, HOST, LOCATION, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
-    SEC_WEBSOCKET_VERSION, SET_COOKIE, UPGRADE,
+    CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HOST, LOCATION, ORIGIN, RETRY_AFTER,
+    SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, SET_COOKIE, UPGRADE,
 };
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -19,7 +19,8 @@ use dispatch_api::{ErrorCode, SessionInfo};
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::auth::{AuthFailure, Principal, Via, cookie, now_ms, origin::origin_matches_host};
+use crate::auth::origin::{SiteHeaders, cross_site, origin_matches_host};
+use crate::auth::{AuthFailure, Principal, Via, cookie, now_ms};
 use crate::backend::BackendError;
 use crate::client_addr::ClientIp;
 use crate::names::WorkspaceName;
@@ -115,9 +116,30 @@ fn workspace_name(name: &str) -> Result<WorkspaceName, Fail> {
     })
 }
 
+fn site_headers(headers: &HeaderMap) -> SiteHeaders<'_> {
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    SiteHeaders {
+        sec_fetch_site: get("sec-fetch-site"),
+        origin: get(ORIGIN.as_str()),
+        host: get(HOST.as_str()),
+    }
+}
+
+/// 403 for a request another site made (see `auth::origin::cross_site`).
+fn refuse_cross_site(headers: &HeaderMap, what: &str) -> Result<(), Fail> {
+    match cross_site(site_headers(headers)) {
+        None => Ok(()),
+        Some(why) => Err(Fail::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            format!("{what} refused: {why}"),
+        )),
+    }
+}
+
 /// Authenticates the request; for cookie-authenticated requests that change
-/// something, also refuses a foreign Origin (SameSite=Strict is the first
-/// line against cross-site requests; this is the second).
+/// something, also refuses cross-site ones (SameSite=Strict is the first
+/// line against them; this is the second).
 fn authenticate(
     st: &AppState,
     headers: &HeaderMap,
@@ -125,16 +147,8 @@ fn authenticate(
     client: IpAddr,
 ) -> Result<Principal, Fail> {
     let p = st.auth.authenticate(headers, client)?;
-    if matches!(p.via, Via::Cookie(_))
-        && !matches!(*method, Method::GET | Method::HEAD)
-        && headers.contains_key(ORIGIN)
-        && !origin_ok(headers)
-    {
-        return Err(Fail::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "cross-site request refused",
-        ));
+    if matches!(p.via, Via::Cookie(_)) && !matches!(*method, Method::GET | Method::HEAD) {
+        refuse_cross_site(headers, "cross-site request")?;
     }
     Ok(p)
 }
@@ -219,13 +233,18 @@ fn login_failed(st: &AppState, f: &AuthFailure) {
     });
 }
 
-/// `POST /api/login {key}`.
+/// `POST /api/login {key}`. Refused from another site before the key is
+/// looked at.
 pub async fn login(
     State(st): State<AppState>,
     ClientIp(client): ClientIp,
     headers: HeaderMap,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, Fail> {
+    if let Err(f) = refuse_cross_site(&headers, "login") {
+        st.metrics.login("cross_site");
+        return Err(f);
+    }
     let Json(req) = body.map_err(bad_json)?;
     match st.auth.login(client, &req.key) {
         Ok((token, claims)) => {
@@ -250,9 +269,32 @@ pub struct KeyQuery {
     key: Option<String>,
 }
 
+/// The page a login link followed from another site gets: the key was not
+/// tried and no cookie is set.
+fn cross_site_login_page(why: &str) -> Response {
+    let body = format!(
+        "<!doctype html><meta charset=utf-8><title>Login refused · Dispatch</title>\n\
+         <h1>Login refused</h1>\n\
+         <p>This login link was opened from another site ({why}), so it was not used: \
+         a link from elsewhere could log you in to someone else's account.</p>\n\
+         <p>Paste the link into the address bar yourself, or \
+         <a href=\"/login\">log in here</a>.</p>\n"
+    );
+    (
+        StatusCode::FORBIDDEN,
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// `GET /login?key=K`: the printed login URL. Sets the cookie and redirects
 /// to `/` (so the key leaves the address bar); without `key` it is the web
-/// UI's login page; with a wrong key, back there with `?error=<code>`.
+/// UI's login page; with a wrong key, back there with `?error=<code>`;
+/// followed from another site, a page saying it was refused.
 pub async fn login_link(
     State(st): State<AppState>,
     ClientIp(client): ClientIp,
@@ -262,6 +304,10 @@ pub async fn login_link(
     let Some(key) = q.key else {
         return crate::web::index(&st, req).await;
     };
+    if let Some(why) = cross_site(site_headers(req.headers())) {
+        st.metrics.login("cross_site");
+        return cross_site_login_page(why);
+    }
     let redirect = |to: &str| {
         (
             StatusCode::SEE_OTHER,
@@ -297,13 +343,15 @@ pub async fn login_link(
     }
 }
 
-/// `POST /api/logout`: revokes the cookie's token and clears the cookie.
+/// `POST /api/logout`: revokes the cookie's token and clears the cookie;
+/// from another site, 403 and nothing changes.
 pub async fn logout(
     State(st): State<AppState>,
     ClientIp(client): ClientIp,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, Fail> {
+    refuse_cross_site(&headers, "logout")?;
     if let Ok(Principal {
         via: Via::Cookie(claims),
         ..

@@ -61,6 +61,23 @@ fn parse_entry(s: &str) -> Option<IpAddr> {
         .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
+/// The unit limits are kept per: an IPv4 address, or an IPv6 /64 (one
+/// subscriber's network; anyone holding one has 2^64 addresses to rotate
+/// through). IPv4-mapped IPv6 addresses count as their IPv4 address.
+pub fn address_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::V6(o.into())
+            }
+        },
+    }
+}
+
 /// Extractor: the client's address as above.
 pub struct ClientIp(pub IpAddr);
 
@@ -128,6 +145,17 @@ mod tests {
             ip("10.1.2.3"),
             "nothing is trusted by default"
         );
+    }
+
+    #[test]
+    fn limits_group_ipv6_by_slash_64() {
+        assert_eq!(address_group(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(address_group(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(
+            address_group(ip("2001:db8:1:2:3:4:5:6")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(address_group(ip("::1")), ip("::"));
     }
 
     #[test]
