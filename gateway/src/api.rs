@@ -522,11 +522,16 @@ pub async fn workspace_ws(
             "this connection cannot be upgraded",
         ));
     };
+    // The socket stays counted against its address while the proxy runs.
+    let slot = req
+        .extensions_mut()
+        .remove::<std::sync::Arc<crate::server::ConnectionSlot>>();
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     let metrics = st.metrics.clone();
     let shutdown = st.shutdown.clone();
     let user = p.user.clone();
     st.proxies.spawn(async move {
+        let _slot = slot;
         match on_upgrade.await {
             Ok(browser) => {
                 tracing::debug!(%user, workspace = %name, "websocket proxied");

@@ -186,25 +186,29 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let default_key = st.auth.keys().default_user_key();
     let proxies = st.proxies.clone();
 
+    crate::server::raise_open_files_limit();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     announce(addr, local.then_some(default_key).flatten());
 
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Terminal echo is latency-bound: no Nagle delay.
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = router(st).into_make_service_with_connect_info::<SocketAddr>();
+    let metrics = st.metrics.clone();
+    let app = router(st);
     let stop = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         signalled().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
-    server.await.context("serving")?;
+    crate::server::serve(
+        listener,
+        app,
+        cfg.server_limits(),
+        metrics,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     proxies.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), proxies.wait()).await;

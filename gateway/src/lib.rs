@@ -13,4 +13,5 @@ pub mod metrics;
 pub mod names;
 pub mod proxy;
 pub mod registry;
+pub mod server;
 pub mod web;

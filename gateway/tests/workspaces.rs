@@ -97,7 +97,7 @@ async fn a_user_cannot_reach_another_users_workspace() {
     let gw = Gateway::start_with(Opts {
         env_key: None,
         users: true,
-        extra: vec![],
+        ..Opts::default()
     })
     .await;
     assert!(gw.login_url.is_none(), "no default user, no login URL");

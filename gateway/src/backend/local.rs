@@ -510,7 +510,7 @@ async fn start_agent(spec: &AgentSpec) -> Result<Started, String> {
         .kill_on_drop(true);
     let gateway = nix::unistd::getpid();
     // SAFETY: between fork and exec the closure makes only async-signal-safe
-    // system calls (prctl, getppid) and allocates nothing.
+    // system calls (prctl, setrlimit, getppid) and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             // The agent goes when the gateway goes, even when the gateway is
@@ -518,6 +518,7 @@ async fn start_agent(spec: &AgentSpec) -> Result<Started, String> {
             // signal follows the thread that forked: a tokio worker, which
             // lives as long as the runtime.
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            crate::server::restore_open_files_limit()?;
             if nix::unistd::getppid() != gateway {
                 return Err(std::io::Error::other("the gateway exited"));
             }

@@ -51,6 +51,8 @@ pub struct Opts {
     pub env_key: Option<&'static str>,
     pub users: bool,
     pub extra: Vec<String>,
+    /// The soft limit on open files the gateway starts with.
+    pub nofile_soft: Option<u64>,
 }
 
 impl Default for Opts {
@@ -59,8 +61,17 @@ impl Default for Opts {
             env_key: Some(KEY),
             users: false,
             extra: vec![],
+            nofile_soft: None,
         }
     }
+}
+
+/// Raises this process's soft limit on open files to the hard limit.
+pub fn raise_nofile() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    hard
 }
 
 impl Gateway {
@@ -87,6 +98,17 @@ impl Gateway {
             .kill_on_drop(true);
         if let Some(k) = opts.env_key {
             cmd.env("DISPATCH_KEY", k);
+        }
+        if let Some(soft) = opts.nofile_soft {
+            // SAFETY: one async-signal-safe system call between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+                    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+                    setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)?;
+                    Ok(())
+                });
+            }
         }
         if opts.users {
             let users = data.path().join("users.json");
