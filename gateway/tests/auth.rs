@@ -6,6 +6,19 @@ mod common;
 use common::*;
 use dispatch_gateway::auth::TokenSigner;
 
+/// A gateway whose limiter gives a failure back only once a minute (the
+/// default is every 12 s), so that the counts a test asserts do not depend
+/// on how fast a loaded machine sends its requests.
+async fn slow_refill(extra: &[&str]) -> Gateway {
+    let mut args = vec!["--login-per-minute".to_owned(), "1".to_owned()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Gateway::start_with(Opts {
+        extra: args,
+        ..Opts::default()
+    })
+    .await
+}
+
 #[tokio::test]
 async fn login_sets_a_strict_cookie_and_logout_revokes_it() {
     let gw = Gateway::start().await;
@@ -150,7 +163,7 @@ async fn a_generated_key_is_stored_privately_and_printed() {
 
 #[tokio::test]
 async fn repeated_bad_logins_are_rate_limited() {
-    let gw = Gateway::start().await;
+    let gw = slow_refill(&[]).await;
     let bad = r#"{"key":"wrong-key-000000000"}"#;
     let json = [("content-type", "application/json")];
     // The default burst is 5 failures.
@@ -188,7 +201,7 @@ async fn repeated_bad_logins_are_rate_limited() {
 /// is enough) never make the right key fail, on any of the three ways in.
 #[tokio::test]
 async fn wrong_keys_from_the_same_address_never_lock_the_owner_out() {
-    let gw = Gateway::start().await;
+    let gw = slow_refill(&[]).await;
     for i in 0..8 {
         let r = gw
             .req("GET", "/login?key=wrong-wrong-wrong-wrong", &[], "")
@@ -348,11 +361,7 @@ async fn the_rate_limit_is_per_client_behind_a_trusted_proxy_only() {
         ]
     };
     // The tests' requests come from 127.0.0.1: the "ingress".
-    let gw = Gateway::start_with(Opts {
-        extra: vec!["--trusted-proxies".into(), "127.0.0.0/8".into()],
-        ..Opts::default()
-    })
-    .await;
+    let gw = slow_refill(&["--trusted-proxies", "127.0.0.0/8"]).await;
     // The default burst is 5 failures; the sixth trips the limit.
     for i in 0..6 {
         let r = gw
@@ -377,7 +386,7 @@ async fn the_rate_limit_is_per_client_behind_a_trusted_proxy_only() {
 
     // Not trusted (the default): the header is ignored, so changing it does
     // not get round the limit.
-    let gw = Gateway::start().await;
+    let gw = slow_refill(&[]).await;
     let spoofed = [
         "198.51.100.1",
         "198.51.100.2",

@@ -150,7 +150,15 @@ async fn silent_and_half_sent_requests_are_closed_after_the_timeouts() {
 #[tokio::test]
 async fn connections_over_the_per_address_cap_are_refused_websockets_included() {
     let gw = Gateway::start_with(Opts {
-        extra: vec!["--max-connections-per-address".into(), "8".into()],
+        // Long enough that the held sockets are not closed as idle meanwhile.
+        extra: [
+            "--max-connections-per-address",
+            "8",
+            "--header-read-timeout",
+            "600",
+        ]
+        .map(String::from)
+        .to_vec(),
         ..Opts::default()
     })
     .await;

@@ -284,7 +284,9 @@ async fn a_client_breaking_the_protocol_is_closed_with_1002_and_nothing_else_cha
         .await
         .unwrap();
     read_until(&mut again, &id, &mut Output::default(), b"still-here").await;
-    assert_eq!(gw.agents_started().len(), 1, "the agent was not restarted");
+    // Its start was logged before it ran; the log reader may trail.
+    let started = gw.wait_agents_started(1).await;
+    assert_eq!(started.len(), 1, "the agent was not restarted");
 }
 
 fn rss_kib(pid: u32) -> u64 {

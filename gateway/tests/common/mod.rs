@@ -45,6 +45,8 @@ pub struct Gateway {
     pub login_url: Option<String>,
     /// Lines the gateway wrote to stderr so far.
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// How many lines `stderr` holds, to wait on.
+    stderr_seen: tokio::sync::watch::Receiver<usize>,
 }
 
 pub struct Opts {
@@ -123,12 +125,18 @@ impl Gateway {
         }
         let mut child = cmd.spawn().unwrap();
         let stderr_lines = Arc::new(Mutex::new(Vec::new()));
+        let (seen_tx, stderr_seen) = tokio::sync::watch::channel(0);
         let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
         let sink = stderr_lines.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = err.next_line().await {
                 eprintln!("[gateway] {line}");
-                sink.lock().unwrap().push(line);
+                let n = {
+                    let mut lines = sink.lock().unwrap();
+                    lines.push(line);
+                    lines.len()
+                };
+                seen_tx.send_replace(n);
             }
         });
         let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -158,6 +166,7 @@ impl Gateway {
             data,
             login_url,
             stderr: stderr_lines,
+            stderr_seen,
         }
     }
 
@@ -241,56 +250,56 @@ impl Gateway {
         .await
     }
 
+    /// Waits (on the stderr reader, at most a step) until the lines read so
+    /// far satisfy `done`.
+    async fn wait_lines(&self, done: impl Fn(&[String]) -> bool) {
+        let mut seen = self.stderr_seen.clone();
+        let _ =
+            tokio::time::timeout(STEP, seen.wait_for(|_| done(&self.stderr.lock().unwrap()))).await;
+    }
+
     /// Waits until a stderr line satisfies `f`; returns it.
     pub async fn wait_stderr(&self, f: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(l) = self.stderr.lock().unwrap().iter().rev().find(|l| f(l)) {
-                return l.clone();
-            }
-            assert!(Instant::now() < deadline, "no matching gateway log line");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let find = |lines: &[String]| lines.iter().rev().find(|l| f(l)).cloned();
+        self.wait_lines(|lines| find(lines).is_some()).await;
+        find(&self.stderr.lock().unwrap()).expect("no matching gateway log line")
     }
 
     /// Waits until the gateway has logged `n` agent starts (its stderr is read
-    /// by another thread, so a line can trail what the client already saw).
+    /// by another task, so a line can trail what the client already saw).
     pub async fn wait_agents_started(&self, n: usize) -> Vec<(String, u32)> {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let started = self.agents_started();
-            if started.len() >= n || Instant::now() >= deadline {
-                return started;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_lines(|lines| agent_starts(lines).len() >= n)
+            .await;
+        self.agents_started()
     }
 
-    /// Every `agent running` log line, in order: (url, pid).
+    /// Every `agent running` log line read so far, in order: (url, pid).
     pub fn agents_started(&self) -> Vec<(String, u32)> {
-        self.stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("agent running"))
-            .filter_map(|l| {
-                let url = l
-                    .split("url=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .to_owned();
-                let pid = l
-                    .split("pid=Some(")
-                    .nth(1)?
-                    .split(')')
-                    .next()?
-                    .parse()
-                    .ok()?;
-                Some((url, pid))
-            })
-            .collect()
+        agent_starts(&self.stderr.lock().unwrap())
     }
+}
+
+fn agent_starts(lines: &[String]) -> Vec<(String, u32)> {
+    lines
+        .iter()
+        .filter(|l| l.contains("agent running"))
+        .filter_map(|l| {
+            let url = l
+                .split("url=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            let pid = l
+                .split("pid=Some(")
+                .nth(1)?
+                .split(')')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((url, pid))
+        })
+        .collect()
 }
 
 pub struct Resp {
