@@ -1,207 +1,31 @@
 //! The gateway's REST API and the per-workspace WebSocket route (see the
 //! contracts). Errors are `ApiError {code, message}` with a fitting status.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
-use axum::http::header::{
-    CACHE_CONTROL, CONNECTION, CONTENT_TYPE, HOST, LOCATION, ORIGIN, RETRY_AFTER,
-    SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, SET_COOKIE, UPGRADE,
-};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use dispatch_api::rest::{ApiError, CreateWorkspace, LoginRequest, Me, WorkspaceInfo};
+use dispatch_api::rest::{CreateWorkspace, LoginRequest, Me, WorkspaceInfo};
 use dispatch_api::{ErrorCode, SessionInfo};
 use serde::Deserialize;
 
-use crate::app::AppState;
-use crate::auth::origin::{SiteHeaders, cross_site, origin_matches_host};
+use crate::auth::origin::cross_site;
 use crate::auth::{AuthFailure, Principal, Via, cookie, now_ms};
-use crate::backend::BackendError;
-use crate::client_addr::ClientIp;
-use crate::names::WorkspaceName;
-use crate::proxy;
+use crate::extract::{
+    Caller, CallerWorkspace, ClientIp, authenticate, origin_ok, refuse_cross_site, site_headers,
+    workspace_name,
+};
+use crate::fail::{Fail, bad_json};
+use crate::proxy::{self, RelayContext, Upgrade};
+use crate::server::ConnectionSlot;
+use crate::state::AppState;
 
 /// How long a WebSocket upgrade or a sessions call waits for an agent to start.
 const AGENT_WAIT: Duration = Duration::from_secs(20);
-
-/// An error response: status, stable code, message.
-#[derive(Debug)]
-pub struct Fail {
-    status: StatusCode,
-    code: ErrorCode,
-    message: String,
-    retry_after: Option<Duration>,
-}
-
-impl Fail {
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Fail {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl IntoResponse for Fail {
-    fn into_response(self) -> Response {
-        let body = ApiError {
-            code: self.code,
-            message: self.message,
-        };
-        let mut resp = (self.status, Json(body)).into_response();
-        if let Some(after) = self.retry_after {
-            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        }
-        resp
-    }
-}
-
-impl From<AuthFailure> for Fail {
-    fn from(f: AuthFailure) -> Self {
-        match f {
-            AuthFailure::Unauthorized(why) => {
-                Fail::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, why)
-            }
-            AuthFailure::RateLimited(after) => Fail {
-                retry_after: Some(after),
-                ..Fail::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    ErrorCode::RateLimited,
-                    "too many failed attempts from this address; try again later",
-                )
-            },
-        }
-    }
-}
-
-impl From<BackendError> for Fail {
-    fn from(e: BackendError) -> Self {
-        let status = match e {
-            BackendError::NoSuchWorkspace(_) => StatusCode::NOT_FOUND,
-            BackendError::AlreadyExists(_) => StatusCode::CONFLICT,
-            BackendError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            BackendError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!("backend: {e}");
-        }
-        Fail::new(status, e.code(), e.to_string())
-    }
-}
-
-fn bad_json(e: JsonRejection) -> Fail {
-    Fail::new(
-        StatusCode::BAD_REQUEST,
-        ErrorCode::BadMessage,
-        e.body_text(),
-    )
-}
-
-fn workspace_name(name: &str) -> Result<WorkspaceName, Fail> {
-    WorkspaceName::new(name).map_err(|e| {
-        Fail::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidField,
-            e.to_string(),
-        )
-    })
-}
-
-fn site_headers(headers: &HeaderMap) -> SiteHeaders<'_> {
-    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
-    SiteHeaders {
-        sec_fetch_site: get("sec-fetch-site"),
-        origin: get(ORIGIN.as_str()),
-        host: get(HOST.as_str()),
-    }
-}
-
-/// 403 for a request another site made (see `auth::origin::cross_site`).
-fn refuse_cross_site(headers: &HeaderMap, what: &str) -> Result<(), Fail> {
-    match cross_site(site_headers(headers)) {
-        None => Ok(()),
-        Some(why) => Err(Fail::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            format!("{what} refused: {why}"),
-        )),
-    }
-}
-
-/// Authenticates the request; for cookie-authenticated requests that change
-/// something, also refuses cross-site ones (SameSite=Strict is the first
-/// line against them; this is the second).
-fn authenticate(
-    st: &AppState,
-    headers: &HeaderMap,
-    method: &Method,
-    client: IpAddr,
-) -> Result<Principal, Fail> {
-    let p = st.auth.authenticate(headers, client)?;
-    if matches!(p.via, Via::Cookie(_)) && !matches!(*method, Method::GET | Method::HEAD) {
-        refuse_cross_site(headers, "cross-site request")?;
-    }
-    Ok(p)
-}
-
-/// Extractor: the authenticated caller (see `authenticate`).
-pub struct Caller(pub Principal);
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = Fail;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Fail> {
-        let Ok(ClientIp(client)) = ClientIp::from_request_parts(parts, st).await;
-        authenticate(st, &parts.headers, &parts.method, client).map(Caller)
-    }
-}
-
-/// Extractor: the authenticated caller and the workspace named in the path,
-/// checked only for being a valid name (whether it is the caller's is the
-/// backend's to answer, with the same 404 as a missing one).
-pub struct CallerWorkspace {
-    pub user: String,
-    pub name: WorkspaceName,
-}
-
-impl FromRequestParts<AppState> for CallerWorkspace {
-    type Rejection = Fail;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Fail> {
-        let Caller(p) = Caller::from_request_parts(parts, st).await?;
-        let Path(name) = Path::<String>::from_request_parts(parts, st)
-            .await
-            .map_err(|e| {
-                Fail::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::BadMessage,
-                    e.body_text(),
-                )
-            })?;
-        Ok(CallerWorkspace {
-            user: p.user,
-            name: workspace_name(&name)?,
-        })
-    }
-}
-
-/// Whether Origin is present and names the Host this request was sent to.
-fn origin_ok(headers: &HeaderMap) -> bool {
-    let get = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
-    match (get(ORIGIN), get(HOST)) {
-        (Some(o), Some(h)) => origin_matches_host(o, h),
-        _ => false,
-    }
-}
 
 fn login_response(
     st: &AppState,
@@ -445,18 +269,9 @@ pub async fn list_sessions(
     Ok(Json(sessions))
 }
 
-fn header_has_token(headers: &HeaderMap, name: axum::http::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 /// `GET /api/workspaces/{name}/ws`: authenticates, checks Origin, connects
-/// to the agent, and only then answers 101 and proxies. Any refusal is a
-/// plain HTTP error, so no upgrade happens.
+/// to the agent, and only then answers 101 and proxies (see
+/// `proxy::upgrade`).
 pub async fn workspace_ws(
     State(st): State<AppState>,
     Caller(p): Caller,
@@ -474,25 +289,13 @@ pub async fn workspace_ws(
             "the Origin of this WebSocket is not this site",
         ));
     }
-    let key = match headers.get(SEC_WEBSOCKET_KEY) {
-        Some(k)
-            if req.method() == Method::GET
-                && header_has_token(headers, CONNECTION, "upgrade")
-                && header_has_token(headers, UPGRADE, "websocket")
-                && headers
-                    .get(SEC_WEBSOCKET_VERSION)
-                    .is_some_and(|v| v == "13") =>
-        {
-            k.clone()
-        }
-        _ => {
-            return Err(Fail::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadMessage,
-                "expected a WebSocket upgrade (version 13)",
-            ));
-        }
-    };
+    let upgrade = Upgrade::take(&mut req).map_err(|e| {
+        Fail::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadMessage,
+            e.to_string(),
+        )
+    })?;
     let name = workspace_name(&name)?;
     // Right after an agent dies the backend may still hand out its old
     // address for a moment: retry until the restarted one answers.
@@ -515,39 +318,16 @@ pub async fn workspace_ws(
             }
         }
     };
-    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
-        return Err(Fail::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadMessage,
-            "this connection cannot be upgraded",
-        ));
-    };
     // The socket stays counted against its address while the proxy runs.
     let slot = req
         .extensions_mut()
-        .remove::<std::sync::Arc<crate::server::ConnectionSlot>>();
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let metrics = st.metrics.clone();
-    let shutdown = st.shutdown.clone();
-    let user = p.user.clone();
-    st.proxies.spawn(async move {
-        let _slot = slot;
-        match on_upgrade.await {
-            Ok(browser) => {
-                tracing::debug!(%user, workspace = %name, "websocket proxied");
-                proxy::run(browser, agent, metrics, shutdown).await;
-            }
-            Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
-        }
-    });
-    let mut resp = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let h = resp.headers_mut();
-    h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert(SEC_WEBSOCKET_ACCEPT, v);
-    }
-    Ok(resp)
+        .remove::<std::sync::Arc<ConnectionSlot>>();
+    let ctx = RelayContext {
+        metrics: st.metrics.clone(),
+        shutdown: st.shutdown.clone(),
+        tasks: st.proxies.clone(),
+    };
+    Ok(upgrade.accept(agent, ctx, slot, format!("{}/{name}", p.user)))
 }
 
 /// Unknown `/api/...` routes: a JSON 404, never the web UI's index.

@@ -1,7 +1,6 @@
-//! Wiring: shared state, the router, and running the server until a signal.
+//! Wiring: the router, and running the server until a signal.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,21 +18,8 @@ use crate::backend::local::LocalBackend;
 use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::state::AppState;
 use crate::{api, web};
-
-#[derive(Clone)]
-pub struct AppState {
-    pub auth: Arc<Auth>,
-    pub backend: Arc<dyn WorkspaceBackend>,
-    pub metrics: Metrics,
-    pub web_dir: Option<PathBuf>,
-    /// Cancelled when the gateway begins to shut down.
-    pub shutdown: CancellationToken,
-    /// The running WebSocket proxies.
-    pub proxies: TaskTracker,
-    /// Peers whose `X-Forwarded-For` is believed (see `client_addr`).
-    pub trusted_proxies: Arc<[ipnet::IpNet]>,
-}
 
 pub fn router(st: AppState) -> Router {
     let api = Router::new()
@@ -186,7 +172,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let default_key = st.auth.keys().default_user_key();
     let proxies = st.proxies.clone();
 
-    crate::server::raise_open_files_limit();
+    crate::open_files::raise_limit();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;

@@ -5,14 +5,9 @@
 //! and so one bucket of the limiter: one person guessing keys would lock
 //! everybody out.
 
-use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use ipnet::IpNet;
-
-use crate::app::AppState;
 
 /// Parses `10.0.0.0/8` or a bare address (a single host).
 pub fn parse_trusted(s: &str) -> Result<IpNet, String> {
@@ -75,26 +70,6 @@ pub fn address_group(ip: IpAddr) -> IpAddr {
                 IpAddr::V6(o.into())
             }
         },
-    }
-}
-
-/// Extractor: the client's address as above.
-pub struct ClientIp(pub IpAddr);
-
-impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Infallible> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        Ok(ClientIp(client_ip(peer, forwarded, &st.trusted_proxies)))
     }
 }
 

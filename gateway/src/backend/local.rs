@@ -518,7 +518,7 @@ async fn start_agent(spec: &AgentSpec) -> Result<Started, String> {
             // signal follows the thread that forked: a tokio worker, which
             // lives as long as the runtime.
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
-            crate::server::restore_open_files_limit()?;
+            crate::open_files::restore_limit()?;
             if nix::unistd::getppid() != gateway {
                 return Err(std::io::Error::other("the gateway exited"));
             }

@@ -16,6 +16,7 @@
 mod agent_conn;
 pub mod frames;
 mod relay;
+pub mod upgrade;
 
 use std::pin::pin;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use agent_conn::{AgentConn, connect as connect_agent};
 use frames::Sender;
 use relay::{Buffer, End, Half, IoSource, Source, TcpSource, relay};
+pub use upgrade::{RelayContext, Upgrade, UpgradeError};
 
 use crate::metrics::{DirectionLabel, Metrics};
 
