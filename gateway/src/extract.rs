@@ -38,6 +38,7 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
+/// A workspace name from the outside, or 400 `invalid_field` saying why.
 pub fn workspace_name(name: &str) -> Result<WorkspaceName, Fail> {
     WorkspaceName::new(name).map_err(|e| {
         Fail::new(
@@ -48,6 +49,7 @@ pub fn workspace_name(name: &str) -> Result<WorkspaceName, Fail> {
     })
 }
 
+/// The headers the cross-site check reads.
 pub fn site_headers(headers: &HeaderMap) -> SiteHeaders<'_> {
     let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
     SiteHeaders {
