@@ -113,16 +113,15 @@ pub struct Config {
 
     /// Open connections (WebSockets included) one client address may have;
     /// more are refused with 503. An IPv6 /64 is one address; trusted
-    /// proxies are not capped. 0: no cap. The default is twice what a
-    /// browser can open at all (Chrome: 256 sockets + 255 WebSockets per
-    /// profile), so in local mode, where every tab is 127.0.0.1, two
-    /// browsers with many tabs fit.
-    #[arg(
-        long,
-        env = "DISPATCH_MAX_CONNECTIONS_PER_ADDRESS",
-        default_value_t = 1024
-    )]
-    pub max_connections_per_address: usize,
+    /// proxies are not capped. 0: no cap. Default, local backend: 1024,
+    /// twice what a browser can open at all (Chrome: 256 sockets + 255
+    /// WebSockets per profile), so in local mode, where every tab is
+    /// 127.0.0.1, two browsers with many tabs fit. Kubernetes backend: no
+    /// cap, since the gateway's peers are the ingress controller's pods
+    /// (its NetworkPolicy admits nothing else), each speaking for many
+    /// clients: limit connections per client in the ingress.
+    #[arg(long, env = "DISPATCH_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Config {
@@ -140,7 +139,12 @@ impl Config {
         crate::server::Limits {
             header_read_timeout: Duration::from_secs(self.header_read_timeout),
             body_read_timeout: Duration::from_secs(self.body_read_timeout),
-            max_connections_per_address: self.max_connections_per_address,
+            max_connections_per_address: self.max_connections_per_address.unwrap_or(
+                match self.backend {
+                    BackendKind::Local => 1024,
+                    BackendKind::Kubernetes => 0,
+                },
+            ),
             uncapped: self.trusted_proxies.clone().into(),
         }
     }
@@ -191,6 +195,21 @@ mod tests {
             default_data_dir(Some("rel".into()), Some("/h".into())),
             PathBuf::from("/h/.local/share/dispatch")
         );
+    }
+
+    #[test]
+    fn the_connection_cap_defaults_by_backend() {
+        let cap = |args: &[&str]| {
+            let mut argv = vec!["dispatch-gateway"];
+            argv.extend(args);
+            Config::try_parse_from(argv)
+                .unwrap()
+                .server_limits()
+                .max_connections_per_address
+        };
+        assert_eq!(cap(&[]), 1024);
+        assert_eq!(cap(&["--backend", "kubernetes"]), 0);
+        assert_eq!(cap(&["--max-connections-per-address", "7"]), 7);
     }
 
     #[test]
