@@ -20,7 +20,7 @@ use crate::extract::{
     workspace_name,
 };
 use crate::fail::{Fail, bad_json};
-use crate::proxy::{self, RelayContext, Upgrade};
+use crate::proxy::{self, ConnectError, RelayContext, Upgrade};
 use crate::server::ConnectionSlot;
 use crate::state::AppState;
 
@@ -305,6 +305,24 @@ pub async fn workspace_ws(
         let ep = st.backend.endpoint(&p.user, &name, left).await?;
         match proxy::connect_agent(&ep).await {
             Ok(ws) => break ws,
+            // A live agent said it cannot take this connection (too many):
+            // its reason, at once, rather than retrying until the deadline.
+            // Other refusals (a 401 from a stale address whose port a
+            // restarted agent took) are retried like an unreachable agent.
+            Err(ConnectError::Refused {
+                status,
+                code,
+                message,
+            }) if status == StatusCode::SERVICE_UNAVAILABLE
+                || status == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                tracing::debug!(workspace = %name, %status, "agent refused: {message}");
+                return Err(Fail::new(
+                    status,
+                    code.unwrap_or(ErrorCode::Unavailable),
+                    format!("the workspace's agent refused the connection: {message}"),
+                ));
+            }
             Err(e) if tokio::time::Instant::now() + Duration::from_millis(200) < deadline => {
                 tracing::debug!(workspace = %name, "agent not reachable yet: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -313,7 +331,7 @@ pub async fn workspace_ws(
                 return Err(Fail::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::Unavailable,
-                    e,
+                    e.to_string(),
                 ));
             }
         }

@@ -28,10 +28,12 @@ const BOB: &str = "bob-key-0123456789ab";
 const HOST: &str = "gateway.test:8787";
 const ORIGIN: &str = "http://gateway.test:8787";
 
-/// Workspaces in a map; no agent ever runs.
+/// Workspaces in a map; no agent runs, unless a test names a server to
+/// stand for one.
 #[derive(Default)]
 struct FakeBackend {
     workspaces: Mutex<BTreeMap<(String, String), WorkspaceInfo>>,
+    agent: Mutex<Option<AgentEndpoint>>,
 }
 
 impl FakeBackend {
@@ -103,15 +105,22 @@ impl WorkspaceBackend for FakeBackend {
         _wait: Duration,
     ) -> Result<AgentEndpoint, BackendError> {
         self.get(owner, name)?;
-        Err(BackendError::Unavailable(
-            "the fake backend runs no agents".into(),
-        ))
+        self.agent
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| BackendError::Unavailable("the fake backend runs no agents".into()))
     }
 
     async fn shutdown(&self) {}
 }
 
 async fn app() -> (Router, tempfile::TempDir) {
+    let (app, dir, _) = app_with_backend().await;
+    (app, dir)
+}
+
+async fn app_with_backend() -> (Router, tempfile::TempDir, Arc<FakeBackend>) {
     let dir = tempfile::tempdir().unwrap();
     let registry = Registry::open(&dir.path().join("gateway.db")).unwrap();
     let mut keys = KeyStore::default();
@@ -129,16 +138,17 @@ async fn app() -> (Router, tempfile::TempDir) {
     )
     .await
     .unwrap();
+    let backend = Arc::new(FakeBackend::default());
     let app = router(AppState {
         auth: Arc::new(auth),
-        backend: Arc::new(FakeBackend::default()),
+        backend: backend.clone(),
         metrics: Metrics::default(),
         web_dir: None,
         shutdown: Default::default(),
         proxies: Default::default(),
         trusted_proxies: Arc::new([]),
     });
-    (app, dir)
+    (app, dir, backend)
 }
 
 struct Answer {
@@ -413,6 +423,61 @@ async fn the_websocket_route_refuses_before_any_upgrade() {
     )
     .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+/// An agent that refuses the upgrade as too busy is reported at once, in
+/// its own words, instead of being retried as if it were restarting.
+#[tokio::test]
+async fn an_agent_refusing_the_websocket_is_reported_at_once() {
+    let (app, _dir, backend) = app_with_backend().await;
+    send(
+        &app,
+        bearer(ALICE, "POST", "/api/workspaces", r#"{"name":"w"}"#),
+    )
+    .await;
+    let busy = Router::new().route(
+        "/ws",
+        axum::routing::get(|| async {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"code": "unavailable", "message": "too many connections (64)"})),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, busy).await });
+    *backend.agent.lock().unwrap() = Some(AgentEndpoint {
+        base_url: format!("http://{addr}"),
+        token: "t".into(),
+    });
+    let mut req = Request::get("/api/workspaces/w/ws")
+        .header(header::AUTHORIZATION, format!("Bearer {ALICE}"))
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_VERSION, "13")
+        .header(header::SEC_WEBSOCKET_KEY, "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Body::empty())
+        .unwrap();
+    // What hyper would attach; never completes here, and is never needed.
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    req.extensions_mut().insert(on_upgrade);
+    let t = std::time::Instant::now();
+    let r = send(&app, req).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable".into())
+    );
+    assert!(
+        r.error().message.contains("too many connections (64)"),
+        "{}",
+        r.error().message
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]

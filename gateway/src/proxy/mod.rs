@@ -30,7 +30,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-pub use agent_conn::{AgentConn, connect as connect_agent};
+pub use agent_conn::{AgentConn, ConnectError, connect as connect_agent};
 use frames::Sender;
 use relay::{Buffer, End, Half, IoSource, Source, TcpSource, relay};
 pub use upgrade::{RelayContext, Upgrade, UpgradeError};
