@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use dispatch_api::frame::{Frame, FrameKind, encode_header_into, header_len};
 use dispatch_api::protocol::AttachMode;
 use dispatch_api::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId};
@@ -81,7 +81,23 @@ pub async fn serve(
     loop {
         tokio::select! {
             msg = stream.next() => match msg {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(e)) => {
+                    if let Some(why) = over_transport_limit(&e) {
+                        // The rest of that message is unread, so the
+                        // connection cannot go on; say why, in words and
+                        // with close code 1009, rather than drop the socket
+                        // like an agent that died (which clients answer by
+                        // reconnecting and sending it again).
+                        conn.error((ErrorCode::TooLarge, why), None).await;
+                        let close = CloseFrame {
+                            code: close_code::SIZE,
+                            reason: "message too big".into(),
+                        };
+                        out.send(Message::Close(Some(close))).await;
+                    }
+                    break;
+                }
                 Some(Ok(m)) => {
                     heartbeat.heard();
                     conn.handle(m).await;
@@ -121,6 +137,19 @@ pub async fn serve(
     drop(conn);
     out.close().await;
     state.services.metrics.connections.dec();
+}
+
+/// What to tell a client whose message was over the WebSocket's hard limit
+/// (see `http::ws_upgrade`), if that is what the read error was.
+fn over_transport_limit(e: &axum::Error) -> Option<String> {
+    use tungstenite::error::{CapacityError, Error};
+    match std::error::Error::source(e)?.downcast_ref::<Error>()? {
+        Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => Some(format!(
+            "message of {size} bytes is over this connection's limit of {max_size}; \
+             the connection is closed"
+        )),
+        _ => None,
+    }
 }
 
 /// Pings a client now and then; says when it has been silent too long.

@@ -353,6 +353,8 @@ async fn main() {
         .arg(bin_dir.join("dispatch-agent"))
         .arg("--data-dir")
         .arg(data.path())
+        // BENCH_CONNECTIONS sockets from one address: not what the cap is for.
+        .args(["--max-connections-per-address", "0"])
         .env("DISPATCH_KEY", KEY)
         // The agents inherit it: keep all of the replayed output on disk
         // (the default keeps 64 MiB).

@@ -1,7 +1,6 @@
-//! Wiring: shared state, the router, and running the server until a signal.
+//! Wiring: the router, and running the server until a signal.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,21 +18,8 @@ use crate::backend::local::LocalBackend;
 use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::state::AppState;
 use crate::{api, web};
-
-#[derive(Clone)]
-pub struct AppState {
-    pub auth: Arc<Auth>,
-    pub backend: Arc<dyn WorkspaceBackend>,
-    pub metrics: Metrics,
-    pub web_dir: Option<PathBuf>,
-    /// Cancelled when the gateway begins to shut down.
-    pub shutdown: CancellationToken,
-    /// The running WebSocket proxies.
-    pub proxies: TaskTracker,
-    /// Peers whose `X-Forwarded-For` is believed (see `client_addr`).
-    pub trusted_proxies: Arc<[ipnet::IpNet]>,
-}
 
 pub fn router(st: AppState) -> Router {
     let api = Router::new()
@@ -186,25 +172,29 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let default_key = st.auth.keys().default_user_key();
     let proxies = st.proxies.clone();
 
+    crate::open_files::raise_limit();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listening on {}", cfg.listen))?;
     let addr = listener.local_addr()?;
     announce(addr, local.then_some(default_key).flatten());
 
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        // Terminal echo is latency-bound: no Nagle delay.
-        let _ = tcp.set_nodelay(true);
-    });
-    let app = router(st).into_make_service_with_connect_info::<SocketAddr>();
+    let metrics = st.metrics.clone();
+    let app = router(st);
     let stop = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         signalled().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
-    server.await.context("serving")?;
+    crate::server::serve(
+        listener,
+        app,
+        cfg.server_limits(),
+        metrics,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     proxies.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), proxies.wait()).await;

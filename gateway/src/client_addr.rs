@@ -5,14 +5,9 @@
 //! and so one bucket of the limiter: one person guessing keys would lock
 //! everybody out.
 
-use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use ipnet::IpNet;
-
-use crate::app::AppState;
 
 /// Parses `10.0.0.0/8` or a bare address (a single host).
 pub fn parse_trusted(s: &str) -> Result<IpNet, String> {
@@ -61,23 +56,20 @@ fn parse_entry(s: &str) -> Option<IpAddr> {
         .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
-/// Extractor: the client's address as above.
-pub struct ClientIp(pub IpAddr);
-
-impl FromRequestParts<AppState> for ClientIp {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Infallible> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        Ok(ClientIp(client_ip(peer, forwarded, &st.trusted_proxies)))
+/// The unit limits are kept per: an IPv4 address, or an IPv6 /64 (one
+/// subscriber's network; anyone holding one has 2^64 addresses to rotate
+/// through). IPv4-mapped IPv6 addresses count as their IPv4 address.
+pub fn address_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut o = v6.octets();
+                o[8..].fill(0);
+                IpAddr::V6(o.into())
+            }
+        },
     }
 }
 
@@ -128,6 +120,17 @@ mod tests {
             ip("10.1.2.3"),
             "nothing is trusted by default"
         );
+    }
+
+    #[test]
+    fn limits_group_ipv6_by_slash_64() {
+        assert_eq!(address_group(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(address_group(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(
+            address_group(ip("2001:db8:1:2:3:4:5:6")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(address_group(ip("::1")), ip("::"));
     }
 
     #[test]

@@ -99,6 +99,29 @@ pub struct Config {
     /// Failed logins per minute one client address regains after a burst.
     #[arg(long, env = "DISPATCH_LOGIN_PER_MINUTE", default_value_t = 5)]
     pub login_per_minute: u32,
+
+    /// Seconds a connection has to send a request's headers; also how long
+    /// an idle keep-alive connection is kept.
+    #[arg(long, env = "DISPATCH_HEADER_READ_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+
+    /// Longest pause, in seconds, while a request body is sent.
+    #[arg(long, env = "DISPATCH_BODY_READ_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout: u64,
+
+    /// Open connections (WebSockets included) one client address may have;
+    /// more are refused with 503. An IPv6 /64 is one address; trusted
+    /// proxies are not capped. 0: no cap. Default, local backend: 1024,
+    /// twice what a browser can open at all (Chrome: 256 sockets + 255
+    /// WebSockets per profile), so in local mode, where every tab is
+    /// 127.0.0.1, two browsers with many tabs fit. Kubernetes backend: no
+    /// cap, since the gateway's peers are the ingress controller's pods
+    /// (its NetworkPolicy admits nothing else), each speaking for many
+    /// clients: limit connections per client in the ingress.
+    #[arg(long, env = "DISPATCH_MAX_CONNECTIONS_PER_ADDRESS")]
+    pub max_connections_per_address: Option<usize>,
 }
 
 impl Config {
@@ -110,6 +133,20 @@ impl Config {
             std::env::var_os("XDG_DATA_HOME").map(PathBuf::from),
             std::env::var_os("HOME").map(PathBuf::from),
         )
+    }
+
+    pub fn server_limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout),
+            max_connections_per_address: self.max_connections_per_address.unwrap_or(
+                match self.backend {
+                    BackendKind::Local => 1024,
+                    BackendKind::Kubernetes => 0,
+                },
+            ),
+            uncapped: self.trusted_proxies.clone().into(),
+        }
     }
 
     pub fn session_ttl(&self) -> Duration {
@@ -158,6 +195,21 @@ mod tests {
             default_data_dir(Some("rel".into()), Some("/h".into())),
             PathBuf::from("/h/.local/share/dispatch")
         );
+    }
+
+    #[test]
+    fn the_connection_cap_defaults_by_backend() {
+        let cap = |args: &[&str]| {
+            let mut argv = vec!["dispatch-gateway"];
+            argv.extend(args);
+            Config::try_parse_from(argv)
+                .unwrap()
+                .server_limits()
+                .max_connections_per_address
+        };
+        assert_eq!(cap(&[]), 1024);
+        assert_eq!(cap(&["--backend", "kubernetes"]), 0);
+        assert_eq!(cap(&["--max-connections-per-address", "7"]), 7);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub ws_open: Gauge,
     pub proxied_bytes: Family<DirectionLabel, Counter>,
     pub agent_restarts: Counter,
+    /// Connections closed at once: their address had too many open.
+    pub connections_refused: Counter,
 }
 
 impl Metrics {
@@ -48,6 +50,11 @@ impl Metrics {
             "agent_restarts",
             "Agent processes restarted after dying",
             self.agent_restarts.clone(),
+        );
+        reg.register(
+            "connections_refused",
+            "Connections refused because their address had too many open",
+            self.connections_refused.clone(),
         );
         let mut out = String::new();
         // Writing into a String cannot fail.

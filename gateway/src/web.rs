@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Scripts, styles, fonts and images only from this origin; WebSockets to it
 /// ('self' covers ws: and wss: of the same host); never framed. Inline

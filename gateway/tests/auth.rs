@@ -6,6 +6,19 @@ mod common;
 use common::*;
 use dispatch_gateway::auth::TokenSigner;
 
+/// A gateway whose limiter gives a failure back only once a minute (the
+/// default is every 12 s), so that the counts a test asserts do not depend
+/// on how fast a loaded machine sends its requests.
+async fn slow_refill(extra: &[&str]) -> Gateway {
+    let mut args = vec!["--login-per-minute".to_owned(), "1".to_owned()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    Gateway::start_with(Opts {
+        extra: args,
+        ..Opts::default()
+    })
+    .await
+}
+
 #[tokio::test]
 async fn login_sets_a_strict_cookie_and_logout_revokes_it() {
     let gw = Gateway::start().await;
@@ -150,7 +163,7 @@ async fn a_generated_key_is_stored_privately_and_printed() {
 
 #[tokio::test]
 async fn repeated_bad_logins_are_rate_limited() {
-    let gw = Gateway::start().await;
+    let gw = slow_refill(&[]).await;
     let bad = r#"{"key":"wrong-key-000000000"}"#;
     let json = [("content-type", "application/json")];
     // The default burst is 5 failures.
@@ -163,25 +176,15 @@ async fn repeated_bad_logins_are_rate_limited() {
     assert_eq!(r.code(), "rate_limited");
     let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(after >= 1);
-    // While limited, even the right key is refused without being checked.
-    let r = gw
-        .req(
-            "POST",
-            "/api/login",
-            &json,
-            &format!(r#"{{"key":"{KEY}"}}"#),
-        )
-        .await;
-    assert_eq!(r.status, 429);
     let r = gw
         .req(
             "GET",
             "/api/me",
-            &[("authorization", &format!("Bearer {KEY}"))],
+            &[("authorization", "Bearer wrong-key-000000000")],
             "",
         )
         .await;
-    assert_eq!(r.status, 429);
+    assert_eq!(r.status, 429, "wrong bearer keys count too");
     let metrics = gw.req("GET", "/metrics", &[], "").await.body;
     assert!(
         metrics.contains(r#"dispatch_gateway_logins_total{result="rate_limited"}"#),
@@ -191,6 +194,157 @@ async fn repeated_bad_logins_are_rate_limited() {
         metrics.contains(r#"dispatch_gateway_logins_total{result="wrong_key"} 5"#),
         "{metrics}"
     );
+}
+
+/// Issue 10, defect 1: wrong keys from the owner's address (in local mode
+/// every client is 127.0.0.1; an `<img src=/login?key=wrong>` on any page
+/// is enough) never make the right key fail, on any of the three ways in.
+#[tokio::test]
+async fn wrong_keys_from_the_same_address_never_lock_the_owner_out() {
+    let gw = slow_refill(&[]).await;
+    for i in 0..8 {
+        let r = gw
+            .req("GET", "/login?key=wrong-wrong-wrong-wrong", &[], "")
+            .await;
+        assert_eq!(r.status, 303, "attempt {i}");
+        let want = if i < 5 {
+            "unauthorized"
+        } else {
+            "rate_limited"
+        };
+        assert_eq!(
+            r.header("location"),
+            Some(format!("/login?error={want}").as_str()),
+            "attempt {i}"
+        );
+    }
+    let r = gw
+        .req(
+            "POST",
+            "/api/login",
+            &[("content-type", "application/json")],
+            &format!(r#"{{"key":"{KEY}"}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "POST /api/login: {}", r.body);
+    let r = gw.req("GET", &format!("/login?key={KEY}"), &[], "").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/"));
+    let cookie = cookie_of(&r);
+    assert_eq!(gw.api(&cookie, "GET", "/api/me", "").await.status, 200);
+    let bearer = format!("Bearer {KEY}");
+    for path in ["/api/me", "/api/workspaces"] {
+        let r = gw.req("GET", path, &[("authorization", &bearer)], "").await;
+        assert_eq!(r.status, 200, "bearer {path}: {}", r.body);
+    }
+    // The address is still limited for wrong keys.
+    let r = gw
+        .req("GET", "/login?key=wrong-wrong-wrong-wrong", &[], "")
+        .await;
+    assert_eq!(r.header("location"), Some("/login?error=rate_limited"));
+}
+
+/// Issue 10, defect 2 (login CSRF): a key is never tried, nor a login
+/// ended, for a request another site made; the address bar and our own
+/// pages keep working.
+#[tokio::test]
+async fn login_and_logout_refuse_cross_site_requests() {
+    let gw = Gateway::start().await;
+    let ours = gw.origin();
+    let link = format!("/login?key={KEY}");
+    let foreign: [&[(&str, &str)]; 4] = [
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+        &[("origin", "http://evil.example")],
+        &[("sec-fetch-site", "none"), ("origin", "null")],
+    ];
+    for headers in foreign {
+        let r = gw.req("GET", &link, headers, "").await;
+        assert_eq!(r.status, 403, "link with {headers:?}");
+        assert!(r.header("set-cookie").is_none(), "{headers:?}");
+        assert!(r.body.contains("Login refused"), "{}", r.body);
+        assert!(
+            r.header("content-type").unwrap().starts_with("text/html"),
+            "{headers:?}"
+        );
+
+        let mut h = headers.to_vec();
+        h.push(("content-type", "application/json"));
+        let r = gw
+            .req("POST", "/api/login", &h, &format!(r#"{{"key":"{KEY}"}}"#))
+            .await;
+        assert_eq!(r.status, 403, "POST with {headers:?}");
+        assert_eq!(r.code(), "forbidden");
+        assert!(r.body.contains("login refused"), "{}", r.body);
+        assert!(r.header("set-cookie").is_none(), "{headers:?}");
+    }
+    // Refusals try no key, so they count as no failure: wrong keys from
+    // another site do not use up this address's burst.
+    for _ in 0..8 {
+        let r = gw
+            .req(
+                "GET",
+                "/login?key=wrong-wrong-wrong-wrong",
+                &[("sec-fetch-site", "cross-site")],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 403);
+    }
+    let r = gw
+        .req("GET", "/login?key=wrong-wrong-wrong-wrong", &[], "")
+        .await;
+    assert_eq!(r.header("location"), Some("/login?error=unauthorized"));
+
+    // Typed or pasted into the address bar, and from our own pages: fine.
+    let r = gw
+        .req("GET", &link, &[("sec-fetch-site", "none")], "")
+        .await;
+    assert_eq!(r.status, 303);
+    let pasted = cookie_of(&r);
+    let own = [
+        ("sec-fetch-site", "same-origin"),
+        ("origin", ours.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let r = gw
+        .req("POST", "/api/login", &own, &format!(r#"{{"key":"{KEY}"}}"#))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = cookie_of(&r);
+
+    // Logout from another site: refused, the login lives on.
+    for headers in [
+        [
+            ("sec-fetch-site", "cross-site"),
+            ("cookie", cookie.as_str()),
+        ],
+        [
+            ("origin", "http://evil.example"),
+            ("cookie", cookie.as_str()),
+        ],
+    ] {
+        let r = gw.req("POST", "/api/logout", &headers, "").await;
+        assert_eq!(r.status, 403, "{headers:?}");
+        assert_eq!(r.code(), "forbidden");
+        assert!(r.header("set-cookie").is_none());
+    }
+    assert_eq!(gw.api(&cookie, "GET", "/api/me", "").await.status, 200);
+    let r = gw
+        .req(
+            "POST",
+            "/api/logout",
+            &[
+                ("sec-fetch-site", "same-origin"),
+                ("origin", ours.as_str()),
+                ("cookie", cookie.as_str()),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(gw.api(&cookie, "GET", "/api/me", "").await.status, 401);
+    assert_eq!(gw.api(&pasted, "GET", "/api/me", "").await.status, 200);
 }
 
 /// Behind a trusted proxy each client has its own limit, taken from the
@@ -207,11 +361,7 @@ async fn the_rate_limit_is_per_client_behind_a_trusted_proxy_only() {
         ]
     };
     // The tests' requests come from 127.0.0.1: the "ingress".
-    let gw = Gateway::start_with(Opts {
-        extra: vec!["--trusted-proxies".into(), "127.0.0.0/8".into()],
-        ..Opts::default()
-    })
-    .await;
+    let gw = slow_refill(&["--trusted-proxies", "127.0.0.0/8"]).await;
     // The default burst is 5 failures; the sixth trips the limit.
     for i in 0..6 {
         let r = gw
@@ -220,24 +370,23 @@ async fn the_rate_limit_is_per_client_behind_a_trusted_proxy_only() {
         assert_eq!(r.status, if i < 5 { 401 } else { 429 }, "attempt {i}");
     }
     let r = gw
-        .req("POST", "/api/login", &from("203.0.113.7"), &good)
+        .req("POST", "/api/login", &from("203.0.113.7"), bad)
         .await;
     assert_eq!(r.status, 429, "this client is limited");
     // A client spoofing the limited one's address left of its own is judged
     // by its own.
     let r = gw
-        .req(
-            "POST",
-            "/api/login",
-            &from("203.0.113.7, 203.0.113.8"),
-            &good,
-        )
+        .req("POST", "/api/login", &from("203.0.113.7, 203.0.113.8"), bad)
         .await;
-    assert_eq!(r.status, 200, "another client is not: {}", r.body);
+    assert_eq!(r.status, 401, "another client is not: {}", r.body);
+    let r = gw
+        .req("POST", "/api/login", &from("203.0.113.7"), &good)
+        .await;
+    assert_eq!(r.status, 200, "a right key always works: {}", r.body);
 
     // Not trusted (the default): the header is ignored, so changing it does
     // not get round the limit.
-    let gw = Gateway::start().await;
+    let gw = slow_refill(&[]).await;
     let spoofed = [
         "198.51.100.1",
         "198.51.100.2",
@@ -251,7 +400,7 @@ async fn the_rate_limit_is_per_client_behind_a_trusted_proxy_only() {
         assert_eq!(r.status, if i < 5 { 401 } else { 429 }, "attempt {i}");
     }
     let r = gw
-        .req("POST", "/api/login", &from("198.51.100.7"), &good)
+        .req("POST", "/api/login", &from("198.51.100.7"), bad)
         .await;
     assert_eq!(r.status, 429);
 

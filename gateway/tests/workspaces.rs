@@ -97,7 +97,7 @@ async fn a_user_cannot_reach_another_users_workspace() {
     let gw = Gateway::start_with(Opts {
         env_key: None,
         users: true,
-        extra: vec![],
+        ..Opts::default()
     })
     .await;
     assert!(gw.login_url.is_none(), "no default user, no login URL");
@@ -224,5 +224,71 @@ async fn agents_stop_when_the_gateway_is_killed_outright() {
             "agent {pid} outlived its gateway"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 10, defect 8: an agent that cannot start says why (here its
+/// `.dispatch` cannot be written), and that reason reaches the API: open,
+/// status, sessions and the WebSocket refusal, which the web UI shows.
+#[tokio::test]
+async fn an_agent_that_exits_at_start_reports_its_own_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    let gw = Gateway::start().await;
+    let c = gw.login(KEY).await;
+    gw.create_workspace(&c, "ro").await;
+    let dir = gw.data.path().join("workspaces/me/ro");
+    let state = dir.join(".dispatch");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o555)).unwrap();
+    if std::fs::write(state.join("probe"), "").is_ok() {
+        // Root writes through mode bits: a file where the directory goes.
+        std::fs::remove_dir_all(&state).unwrap();
+        std::fs::write(&state, "not a directory").unwrap();
+    }
+    // What the agent itself says about this workspace.
+    let out = std::process::Command::new(agent_bin())
+        .env("DISPATCH_AGENT_TOKEN", "t0123456789abcdef")
+        .env("DISPATCH_AGENT_LISTEN", "127.0.0.1:0")
+        .env("DISPATCH_WORKSPACE", &dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let reason = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("dispatch-agent: "))
+        .unwrap_or_else(|| panic!("the agent's exit line: {stderr}"))
+        .trim()
+        .to_owned();
+
+    let r = gw.api(&c, "POST", "/api/workspaces/ro/open", "").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.code(), "unavailable");
+    assert!(
+        r.json()["message"].as_str().unwrap().contains(&reason),
+        "{} lacks {reason:?}",
+        r.body
+    );
+    let r = gw.api(&c, "GET", "/api/workspaces/ro/sessions", "").await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains(&reason), "{} lacks {reason:?}", r.body);
+    let r = gw.api(&c, "GET", "/api/workspaces/ro", "").await;
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&reason),
+        "{}",
+        r.body
+    );
+    match gw.ws(&c, "ro").await.unwrap_err() {
+        tokio_tungstenite::tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status().as_u16(), 503);
+            let body =
+                String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains(&reason), "{body} lacks {reason:?}");
+        }
+        other => panic!("expected an HTTP refusal, got {other}"),
     }
 }

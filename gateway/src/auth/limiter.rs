@@ -1,10 +1,21 @@
 //! Per-client-address limit on failed logins (and failed bearer keys), built
 //! on governor's keyed GCRA limiter.
 //!
-//! Governor only answers "may one more cell pass" by taking the cell, so a
-//! client that has run out is also remembered as blocked until governor's
-//! earliest retry time: while blocked, every attempt is refused before its key
-//! is even looked at, so a correct guess made while limited gains nothing.
+//! It is consulted only after a key has been found wrong: a right key is
+//! accepted from any address at any time. Keying by address alone and
+//! refusing before the key was looked at let anyone who shares the owner's
+//! address (in local mode everyone is 127.0.0.1; an `<img>` on any web page
+//! the owner visits is enough) lock the owner out with a few wrong keys.
+//! The price is that the limit does not slow guessing: an attacker can tell
+//! a 200 from a 429. Guessing is kept out by the keys themselves (at least
+//! 16 characters; a generated key is 192 random bits). What the limit still
+//! does is answer an address's wrong keys with 429 and Retry-After once it
+//! has had its burst, so scripts with a stale key back off, and show the
+//! guessing in the metrics.
+//!
+//! Governor only answers "may one more cell pass" by taking the cell, so an
+//! address that has run out is also remembered as blocked until governor's
+//! earliest retry time; its wrong keys meanwhile are answered 429 at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,6 +25,11 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::client_addr::address_group;
+
+/// Addresses remembered before old entries are swept out.
+const MAX_TRACKED: usize = 10_000;
 
 pub struct LoginLimiter {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
@@ -43,41 +59,37 @@ impl LoginLimiter {
         self.blocked.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Before looking at credentials: Err(retry after) while `ip` is blocked.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        let now = Instant::now();
-        let mut blocked = self.blocked();
-        match blocked.get(&ip) {
-            Some(until) if *until > now => Err(*until - now),
-            Some(_) => {
-                blocked.remove(&ip);
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// After a failed attempt: takes a cell; Err(retry after) when `ip` has
-    /// run out, and from then on it is blocked for that long.
+    /// After a wrong key from `ip`: Ok while the address has failures left,
+    /// Err(retry after) once it has run out (and for that long after).
     pub fn record_failure(&self, ip: IpAddr) -> Result<(), Duration> {
-        match self.limiter.check_key(&ip) {
-            Ok(()) => Ok(()),
-            Err(not_until) => {
-                let wait = not_until
-                    .wait_time_from(self.clock.now())
-                    .max(Duration::from_secs(1));
-                let mut blocked = self.blocked();
-                blocked.insert(ip, Instant::now() + wait);
-                // Keep the maps small under a spray of addresses.
-                if blocked.len() > 10_000 {
-                    let now = Instant::now();
-                    blocked.retain(|_, until| *until > now);
+        let ip = address_group(ip);
+        let now = Instant::now();
+        {
+            let mut blocked = self.blocked();
+            match blocked.get(&ip) {
+                Some(until) if *until > now => return Err(*until - now),
+                Some(_) => {
+                    blocked.remove(&ip);
                 }
-                drop(blocked);
-                self.limiter.retain_recent();
-                Err(wait)
+                None => {}
             }
         }
+        let verdict = self.limiter.check_key(&ip);
+        if self.limiter.len() > MAX_TRACKED {
+            self.limiter.retain_recent();
+        }
+        let Err(not_until) = verdict else {
+            return Ok(());
+        };
+        let wait = not_until
+            .wait_time_from(self.clock.now())
+            .max(Duration::from_secs(1));
+        let mut blocked = self.blocked();
+        if blocked.len() >= MAX_TRACKED {
+            blocked.retain(|_, until| *until > now);
+        }
+        blocked.insert(ip, now + wait);
+        Err(wait)
     }
 }
 
@@ -91,13 +103,21 @@ mod tests {
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let b: IpAddr = "127.0.0.3".parse().unwrap();
         for _ in 0..3 {
-            assert!(l.check(a).is_ok());
             assert!(l.record_failure(a).is_ok());
         }
         let wait = l.record_failure(a).unwrap_err();
         assert!(wait >= Duration::from_secs(1), "{wait:?}");
-        assert!(l.check(a).is_err());
-        assert!(l.check(b).is_ok());
+        assert!(l.record_failure(a).is_err(), "still blocked");
         assert!(l.record_failure(b).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_address() {
+        let l = LoginLimiter::new(2, 1);
+        for ip in ["2001:db8::1", "2001:db8::2", "2001:db8::ffff:1"] {
+            let _ = l.record_failure(ip.parse().unwrap());
+        }
+        assert!(l.record_failure("2001:db8::9".parse().unwrap()).is_err());
+        assert!(l.record_failure("2001:db8:0:1::1".parse().unwrap()).is_ok());
     }
 }

@@ -114,20 +114,23 @@ impl Auth {
         &self.keys
     }
 
-    /// Exchanges an access key for a session token. Rate-limited per address.
+    /// Exchanges an access key for a session token. A right key always
+    /// works; wrong ones are rate-limited per address (see `limiter`).
     pub fn login(&self, ip: IpAddr, key: &str) -> Result<(String, Claims), AuthFailure> {
-        self.limiter.check(ip).map_err(AuthFailure::RateLimited)?;
         match self.keys.lookup(key) {
             Some(user) => {
                 let expires = now_ms() + self.ttl.as_millis() as i64;
                 Ok(self.signer.issue(user, expires))
             }
-            None => {
-                self.limiter
-                    .record_failure(ip)
-                    .map_err(AuthFailure::RateLimited)?;
-                Err(AuthFailure::Unauthorized("wrong access key"))
-            }
+            None => Err(self.wrong_key(ip, "wrong access key")),
+        }
+    }
+
+    /// Counts a wrong key against `ip`: 401, or 429 once it has run out.
+    fn wrong_key(&self, ip: IpAddr, why: &'static str) -> AuthFailure {
+        match self.limiter.record_failure(ip) {
+            Ok(()) => AuthFailure::Unauthorized(why),
+            Err(wait) => AuthFailure::RateLimited(wait),
         }
     }
 
@@ -139,18 +142,12 @@ impl Auth {
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
-            self.limiter.check(ip).map_err(AuthFailure::RateLimited)?;
             return match key.and_then(|k| self.keys.lookup(k)) {
                 Some(user) => Ok(Principal {
                     user: user.to_owned(),
                     via: Via::Bearer,
                 }),
-                None => {
-                    self.limiter
-                        .record_failure(ip)
-                        .map_err(AuthFailure::RateLimited)?;
-                    Err(AuthFailure::Unauthorized("wrong bearer key"))
-                }
+                None => Err(self.wrong_key(ip, "wrong bearer key")),
             };
         }
         let Some(token) = cookie::session_cookie(headers) else {

@@ -1,5 +1,9 @@
-//! Whether a request's Origin is the gateway's own site (its Host), the
-//! check that keeps other sites from opening WebSockets with our cookie.
+//! Whether a request comes from the gateway's own site: its Origin names
+//! our Host, and the browser's `Sec-Fetch-Site` does not say another site
+//! made it. This keeps other sites from opening WebSockets with our cookie,
+//! from logging a browser in with a key of theirs (login CSRF: what the
+//! victim then types lands in the attacker's workspace) and from logging
+//! it out.
 
 /// Scheme, lowercase host and port (explicit or the scheme's default).
 fn parse_origin(origin: &str) -> Option<(&'static str, String, u16)> {
@@ -55,6 +59,33 @@ pub fn origin_matches_host(origin: &str, host: &str) -> bool {
     o_host == h_host && o_port == h_port.unwrap_or(default)
 }
 
+/// The request headers the site check reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SiteHeaders<'a> {
+    pub sec_fetch_site: Option<&'a str>,
+    pub origin: Option<&'a str>,
+    pub host: Option<&'a str>,
+}
+
+/// Why the request came from another site, or None when it did not (or the
+/// client does not say: scripts send neither header). `Sec-Fetch-Site:
+/// none` is the user's own doing (the address bar, a bookmark) and
+/// `same-origin` is our own pages; `same-site` is refused too, since a
+/// sibling subdomain is not necessarily ours.
+pub fn cross_site(h: SiteHeaders<'_>) -> Option<&'static str> {
+    if let Some(site) = h.sec_fetch_site {
+        let site = site.trim();
+        if !(site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none")) {
+            return Some("the browser says another site sent it (Sec-Fetch-Site)");
+        }
+    }
+    match (h.origin, h.host) {
+        (None, _) => None,
+        (Some(o), Some(host)) if origin_matches_host(o, host) => None,
+        (Some(_), _) => Some("its Origin is not this site"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +128,39 @@ mod tests {
         ] {
             assert!(!origin_matches_host(o, h), "{o} vs {h}");
         }
+    }
+
+    #[test]
+    fn cross_site_requests_are_named() {
+        let h = |site, origin| SiteHeaders {
+            sec_fetch_site: site,
+            origin,
+            host: Some("127.0.0.1:8787"),
+        };
+        let ours = Some("http://127.0.0.1:8787");
+        for ok in [
+            h(None, None),
+            h(Some("none"), None),
+            h(Some("same-origin"), ours),
+            h(Some(" Same-Origin "), None),
+            h(None, ours),
+        ] {
+            assert_eq!(cross_site(ok), None, "{ok:?}");
+        }
+        for bad in [
+            h(Some("cross-site"), None),
+            h(Some("same-site"), None),
+            h(Some("bogus"), None),
+            h(Some("none"), Some("http://evil.example")),
+            h(None, Some("null")),
+            h(Some("same-origin"), Some("http://127.0.0.1:9999")),
+        ] {
+            assert!(cross_site(bad).is_some(), "{bad:?}");
+        }
+        let no_host = SiteHeaders {
+            origin: ours,
+            ..SiteHeaders::default()
+        };
+        assert!(cross_site(no_host).is_some());
     }
 }

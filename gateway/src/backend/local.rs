@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::agent_stderr::AgentStderr;
 use super::{AgentEndpoint, BackendError, WorkspaceBackend};
 use crate::auth::now_ms;
 use crate::metrics::Metrics;
@@ -27,6 +28,12 @@ use crate::registry::{Registry, RegistryError, WorkspaceRecord};
 const LISTENING_PREFIX: &str = "DISPATCH_AGENT_LISTENING ";
 /// How long an agent may take to print its listening line.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an exited agent's stderr may take to close (something it started
+/// may hold it) before its reason is read without the rest.
+const LAST_WORDS_WAIT: Duration = Duration::from_secs(2);
+/// How long `open` waits for a start to succeed or fail, so that a failure
+/// reaches the caller with its reason.
+const OPEN_WAIT: Duration = Duration::from_secs(15);
 /// How long a SIGTERMed agent gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Gateway settings and secrets an agent (and the shells it runs) must not see.
@@ -94,7 +101,9 @@ pub fn parse_listening_line(line: &str) -> Option<std::net::SocketAddr> {
 
 #[derive(Debug, Clone, PartialEq)]
 enum AgentState {
-    Starting,
+    /// Starting; after a failure, why the last run ended (still worth
+    /// showing while the next one starts).
+    Starting(Option<String>),
     Running(AgentEndpoint),
     /// Died or failed to start (the `n`th time); restarting after a delay.
     Restarting {
@@ -166,7 +175,11 @@ impl LocalBackend {
         let key = (rec.owner.clone(), rec.name.clone());
         let (phase, message) = match self.agents().get(&key).map(|s| s.state.borrow().clone()) {
             None | Some(AgentState::Stopped) => (WorkspacePhase::Stopped, None),
-            Some(AgentState::Starting) => (WorkspacePhase::Starting, None),
+            Some(AgentState::Starting(None)) => (WorkspacePhase::Starting, None),
+            Some(AgentState::Starting(Some(why))) => (
+                WorkspacePhase::Starting,
+                Some(format!("agent restarting: {why}")),
+            ),
             Some(AgentState::Running(_)) => (WorkspacePhase::Running, None),
             Some(AgentState::Restarting { why, .. }) => (
                 WorkspacePhase::Starting,
@@ -199,7 +212,7 @@ impl LocalBackend {
             ));
         }
         ensure_inside(&self.root, &rec.path)?;
-        let (tx, rx) = watch::channel(AgentState::Starting);
+        let (tx, rx) = watch::channel(AgentState::Starting(None));
         let stop = CancellationToken::new();
         let spec = AgentSpec {
             bin: self.agent_bin.clone(),
@@ -231,6 +244,27 @@ impl LocalBackend {
                 .await;
         }
     }
+}
+
+/// The agent's state once it runs, is stopped, or fails a start that began
+/// after this call (or after `wait`). Waits through restarts: a client
+/// reconnecting right after its agent died gets the new agent rather than
+/// an error; a failure from before the wait began does not end it.
+async fn next_outcome(mut state: watch::Receiver<AgentState>, wait: Duration) -> AgentState {
+    let failures_before = match &*state.borrow() {
+        AgentState::Restarting { n, .. } => *n,
+        _ => 0,
+    };
+    let _ = tokio::time::timeout(
+        wait,
+        state.wait_for(|s| match s {
+            AgentState::Restarting { n, .. } => *n > failures_before,
+            AgentState::Starting(_) => false,
+            AgentState::Running(_) | AgentState::Stopped => true,
+        }),
+    )
+    .await;
+    state.borrow().clone()
 }
 
 fn internal(e: RegistryError) -> BackendError {
@@ -315,7 +349,12 @@ impl WorkspaceBackend for LocalBackend {
 
     async fn open(&self, owner: &str, name: &WorkspaceName) -> Result<WorkspaceInfo, BackendError> {
         let mut rec = self.record(owner, name).await?;
-        self.ensure_agent(&rec)?;
+        let state = self.ensure_agent(&rec)?;
+        if let AgentState::Restarting { why, .. } = next_outcome(state, OPEN_WAIT).await {
+            return Err(BackendError::Unavailable(format!(
+                "the workspace's agent could not start: {why}"
+            )));
+        }
         let now = now_ms();
         self.registry
             .touch(owner, name.as_str(), now)
@@ -359,27 +398,9 @@ impl WorkspaceBackend for LocalBackend {
         wait: Duration,
     ) -> Result<AgentEndpoint, BackendError> {
         let rec = self.record(owner, name).await?;
-        let mut state = self.ensure_agent(&rec)?;
+        let state = self.ensure_agent(&rec)?;
         let _ = self.registry.touch(owner, name.as_str(), now_ms()).await;
-        // Wait through restarts too: a client reconnecting right after its
-        // agent died gets the new agent rather than an error.
-        // A start that fails ends the wait at once (with its reason); a
-        // failure from before the wait began does not.
-        let failures_before = match &*state.borrow() {
-            AgentState::Restarting { n, .. } => *n,
-            _ => 0,
-        };
-        let _ = tokio::time::timeout(
-            wait,
-            state.wait_for(|s| match s {
-                AgentState::Restarting { n, .. } => *n > failures_before,
-                AgentState::Starting => false,
-                AgentState::Running(_) | AgentState::Stopped => true,
-            }),
-        )
-        .await;
-        let last = state.borrow().clone();
-        match last {
+        match next_outcome(state, wait).await {
             AgentState::Running(ep) => Ok(ep),
             AgentState::Stopped => Err(BackendError::Unavailable(
                 "the workspace's agent was stopped".into(),
@@ -387,7 +408,7 @@ impl WorkspaceBackend for LocalBackend {
             AgentState::Restarting { why, .. } => Err(BackendError::Unavailable(format!(
                 "the workspace's agent is restarting: {why}"
             ))),
-            AgentState::Starting => Err(BackendError::Unavailable(
+            AgentState::Starting(_) => Err(BackendError::Unavailable(
                 "the workspace's agent is still starting".into(),
             )),
         }
@@ -423,20 +444,27 @@ async fn supervise(
     let mut backoff = Backoff::default();
     let mut failures = 0;
     loop {
-        state.send_replace(AgentState::Starting);
+        let last = match &*state.borrow() {
+            AgentState::Restarting { why, .. } => Some(why.clone()),
+            _ => None,
+        };
+        state.send_replace(AgentState::Starting(last));
         let started = Instant::now();
         let why = tokio::select! {
             r = start_agent(&spec) => match r {
-                Ok((mut child, endpoint)) => {
+                Ok(Started { mut child, endpoint, stderr }) => {
                     tracing::info!(workspace = %spec.name, url = %endpoint.base_url, pid = ?child.id(), "agent running");
                     state.send_replace(AgentState::Running(endpoint));
                     tokio::select! {
                         status = child.wait() => {
                             metrics.agent_restarts.inc();
-                            let why = match status {
+                            let mut why = match status {
                                 Ok(s) => format!("agent exited ({s})"),
                                 Err(e) => format!("agent lost: {e}"),
                             };
+                            if let Some(reason) = stderr.reason(LAST_WORDS_WAIT).await {
+                                why = format!("{why}: {reason}");
+                            }
                             tracing::warn!(workspace = %spec.name, "{why}; restarting");
                             why
                         }
@@ -464,9 +492,16 @@ async fn supervise(
     state.send_replace(AgentState::Stopped);
 }
 
+/// A running agent.
+struct Started {
+    child: Child,
+    endpoint: AgentEndpoint,
+    stderr: AgentStderr,
+}
+
 /// Spawns the agent and waits for its listening line. The token goes in the
 /// environment, never argv (argv is world-readable in /proc).
-async fn start_agent(spec: &AgentSpec) -> Result<(Child, AgentEndpoint), String> {
+async fn start_agent(spec: &AgentSpec) -> Result<Started, String> {
     // At every start, not only the first: the directory may have been
     // swapped while the agent ran.
     ensure_inside(&spec.root, &spec.dir).map_err(|e| e.to_string())?;
@@ -489,14 +524,14 @@ async fn start_agent(spec: &AgentSpec) -> Result<(Child, AgentEndpoint), String>
         .current_dir(&spec.dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         // Its own process group: a Ctrl-C meant for the gateway does not hit
         // the agents first; the gateway stops them in order.
         .process_group(0)
         .kill_on_drop(true);
     let gateway = nix::unistd::getpid();
     // SAFETY: between fork and exec the closure makes only async-signal-safe
-    // system calls (prctl, getppid) and allocates nothing.
+    // system calls (prctl, setrlimit, getppid) and allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             // The agent goes when the gateway goes, even when the gateway is
@@ -504,6 +539,7 @@ async fn start_agent(spec: &AgentSpec) -> Result<(Child, AgentEndpoint), String>
             // signal follows the thread that forked: a tokio worker, which
             // lives as long as the runtime.
             nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            crate::open_files::restore_limit()?;
             if nix::unistd::getppid() != gateway {
                 return Err(std::io::Error::other("the gateway exited"));
             }
@@ -513,12 +549,12 @@ async fn start_agent(spec: &AgentSpec) -> Result<(Child, AgentEndpoint), String>
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", spec.bin.display()))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| "agent stdout not captured".to_owned())?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err("agent stdout or stderr not captured".to_owned());
+    };
+    let stderr = AgentStderr::capture(stderr);
     let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(START_TIMEOUT, async {
+    let listening = tokio::time::timeout(START_TIMEOUT, async {
         while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
             if let Some(addr) = parse_listening_line(&line) {
                 return Ok(addr);
@@ -528,7 +564,22 @@ async fn start_agent(spec: &AgentSpec) -> Result<(Child, AgentEndpoint), String>
         Err("agent exited before it listened".to_owned())
     })
     .await
-    .map_err(|_| format!("agent printed no listening line in {START_TIMEOUT:?}"))??;
+    .unwrap_or_else(|_| {
+        Err(format!(
+            "agent printed no listening line in {START_TIMEOUT:?}"
+        ))
+    });
+    let addr = match listening {
+        Ok(addr) => addr,
+        Err(why) => {
+            // Its own words say why (e.g. it cannot write `.dispatch`).
+            let _ = child.start_kill();
+            return Err(match stderr.reason(LAST_WORDS_WAIT).await {
+                Some(reason) => format!("{why}: {reason}"),
+                None => why,
+            });
+        }
+    };
     // Keep draining stdout so the agent never blocks on a full pipe.
     let name = spec.name.clone();
     tokio::spawn(async move {
@@ -536,13 +587,14 @@ async fn start_agent(spec: &AgentSpec) -> Result<(Child, AgentEndpoint), String>
             tracing::debug!(workspace = %name, "agent stdout: {line}");
         }
     });
-    Ok((
+    Ok(Started {
         child,
-        AgentEndpoint {
+        endpoint: AgentEndpoint {
             base_url: format!("http://{addr}"),
             token,
         },
-    ))
+        stderr,
+    })
 }
 
 /// SIGTERM, a grace period, then SIGKILL.

@@ -4,6 +4,7 @@
 //! `endpoint` waits for `status.endpoint` and reads the token from the
 //! workspace's Secret, `status` reports the resource's phase.
 
+mod agent_stderr;
 pub mod kubernetes;
 pub mod local;
 

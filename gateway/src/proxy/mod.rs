@@ -10,10 +10,13 @@
 //! boundaries (`frames`), to write frames of its own at a boundary: an
 //! `error` and a close 1012 when the agent dies, a close 1001 when the
 //! gateway shuts down, a close 1002 to a browser that sends no valid frames.
+//! When the agent ends a connection itself (its own close frame, e.g. 1009
+//! for a message over its limit), that close is what the browser gets.
 
 mod agent_conn;
 pub mod frames;
 mod relay;
+pub mod upgrade;
 
 use std::pin::pin;
 use std::time::Duration;
@@ -27,9 +30,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_util::sync::CancellationToken;
 
-pub use agent_conn::{AgentConn, connect as connect_agent};
+pub use agent_conn::{AgentConn, ConnectError, connect as connect_agent};
 use frames::Sender;
 use relay::{Buffer, End, Half, IoSource, Source, TcpSource, relay};
+pub use upgrade::{RelayContext, Upgrade, UpgradeError};
 
 use crate::metrics::{DirectionLabel, Metrics};
 
@@ -79,8 +83,9 @@ pub async fn run(
     let mut up_buf = Buffer::new(BROWSER_READ_BYTES);
 
     // Which direction ended first and how; the other keeps going while a
-    // closing handshake completes.
-    let (from_agent, end) = {
+    // closing handshake completes. `agent_closed`: a write to the agent
+    // failed because the agent had closed the connection itself.
+    let (from_agent, end, agent_closed) = {
         let mut d = pin!(relay(
             &mut a_read,
             &mut b_write,
@@ -100,15 +105,29 @@ pub async fn run(
             e = &mut u => (false, Some(e)),
             () = shutdown.cancelled() => (true, None),
         };
-        if let (from_agent, Some(End::Closed)) = &first {
+        match first {
             // A close went one way: let the other side's close come back.
-            let _ = if *from_agent {
-                tokio::time::timeout(CLOSE_GRACE, &mut u).await
-            } else {
-                tokio::time::timeout(CLOSE_GRACE, &mut d).await
-            };
+            (true, Some(End::Closed)) => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, &mut u).await;
+                (true, Some(End::Closed), false)
+            }
+            (false, Some(End::Closed)) => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, &mut d).await;
+                (false, Some(End::Closed), false)
+            }
+            // Writing to the agent failed. Either it is gone, or it closed
+            // this connection itself (a message over its size limit: it
+            // stops reading, and the unread rest resets the socket) after
+            // sending its own error and close, which are still to be read.
+            // Only the first is a crash to report.
+            (false, Some(End::SinkLost(why))) => {
+                match tokio::time::timeout(CLOSE_GRACE, &mut d).await {
+                    Ok(End::Closed) => (true, Some(End::Closed), true),
+                    _ => (false, Some(End::SinkLost(why)), false),
+                }
+            }
+            (from_agent, end) => (from_agent, end, false),
         }
-        first
     };
     let why = match &end {
         None => "gateway shutting down".to_owned(),
@@ -116,7 +135,7 @@ pub async fn run(
         Some(End::SourceLost(why) | End::SinkLost(why)) => why.clone(),
         Some(End::Invalid(e)) => e.to_string(),
     };
-    tracing::debug!(from_agent, why, "proxied websocket ending");
+    tracing::debug!(from_agent, agent_closed, why, "proxied websocket ending");
 
     let agent_gone = matches!(
         (from_agent, &end),
@@ -159,6 +178,9 @@ pub async fn run(
                 drain(&mut b_read, &mut up, &mut up_buf, &discard),
                 drain(&mut a_read, &mut down, &mut down_buf, &discard),
             );
+        } else if agent_closed {
+            // The agent's close reached the browser: read on to its reply.
+            drain(&mut b_read, &mut up, &mut up_buf, &discard).await;
         } else if !matches!(end, Some(End::Closed)) {
             // The browser went away: tell the agent, and let it answer.
             if up.sink_at_frame_boundary() {

@@ -45,12 +45,16 @@ pub struct Gateway {
     pub login_url: Option<String>,
     /// Lines the gateway wrote to stderr so far.
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// How many lines `stderr` holds, to wait on.
+    stderr_seen: tokio::sync::watch::Receiver<usize>,
 }
 
 pub struct Opts {
     pub env_key: Option<&'static str>,
     pub users: bool,
     pub extra: Vec<String>,
+    /// The soft limit on open files the gateway starts with.
+    pub nofile_soft: Option<u64>,
 }
 
 impl Default for Opts {
@@ -59,8 +63,17 @@ impl Default for Opts {
             env_key: Some(KEY),
             users: false,
             extra: vec![],
+            nofile_soft: None,
         }
     }
+}
+
+/// Raises this process's soft limit on open files to the hard limit.
+pub fn raise_nofile() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    hard
 }
 
 impl Gateway {
@@ -88,6 +101,17 @@ impl Gateway {
         if let Some(k) = opts.env_key {
             cmd.env("DISPATCH_KEY", k);
         }
+        if let Some(soft) = opts.nofile_soft {
+            // SAFETY: one async-signal-safe system call between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+                    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+                    setrlimit(Resource::RLIMIT_NOFILE, soft.min(hard), hard)?;
+                    Ok(())
+                });
+            }
+        }
         if opts.users {
             let users = data.path().join("users.json");
             std::fs::write(
@@ -101,12 +125,18 @@ impl Gateway {
         }
         let mut child = cmd.spawn().unwrap();
         let stderr_lines = Arc::new(Mutex::new(Vec::new()));
+        let (seen_tx, stderr_seen) = tokio::sync::watch::channel(0);
         let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
         let sink = stderr_lines.clone();
         tokio::spawn(async move {
             while let Ok(Some(line)) = err.next_line().await {
                 eprintln!("[gateway] {line}");
-                sink.lock().unwrap().push(line);
+                let n = {
+                    let mut lines = sink.lock().unwrap();
+                    lines.push(line);
+                    lines.len()
+                };
+                seen_tx.send_replace(n);
             }
         });
         let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -136,6 +166,7 @@ impl Gateway {
             data,
             login_url,
             stderr: stderr_lines,
+            stderr_seen,
         }
     }
 
@@ -219,56 +250,56 @@ impl Gateway {
         .await
     }
 
+    /// Waits (on the stderr reader, at most a step) until the lines read so
+    /// far satisfy `done`.
+    async fn wait_lines(&self, done: impl Fn(&[String]) -> bool) {
+        let mut seen = self.stderr_seen.clone();
+        let _ =
+            tokio::time::timeout(STEP, seen.wait_for(|_| done(&self.stderr.lock().unwrap()))).await;
+    }
+
     /// Waits until a stderr line satisfies `f`; returns it.
     pub async fn wait_stderr(&self, f: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(l) = self.stderr.lock().unwrap().iter().rev().find(|l| f(l)) {
-                return l.clone();
-            }
-            assert!(Instant::now() < deadline, "no matching gateway log line");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let find = |lines: &[String]| lines.iter().rev().find(|l| f(l)).cloned();
+        self.wait_lines(|lines| find(lines).is_some()).await;
+        find(&self.stderr.lock().unwrap()).expect("no matching gateway log line")
     }
 
     /// Waits until the gateway has logged `n` agent starts (its stderr is read
-    /// by another thread, so a line can trail what the client already saw).
+    /// by another task, so a line can trail what the client already saw).
     pub async fn wait_agents_started(&self, n: usize) -> Vec<(String, u32)> {
-        let deadline = Instant::now() + STEP;
-        loop {
-            let started = self.agents_started();
-            if started.len() >= n || Instant::now() >= deadline {
-                return started;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.wait_lines(|lines| agent_starts(lines).len() >= n)
+            .await;
+        self.agents_started()
     }
 
-    /// Every `agent running` log line, in order: (url, pid).
+    /// Every `agent running` log line read so far, in order: (url, pid).
     pub fn agents_started(&self) -> Vec<(String, u32)> {
-        self.stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("agent running"))
-            .filter_map(|l| {
-                let url = l
-                    .split("url=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()?
-                    .to_owned();
-                let pid = l
-                    .split("pid=Some(")
-                    .nth(1)?
-                    .split(')')
-                    .next()?
-                    .parse()
-                    .ok()?;
-                Some((url, pid))
-            })
-            .collect()
+        agent_starts(&self.stderr.lock().unwrap())
     }
+}
+
+fn agent_starts(lines: &[String]) -> Vec<(String, u32)> {
+    lines
+        .iter()
+        .filter(|l| l.contains("agent running"))
+        .filter_map(|l| {
+            let url = l
+                .split("url=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            let pid = l
+                .split("pid=Some(")
+                .nth(1)?
+                .split(')')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((url, pid))
+        })
+        .collect()
 }
 
 pub struct Resp {
