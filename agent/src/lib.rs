@@ -23,6 +23,7 @@ pub mod ring;
 pub mod screen;
 pub mod screen_worker;
 pub mod session;
+pub mod session_requests;
 pub mod state;
 pub mod terminal;
 pub mod ws;

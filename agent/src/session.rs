@@ -87,6 +87,7 @@ impl Meta {
             attached,
             cols: self.size.map(|(c, _)| c),
             rows: self.size.map(|(_, r)| r),
+            conversation_id: None,
         }
     }
 }
@@ -96,6 +97,8 @@ pub trait Session: Send + Sync + 'static {
     fn kind(&self) -> SessionKind;
     fn info(&self) -> SessionInfo;
     fn is_running(&self) -> bool;
+    /// A name the user chose (`session.rename`); kept in SQLite too.
+    fn set_title(&self, title: String);
     /// Begins ending the session's processes and returns at once; the session
     /// reports its end (`session.ended`) when they are gone.
     fn stop(&self, reason: &str);

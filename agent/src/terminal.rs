@@ -401,7 +401,7 @@ impl TerminalSession {
         &self.attached
     }
 
-    fn oldest_and_end(&self) -> (u64, u64) {
+    pub(crate) fn oldest_and_end(&self) -> (u64, u64) {
         // One lock at a time: the reader takes log then ring, never both.
         let (start, end) = {
             let ring = lock(&self.ring);
@@ -655,6 +655,14 @@ impl Session for TerminalSession {
 
     fn kind(&self) -> SessionKind {
         SessionKind::Terminal
+    }
+
+    fn set_title(&self, title: String) {
+        lock(&self.meta).title = title.clone();
+        let id = self.id.as_str().to_owned();
+        self.services
+            .db
+            .fire("rename", move |c| db::set_title(c, &id, &title));
     }
 
     fn info(&self) -> SessionInfo {

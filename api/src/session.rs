@@ -98,6 +98,10 @@ pub struct SessionInfo {
     pub cols: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u16>,
+    /// A Claude session's conversation (Claude Code's session id), so a
+    /// client can tell that a conversation is already open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
 }
 
 #[cfg(test)]

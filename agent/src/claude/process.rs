@@ -126,6 +126,19 @@ pub fn interrupt_request(request_id: &str) -> Value {
            "request": {"subtype": "interrupt"}})
 }
 
+/// Switches the running CLI's permission mode (its `set_permission_mode`
+/// control request; the success response carries the mode now in force).
+pub fn set_permission_mode_request(request_id: &str, mode: PermissionMode) -> Value {
+    json!({"type": "control_request", "request_id": request_id,
+           "request": {"subtype": "set_permission_mode", "mode": mode.as_cli_arg()}})
+}
+
+/// Switches the running CLI's model for the next turns.
+pub fn set_model_request(request_id: &str, model: &str) -> Value {
+    json!({"type": "control_request", "request_id": request_id,
+           "request": {"subtype": "set_model", "model": model}})
+}
+
 /// The answer to a control request Dispatch does not handle, so the CLI
 /// does not wait for one forever.
 pub fn unsupported_response(request_id: &str, subtype: &str) -> Value {
