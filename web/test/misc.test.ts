@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseRetryAfter } from "../src/lib/api";
-import { applyCtrl, arrowSequence } from "../src/lib/keys";
+import { applyAlt, applyCtrl, applyModifiers, arrowSequence } from "../src/lib/keys";
 import { isDns1123Label, workspaceNameProblem } from "../src/lib/names";
 import { parseServerMessage } from "../src/lib/protocol";
 import { listRefreshMs, SOON_MS, STEADY_MS } from "../src/lib/refresh";
@@ -35,6 +35,11 @@ describe("toolbar keys", () => {
     expect(applyCtrl("?")).toBe("\x7f");
     expect(applyCtrl("1")).toBe("1");
     expect(applyCtrl("")).toBe("");
+    expect(applyAlt("b")).toBe("\x1bb");
+    expect(applyAlt("")).toBe("");
+    expect(applyModifiers("b", { ctrl: false, alt: true })).toBe("\x1bb");
+    expect(applyModifiers("c", { ctrl: true, alt: true })).toBe("\x1b\x03");
+    expect(applyModifiers("|", { ctrl: false, alt: false })).toBe("|");
   });
 });
 
@@ -85,5 +90,28 @@ describe("workspace list refresh", () => {
       expect(listRefreshMs([{ phase: "Running" }, { phase }])).toBe(SOON_MS);
     }
     expect(SOON_MS).toBeLessThan(STEADY_MS);
+  });
+});
+
+import { parseIdList, rememberRenamed, tabTitle } from "../src/lib/names";
+
+describe("tab names", () => {
+  it("prefer the user's name, then the program's title, then the shell", () => {
+    const t = { type: "terminal" as const, title: "bash" };
+    expect(tabTitle(t, undefined, false)).toBe("bash");
+    expect(tabTitle(t, "vim notes.txt", false)).toBe("vim notes.txt");
+    expect(tabTitle({ ...t, title: "build" }, "vim notes.txt", true)).toBe("build");
+    expect(tabTitle({ type: "claude", title: "Fix the tests" }, "ignored", false)).toBe("Fix the tests");
+    expect(tabTitle({ type: "claude", title: "" }, undefined, false)).toBe("Claude");
+  });
+
+  it("remembers renamed sessions, bounded", () => {
+    let l: string[] = [];
+    for (let i = 0; i < 300; i++) l = rememberRenamed(l, `t${i}`);
+    expect(l.length).toBe(200);
+    expect(l.at(-1)).toBe("t299");
+    expect(rememberRenamed(["a", "b"], "a")).toEqual(["b", "a"]);
+    expect(parseIdList("{bad")).toEqual([]);
+    expect(parseIdList('["a", 3, "b"]')).toEqual(["a", "b"]);
   });
 });
