@@ -98,7 +98,8 @@ describe("web UI in Chromium", () => {
     await shot(page, "02-workspace-list");
     await page.getByRole("button", { name: "Create" }).click();
     await page.waitForURL(new RegExp(`#/w/${workspace}`));
-    await page.getByRole("button", { name: "Open a terminal" }).waitFor();
+    // a new workspace opens with a terminal
+    await until(async () => (await activeSession(page)) !== null, "the first terminal");
     await until(async () => (await connStates(page)).includes("open"), "the workspace connection");
     const list = await page.evaluate(() => fetch("/api/workspaces").then((r) => r.json()));
     assert.deepEqual(list.map((w) => w.name), [workspace]);
