@@ -188,7 +188,7 @@ describe("a new user's Claude pane", () => {
     await row.getByRole("button", { name: "Resume" }).click();
     await until(async () => (await activeSession(page)) === first, "the conversation's own tab");
     assert.equal(await page.locator('[data-testid="claude-pane"]').count(), panes, "no second pane for it");
-    assert.equal(await page.locator(".toast").count(), 0, "no error shown");
+    assert.equal(await page.locator(".toast.error").count(), 0, "no error shown");
     // ended: its pane offers Resume
     await page.getByRole("button", { name: "Stop", exact: true }).click();
     await page.getByRole("button", { name: "Stop session" }).click();
