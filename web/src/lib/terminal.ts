@@ -170,3 +170,19 @@ export function bufferLines(term: Terminal, start: number, end: number): string[
   }
   return out;
 }
+
+/**
+ * The last `max` lines of the buffer as the program wrote them: rows the
+ * terminal wrapped are joined again, so a long URL stays one line to copy.
+ */
+export function logicalLines(term: Terminal, max: number): string[] {
+  const buf = term.buffer.active;
+  const out: string[] = [];
+  for (let i = 0; i < buf.length; i++) {
+    const line = buf.getLine(i);
+    const text = line?.translateToString(!buf.getLine(i + 1)?.isWrapped) ?? "";
+    if (line?.isWrapped && out.length > 0) out[out.length - 1] += text;
+    else out.push(text);
+  }
+  return out.slice(-max);
+}
