@@ -131,6 +131,8 @@ describe("a new user's Claude pane", () => {
     const reqs = await model.messageRequests();
     assert.match(String(reqs.at(-1).body.model), /haiku/, `the turn ran on the chosen model (${reqs.at(-1).body.model})`);
     assert.doesNotMatch(String(reqs[0].body.model), /haiku/);
+    // the CLI's note about the change shows as a notice, not as something the user said
+    assert.ok(!(await pane().locator('[data-testid="claude-user"]').allInnerTexts()).some((t) => t.includes("local-command")), "no CLI markup in the user's bubbles");
     const mode = pane().getByLabel("Permission mode");
     await mode.selectOption("plan");
     // the CLI confirms: the picker shows what is in force, and the next turn plans

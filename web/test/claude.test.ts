@@ -226,6 +226,16 @@ describe("Claude conversation reducer", () => {
     expect(s.items.at(-1)).toMatchObject({ kind: "notice", level: "warn" });
   });
 
+  it("shows what a local command printed as a notice, not as the user's words", () => {
+    const s = initialState();
+    applyEvent(s, ev("user", { message: { role: "user", content: "<local-command-stdout>Set model to `haiku`</local-command-stdout>" } }));
+    applyEvent(s, ev("user", { message: { role: "user", content: "<local-command-stderr>bad model</local-command-stderr>" } }));
+    expect(s.items).toMatchObject([
+      { kind: "notice", level: "info", text: "Set model to `haiku`" },
+      { kind: "notice", level: "warn", text: "bad model" },
+    ]);
+  });
+
   it("finds the prompt a failed turn answered, for Retry", () => {
     const s = initialState();
     applyEvent(s, ev("user", { message: { role: "user", content: "Are you there?" } }));

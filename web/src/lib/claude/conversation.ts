@@ -326,6 +326,12 @@ function applyUser(s: ConversationState, raw: Obj): void {
   }
   const text = userText(content);
   if (text === null) return;
+  // What a local command printed (a model change, a slash command): the CLI's words, not the user's.
+  const local = /^\s*<local-command-(stdout|stderr)>([\s\S]*)<\/local-command-\1>\s*$/.exec(text);
+  if (local) {
+    if (local[2].trim()) notice(s, local[1] === "stderr" ? "warn" : "info", local[2].trim());
+    return;
+  }
   // The CLI's own note that the user interrupted, not something the user typed.
   if (text.startsWith("[Request interrupted by user")) {
     s.interrupted = true;
