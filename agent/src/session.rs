@@ -88,6 +88,7 @@ impl Meta {
             cols: self.size.map(|(c, _)| c),
             rows: self.size.map(|(_, r)| r),
             conversation_id: None,
+            foreground: None,
         }
     }
 }

@@ -667,12 +667,19 @@ impl Session for TerminalSession {
 
     fn info(&self) -> SessionInfo {
         let positions = self.oldest_and_end();
-        lock(&self.meta).info(
+        let mut info = lock(&self.meta).info(
             &self.id,
             SessionKind::Terminal,
             positions,
             self.attached.load(Ordering::Relaxed),
-        )
+        );
+        let group = lock(&self.running)
+            .as_ref()
+            .and_then(|r| r.master.process_group_leader());
+        info.foreground = group
+            .filter(|g| Some(*g) != self.pid)
+            .and_then(pty::command_name);
+        info
     }
 
     fn is_running(&self) -> bool {

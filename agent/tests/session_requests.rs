@@ -191,3 +191,31 @@ async fn terminals_share_the_claude_config_dir() {
     );
     assert!(out.contains(&expected), "{out}");
 }
+
+#[tokio::test]
+async fn a_terminal_names_its_foreground_program() {
+    let agent = Agent::start(&[]);
+    let mut c = agent.connect().await;
+    let id = c.start(json!({"shell": "/bin/sh"})).await;
+    let foreground = |list: &serde_json::Value| list["sessions"][0]["foreground"].clone();
+    c.send(json!({"type": "session.list"})).await;
+    let list = c.wait_type("session.list").await;
+    assert!(
+        foreground(&list).is_null(),
+        "the shell itself is not named: {list}"
+    );
+    c.write(&id, "sleep 30\n").await;
+    let end = std::time::Instant::now() + DEADLINE;
+    loop {
+        c.send(json!({"type": "session.list"})).await;
+        let list = c.wait_type("session.list").await;
+        if foreground(&list) == "sleep" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "no foreground program named: {list}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

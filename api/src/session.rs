@@ -102,6 +102,10 @@ pub struct SessionInfo {
     /// client can tell that a conversation is already open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
+    /// A running terminal's foreground program, when it is not the shell
+    /// itself (what a tab shows when the program sets no title).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreground: Option<String>,
 }
 
 #[cfg(test)]

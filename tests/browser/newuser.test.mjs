@@ -77,6 +77,12 @@ describe("a new user's terminal", () => {
   });
 
   test("a tab is named by its program's title, and by the user once renamed, everywhere and after a reload", async () => {
+    // the program running in the foreground names the tab
+    await typeLine(page, "sleep 600");
+    await until(async () => (await tabOf(page, session).innerText()).includes("sleep"), "the foreground program on the tab", 20_000);
+    await shot(page, "nu-03-tab-foreground-program");
+    await page.keyboard.press("Control+C");
+    await until(async () => !(await tabOf(page, session).innerText()).includes("sleep"), "the shell's name back", 20_000);
     const tag = randomTag();
     await typeLine(page, `printf '\\033]0;build-${tag}\\007'`);
     await until(async () => (await tabOf(page, session).innerText()).includes(`build-${tag}`), "the program's title on the tab");

@@ -93,16 +93,29 @@ describe("workspace list refresh", () => {
   });
 });
 
-import { parseIdList, rememberRenamed, tabTitle } from "../src/lib/names";
+import { nextForeground, parseIdList, rememberRenamed, tabTitle } from "../src/lib/names";
 
 describe("tab names", () => {
-  it("prefer the user's name, then the program's title, then the shell", () => {
+  it("prefer the user's name, then the running program, then the last title, then the shell", () => {
     const t = { type: "terminal" as const, title: "bash" };
+    const prompt = { title: "me@host: ~/src", at: 100 };
     expect(tabTitle(t, undefined, false)).toBe("bash");
-    expect(tabTitle(t, "vim notes.txt", false)).toBe("vim notes.txt");
-    expect(tabTitle({ ...t, title: "build" }, "vim notes.txt", true)).toBe("build");
-    expect(tabTitle({ type: "claude", title: "Fix the tests" }, "ignored", false)).toBe("Fix the tests");
+    expect(tabTitle(t, prompt, false)).toBe("me@host: ~/src");
+    // a program started after the prompt's title: its name
+    expect(tabTitle(t, prompt, false, { name: "top", since: 200 })).toBe("top");
+    // ...unless it set a title of its own since
+    expect(tabTitle(t, { title: "notes.txt - VIM", at: 300 }, false, { name: "vim", since: 200 })).toBe("notes.txt - VIM");
+    expect(tabTitle({ ...t, title: "build" }, prompt, true, { name: "make", since: 200 })).toBe("build");
+    expect(tabTitle({ type: "claude", title: "Fix the tests" }, prompt, false)).toBe("Fix the tests");
     expect(tabTitle({ type: "claude", title: "" }, undefined, false)).toBe("Claude");
+  });
+
+  it("keeps when a foreground program was first seen", () => {
+    const a = nextForeground(undefined, "top", 10);
+    expect(a).toEqual({ name: "top", since: 10 });
+    expect(nextForeground(a, "top", 20)).toBe(a);
+    expect(nextForeground(a, "vim", 30)).toEqual({ name: "vim", since: 30 });
+    expect(nextForeground(a, undefined, 40)).toBeUndefined();
   });
 
   it("remembers renamed sessions, bounded", () => {

@@ -13,17 +13,41 @@ export function workspaceNameProblem(name: string): string | null {
   return isDns1123Label(name) ? null : "Not a valid name.";
 }
 
-/** The name a session's tab shows. */
+/** A title a program set (OSC 0/2), and when (ms). */
+export interface ProgramTitle {
+  title: string;
+  at: number;
+}
+
+/** The terminal's foreground program (not the shell), and since when this page has seen it (ms). */
+export interface Foreground {
+  name: string;
+  since: number;
+}
+
+/**
+ * The name a session's tab shows: the user's name for it; else, while a
+ * program runs in the foreground, that program's title if it set one since
+ * it started, or its name; else the last title set (a shell prompt's); else
+ * the shell's name.
+ */
 export function tabTitle(
   s: { type: "terminal" | "claude"; title: string } | undefined,
-  programTitle: string | undefined,
+  program: ProgramTitle | undefined,
   renamed: boolean,
+  foreground?: Foreground,
 ): string {
-  if (!s) return programTitle || "Terminal";
+  if (!s) return program?.title || "Terminal";
   if (s.type === "claude") return s.title || "Claude";
-  // A name the user gave wins; else what the program calls itself (OSC 0/2); else the shell's name.
   if (renamed && s.title) return s.title;
-  return programTitle || s.title || "Terminal";
+  if (foreground && (!program || program.at < foreground.since)) return foreground.name;
+  return program?.title || s.title || "Terminal";
+}
+
+/** The foreground program as now listed, keeping when it was first seen. */
+export function nextForeground(prev: Foreground | undefined, name: string | undefined, now: number): Foreground | undefined {
+  if (!name) return undefined;
+  return prev?.name === name ? prev : { name, since: now };
 }
 
 /** Most renamed sessions remembered per workspace (the oldest are forgotten). */

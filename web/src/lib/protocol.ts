@@ -26,6 +26,8 @@ export interface SessionInfo {
   rows?: number;
   /** A Claude session's conversation (Claude Code's session id). */
   conversationId?: string;
+  /** A running terminal's foreground program, when it is not the shell itself. */
+  foreground?: string;
 }
 
 export type PermissionMode = "default" | "acceptEdits" | "plan" | "auto" | "dontAsk" | "bypassPermissions";
