@@ -159,6 +159,15 @@ pub fn end_session(
     Ok(())
 }
 
+/// A session's title (renamed by its user).
+pub fn set_title(conn: &Connection, id: &str, title: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE sessions SET title = ?2 WHERE id = ?1",
+        params![id, title],
+    )?;
+    Ok(())
+}
+
 pub fn update_size(conn: &Connection, id: &str, cols: u16, rows: u16) -> rusqlite::Result<()> {
     conn.execute(
         "UPDATE sessions SET cols = ?2, rows = ?3 WHERE id = ?1",

@@ -31,6 +31,7 @@ pub mod screen;
 pub mod screen_worker;
 pub mod session;
 pub mod spliced_output;
+pub mod session_requests;
 pub mod state;
 pub mod terminal;
 pub mod workspace_identity;

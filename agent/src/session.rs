@@ -88,6 +88,8 @@ impl Meta {
             attached,
             cols: self.size.map(|(c, _)| c),
             rows: self.size.map(|(_, r)| r),
+            conversation_id: None,
+            foreground: None,
         }
     }
 }
@@ -97,6 +99,8 @@ pub trait Session: Send + Sync + 'static {
     fn kind(&self) -> SessionKind;
     fn info(&self) -> SessionInfo;
     fn is_running(&self) -> bool;
+    /// A name the user chose (`session.rename`); kept in SQLite too.
+    fn set_title(&self, title: String);
     /// Begins ending the session's processes and returns at once; the session
     /// reports its end (`session.ended`) when they are gone.
     fn stop(&self, reason: &str);

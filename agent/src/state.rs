@@ -253,6 +253,11 @@ impl AgentState {
         let mut env = BTreeMap::new();
         env.insert("TERM".to_owned(), "xterm-256color".to_owned());
         env.insert("COLORTERM".to_owned(), "truecolor".to_owned());
+        // `claude` in a terminal shares the Claude pane's login and history.
+        env.insert(
+            "CLAUDE_CONFIG_DIR".to_owned(),
+            self.claude.config_dir().to_string_lossy().into_owned(),
+        );
         let user_env = req.env.unwrap_or_default();
         if user_env.len() > MAX_ENV_VARS {
             return Err(invalid(format!("at most {MAX_ENV_VARS} env entries")));

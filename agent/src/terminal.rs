@@ -683,7 +683,7 @@ impl TerminalSession {
         &self.attached
     }
 
-    fn oldest_and_end(&self) -> (u64, u64) {
+    pub(crate) fn oldest_and_end(&self) -> (u64, u64) {
         // One lock at a time: the reader takes log then ring, never both.
         let (start, end) = {
             let ring = lock(&self.ring);
@@ -939,14 +939,29 @@ impl Session for TerminalSession {
         SessionKind::Terminal
     }
 
+    fn set_title(&self, title: String) {
+        lock(&self.meta).title = title.clone();
+        let id = self.id.as_str().to_owned();
+        self.services
+            .db
+            .fire("rename", move |c| db::set_title(c, &id, &title));
+    }
+
     fn info(&self) -> SessionInfo {
         let positions = self.oldest_and_end();
-        lock(&self.meta).info(
+        let mut info = lock(&self.meta).info(
             &self.id,
             SessionKind::Terminal,
             positions,
             self.attached.load(Ordering::Relaxed),
-        )
+        );
+        let group = lock(&self.running)
+            .as_ref()
+            .and_then(|r| r.master.process_group_leader());
+        info.foreground = group
+            .filter(|g| Some(*g) != self.pid)
+            .and_then(pty::command_name);
+        info
     }
 
     fn is_running(&self) -> bool {

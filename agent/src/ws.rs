@@ -369,12 +369,46 @@ impl Conn {
                 let r = check_size(cols, rows)
                     .and_then(|()| self.state.registry.terminal(&id))
                     .and_then(|s| s.resize(cols, rows));
+                if r.is_ok() {
+                    // Other viewers learn that someone else sized it.
+                    let m = ServerMessage::SessionResized {
+                        id: id.clone(),
+                        cols,
+                        rows,
+                    };
+                    let _ = self.state.services.events.send(m);
+                }
                 return self.reply_err(r, &id).await;
+            }
+            ClientMessage::SessionRead { id, from, to } => {
+                let r = match self.state.registry.terminal(&id) {
+                    Ok(t) => crate::session_requests::read(t, from, to).await,
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok((reply, frame)) => {
+                        self.out
+                            .send2(text(&reply), Message::Binary(frame.into()))
+                            .await;
+                        return;
+                    }
+                    Err(e) => return self.reply_err(Err(e), &id).await,
+                }
+            }
+            ClientMessage::SessionRename { id, title } => {
+                match crate::session_requests::rename(&self.state, &id, &title).await {
+                    Ok(m) => {
+                        let _ = self.state.services.events.send(m);
+                        return;
+                    }
+                    Err(e) => return self.reply_err(Err(e), &id).await,
+                }
             }
             m @ (ClientMessage::ClaudeStart { .. }
             | ClientMessage::ClaudeSend { .. }
             | ClientMessage::ClaudePermission { .. }
             | ClientMessage::ClaudeInterrupt { .. }
+            | ClientMessage::ClaudeConfigure { .. }
             | ClientMessage::ClaudeHistory {}
             | ClientMessage::ClaudeLoad { .. }) => {
                 // Say which session an error is about, so a client with several
@@ -687,7 +721,8 @@ fn named_session(m: &ClientMessage) -> Option<&SessionId> {
     match m {
         ClientMessage::ClaudeSend { id, .. }
         | ClientMessage::ClaudePermission { id, .. }
-        | ClientMessage::ClaudeInterrupt { id } => Some(id),
+        | ClientMessage::ClaudeInterrupt { id }
+        | ClientMessage::ClaudeConfigure { id, .. } => Some(id),
         _ => None,
     }
 }

@@ -752,6 +752,39 @@ async fn the_agents_defaults_apply_when_a_session_names_no_model_or_mode() {
 }
 
 #[tokio::test]
+async fn the_permission_mode_and_model_change_in_a_running_session() {
+    let bin = claude_bin();
+    let server = ModelServer::start_local(vec![Turn::text("First."), Turn::text("Second.")])
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = start_agent(&tmp.path().join("ws"), &bin, &model_env(&server), &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({"model": "claude-first"})).await;
+    let mut pane = Pane::default();
+    turn(&mut c, &id, &mut pane, "One").await;
+    c.send(json!({"type": "claude.configure", "id": id, "permissionMode": "plan", "model": "claude-second"}))
+        .await;
+    // The CLI confirms the new mode through its control protocol.
+    collect_until(&mut c, &id, &mut pane, |p| {
+        p.of_type("control_response")
+            .any(|e| e["raw"]["response"]["response"]["mode"] == "plan")
+    })
+    .await;
+    turn(&mut c, &id, &mut pane, "Two").await;
+    let reqs = server.message_requests();
+    assert_eq!(reqs.first().unwrap().body["model"], "claude-first");
+    assert_eq!(reqs.last().unwrap().body["model"], "claude-second");
+    // Bad input is refused and changes nothing.
+    c.send(json!({"type": "claude.configure", "id": id, "model": "--bad"}))
+        .await;
+    c.wait_error("invalid_field").await;
+    c.send(json!({"type": "claude.configure", "id": id, "permissionMode": "sideways"}))
+        .await;
+    c.wait_error("bad_message").await;
+}
+
+#[tokio::test]
 async fn interrupt_withdraws_a_pending_permission_prompt() {
     let bin = claude_bin();
     let tmp = tempfile::tempdir().unwrap();

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! offset  size  field
-//! 0       1     kind     1 = output, 2 = snapshot (server to client), 3 = input (client to server)
+//! 0       1     kind     1 = output, 2 = snapshot, 4 = range (server to client),
+//!                        3 = input (client to server)
 //! 1       1     n        length of the session id, 1..=64
 //! 2       n     id       session id, ASCII [A-Za-z0-9_-]
 //! 2+n     8     offset   u64 big-endian: stream offset of the first payload byte (output);
@@ -26,6 +27,9 @@ pub enum FrameKind {
     Snapshot = 2,
     /// Keystrokes for the session (client to server).
     Input = 3,
+    /// Earlier output read on request (`session.read`), from `offset`; not
+    /// part of the live stream, so it never moves a client's position in it.
+    Range = 4,
 }
 
 impl FrameKind {
@@ -34,6 +38,7 @@ impl FrameKind {
             1 => Some(FrameKind::Output),
             2 => Some(FrameKind::Snapshot),
             3 => Some(FrameKind::Input),
+            4 => Some(FrameKind::Range),
             _ => None,
         }
     }
@@ -181,7 +186,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trips(kind in prop::sample::select(vec![FrameKind::Output, FrameKind::Snapshot, FrameKind::Input]),
+        fn round_trips(kind in prop::sample::select(vec![FrameKind::Output, FrameKind::Snapshot, FrameKind::Input, FrameKind::Range]),
                        id in "[A-Za-z0-9_-]{1,64}",
                        offset: u64,
                        payload in prop::collection::vec(any::<u8>(), 0..2048)) {

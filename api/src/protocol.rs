@@ -142,6 +142,24 @@ pub enum ClientMessage {
     SessionStop { id: SessionId },
     #[serde(rename = "session.list")]
     SessionList {},
+    /// Read earlier output of a terminal, `[from, to)`, for scrolling back
+    /// past what the client keeps. The reply is `session.range` and one
+    /// range frame (kind 4); at most [`MAX_READ_BYTES`] per request.
+    #[serde(rename = "session.read")]
+    SessionRead { id: SessionId, from: u64, to: u64 },
+    /// Give a session a name of the user's choosing (a tab's title); every
+    /// client hears `session.renamed`.
+    #[serde(rename = "session.rename")]
+    SessionRename { id: SessionId, title: String },
+    /// Change a running Claude session's permission mode and/or model.
+    #[serde(rename = "claude.configure")]
+    ClaudeConfigure {
+        id: SessionId,
+        #[serde(default)]
+        permission_mode: Option<PermissionMode>,
+        #[serde(default)]
+        model: Option<String>,
+    },
 }
 
 /// Every `type` a client may send, for telling "unknown type" from "bad shape".
@@ -159,7 +177,13 @@ pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
     "session.detach",
     "session.stop",
     "session.list",
+    "session.read",
+    "session.rename",
+    "claude.configure",
 ];
+
+/// Most bytes one `session.read` returns; a longer range is cut to this.
+pub const MAX_READ_BYTES: u64 = 256 * 1024;
 
 /// Longest `clientRef` accepted (it is echoed back).
 pub const MAX_CLIENT_REF: usize = 128;
@@ -362,6 +386,24 @@ pub enum ServerMessage {
         conversation_id: String,
         entries: Vec<serde_json::Value>,
     },
+    /// Reply to `session.read`: the range frame that follows carries the bytes
+    /// `[from, to)`. `from` is raised to `oldest` when earlier bytes are gone
+    /// and `to` is lowered to keep within the limit. `end` is the current end.
+    #[serde(rename = "session.range")]
+    SessionRange {
+        id: SessionId,
+        from: u64,
+        to: u64,
+        oldest: u64,
+        end: u64,
+    },
+    /// A session got a new name (`session.rename`), sent to every client.
+    #[serde(rename = "session.renamed")]
+    SessionRenamed { id: SessionId, title: String },
+    /// A terminal was resized by one of its viewers, sent to every client so
+    /// the others know they are sized by another.
+    #[serde(rename = "session.resized")]
+    SessionResized { id: SessionId, cols: u16, rows: u16 },
     #[serde(rename = "session.ended")]
     SessionEnded {
         id: SessionId,
@@ -575,5 +617,48 @@ mod tests {
         );
         let e = ServerMessage::error(ErrorCode::TooLarge, "big", None).to_json();
         assert_eq!(e, r#"{"type":"error","code":"too_large","message":"big"}"#);
+    }
+
+    #[test]
+    fn reads_renames_and_configures_parse() {
+        let m =
+            ClientMessage::parse(r#"{"type":"session.read","id":"t1","from":0,"to":10}"#).unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::SessionRead {
+                from: 0,
+                to: 10,
+                ..
+            }
+        ));
+        let m =
+            ClientMessage::parse(r#"{"type":"session.rename","id":"t1","title":"build"}"#).unwrap();
+        assert!(matches!(m, ClientMessage::SessionRename { ref title, .. } if title == "build"));
+        let m = ClientMessage::parse(
+            r#"{"type":"claude.configure","id":"c1","permissionMode":"plan"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            m,
+            ClientMessage::ClaudeConfigure {
+                permission_mode: Some(PermissionMode::Plan),
+                model: None,
+                ..
+            }
+        ));
+        let e = ClientMessage::parse(r#"{"type":"session.read","id":"t1","from":-1,"to":1}"#)
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadMessage);
+        let r = ServerMessage::SessionRange {
+            id: SessionId::new("t1").unwrap(),
+            from: 1,
+            to: 2,
+            oldest: 0,
+            end: 9,
+        };
+        assert_eq!(
+            r.to_json(),
+            r#"{"type":"session.range","id":"t1","from":1,"to":2,"oldest":0,"end":9}"#
+        );
     }
 }

@@ -98,6 +98,14 @@ pub struct SessionInfo {
     pub cols: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u16>,
+    /// A Claude session's conversation (Claude Code's session id), so a
+    /// client can tell that a conversation is already open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// A running terminal's foreground program, when it is not the shell
+    /// itself (what a tab shows when the program sets no title).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreground: Option<String>,
 }
 
 #[cfg(test)]

@@ -98,7 +98,8 @@ describe("web UI in Chromium", () => {
     await shot(page, "02-workspace-list");
     await page.getByRole("button", { name: "Create" }).click();
     await page.waitForURL(new RegExp(`#/w/${workspace}`));
-    await page.getByRole("button", { name: "Open a terminal" }).waitFor();
+    // a new workspace opens with a terminal
+    await until(async () => (await activeSession(page)) !== null, "the first terminal");
     await until(async () => (await connStates(page)).includes("open"), "the workspace connection");
     const list = await page.evaluate(() => fetch("/api/workspaces").then((r) => r.json()));
     assert.deepEqual(list.map((w) => w.name), [workspace]);
@@ -231,7 +232,7 @@ describe("web UI in Chromium", () => {
     assert.ok(seen.length >= 40, `at least the 40 ticks seen before the drop survive (${seen.length})`);
     assert.deepEqual(seen, Array.from({ length: seen.length }, (_, i) => i + 1), "ticks 1..n, each once, in order");
     // the shell died with its agent: the session shows as ended, its history stays
-    await page.getByTestId("session-ended").waitFor({ timeout: 15_000 });
+    await page.locator(`#panel-${session} [data-testid=session-ended]`).waitFor({ timeout: 15_000 });
     await shot(page, "07-reconnected");
     // a fresh page reads the ended session's whole history, read-only
     const c = await browser.newContext({ viewport: { width: 1200, height: 760 } });

@@ -2,6 +2,9 @@ import "@xterm/xterm/css/xterm.css";
 import "./app.css";
 import { mount } from "svelte";
 import App from "./App.svelte";
+import { applyTheme } from "./lib/settings.svelte";
+
+applyTheme();
 
 const target = document.getElementById("app");
 if (!target) throw new Error("no #app element");

@@ -6,6 +6,7 @@ import {
   initialState,
   pendingPermissions,
   permissionResolved,
+  promptBefore,
   promptSent,
   sessionEnded,
   toolSummary,
@@ -201,6 +202,48 @@ describe("Claude conversation reducer", () => {
     applyEvents(s, events.slice(0, 3));
     expect(s.pendingPrompts).toEqual([]);
     expect(s.items.filter((i) => i.kind === "user")).toHaveLength(1);
+  });
+
+  it("puts a slash command, which the CLI never echoes, above its answer once the turn ends", () => {
+    const s = initialState();
+    applyEvent(s, ev("assistant", { message: { id: "m0", content: [{ type: "text", text: "Earlier answer" }] } }));
+    promptSent(s, "/model");
+    // the CLI's reply to /model: a synthetic message and a result, no user echo
+    applyEvent(s, ev("assistant", { message: { id: "m1", model: "<synthetic>", content: [{ type: "text", text: "Usage: /model <name>." }] } }));
+    applyEvent(s, ev("result", { is_error: false, result: "Usage: /model <name>." }, { subtype: "success" }));
+    expect(s.pendingPrompts).toEqual([]);
+    expect(s.items.map((i) => i.kind)).toEqual(["assistant", "user", "assistant", "result"]);
+    expect(s.items[1]).toMatchObject({ kind: "user", text: "/model" });
+  });
+
+  it("follows the permission mode the CLI confirms, and says when it refused", () => {
+    const s = initialState();
+    applyEvent(s, ev("system", { session_id: "c", model: "m", permissionMode: "default" }, { subtype: "init" }));
+    applyEvent(s, ev("control_response", { response: { subtype: "success", request_id: "dispatch-mode-1", response: { mode: "plan" } } }));
+    expect(s.permissionMode).toBe("plan");
+    applyEvent(s, ev("control_response", { response: { subtype: "error", request_id: "dispatch-mode-2", error: "bypass_disabled" } }));
+    expect(s.permissionMode).toBe("plan");
+    expect(s.items.at(-1)).toMatchObject({ kind: "notice", level: "warn" });
+  });
+
+  it("shows what a local command printed as a notice, not as the user's words", () => {
+    const s = initialState();
+    applyEvent(s, ev("user", { message: { role: "user", content: "<local-command-stdout>Set model to `haiku`</local-command-stdout>" } }));
+    applyEvent(s, ev("user", { message: { role: "user", content: "<local-command-stderr>bad model</local-command-stderr>" } }));
+    expect(s.items).toMatchObject([
+      { kind: "notice", level: "info", text: "Set model to `haiku`" },
+      { kind: "notice", level: "warn", text: "bad model" },
+    ]);
+  });
+
+  it("finds the prompt a failed turn answered, for Retry", () => {
+    const s = initialState();
+    applyEvent(s, ev("user", { message: { role: "user", content: "Are you there?" } }));
+    applyEvent(s, ev("result", { is_error: true, result: "API Error: 529", api_error_status: 529 }, { subtype: "success" }));
+    const failed = s.items.at(-1)!;
+    expect(promptBefore(s.items, failed.key)).toBe("Are you there?");
+    applyEvent(s, ev("result", { is_error: true, result: "again" }, { subtype: "success" }));
+    expect(promptBefore(s.items, s.items.at(-1)!.key)).toBeUndefined();
   });
 
   it("hydrates a transcript, keeping only what came before a time", () => {

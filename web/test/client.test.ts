@@ -33,7 +33,7 @@ class FakeSocket implements SocketLike {
     this.onmessage?.({ data: JSON.stringify(m) });
   }
   frame(kind: number, id: string, offset: number, text: string): void {
-    const f = encodeFrame(kind as 1 | 2 | 3, id, offset, new TextEncoder().encode(text));
+    const f = encodeFrame(kind as 1 | 2 | 3 | 4, id, offset, new TextEncoder().encode(text));
     this.onmessage?.({ data: f.buffer });
   }
   drop(code = 1006): void {
@@ -283,6 +283,30 @@ describe("WorkspaceClient", () => {
     const p = client.startTerminal(80, 24);
     last().json({ type: "error", code: "session_limit", message: "too many sessions", clientRef: "r1" });
     await expect(p).rejects.toMatchObject({ code: "session_limit" });
+  });
+
+  it("reads earlier output apart from the live stream", async () => {
+    const sink = new RecordingSink();
+    client.attach("t1", sink, 0);
+    last().open();
+    last().hello();
+    last().json({ type: "session.attached", id: "t1", mode: "replay", offset: 0, info: info("t1") });
+    last().frame(FrameKind.Output, "t1", 0, "live-0\n");
+    const p = client.readRange("t1", 0, 5);
+    expect(last().messages().at(-1)).toEqual({ type: "session.read", id: "t1", from: 0, to: 5 });
+    last().json({ type: "session.range", id: "t1", from: 0, to: 5, oldest: 0, end: 7 });
+    last().frame(FrameKind.Range, "t1", 0, "live-");
+    const r = await p;
+    expect(new TextDecoder().decode(r.bytes)).toBe("live-");
+    expect(r).toMatchObject({ from: 0, to: 5, oldest: 0, end: 7 });
+    // the live stream did not move, and the range did not reach the terminal
+    expect(client.offsetOf("t1")).toBe(7);
+    expect(sink.screen).toBe("live-0\n");
+    // a refused read fails, and does not reach the pane as an error
+    const q = client.readRange("t1", 0, 99);
+    last().json({ type: "error", code: "invalid_field", message: "past the end", id: "t1" });
+    await expect(q).rejects.toMatchObject({ code: "invalid_field" });
+    expect(sink.events.filter((e) => e.startsWith("error"))).toEqual([]);
   });
 
   it("times out requests that get no answer", async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseRetryAfter } from "../src/lib/api";
-import { applyCtrl, arrowSequence } from "../src/lib/keys";
+import { applyAlt, applyCtrl, applyModifiers, arrowSequence } from "../src/lib/keys";
 import { isDns1123Label, workspaceNameProblem } from "../src/lib/names";
 import { parseServerMessage } from "../src/lib/protocol";
 import { listRefreshMs, SOON_MS, STEADY_MS } from "../src/lib/refresh";
@@ -35,6 +35,11 @@ describe("toolbar keys", () => {
     expect(applyCtrl("?")).toBe("\x7f");
     expect(applyCtrl("1")).toBe("1");
     expect(applyCtrl("")).toBe("");
+    expect(applyAlt("b")).toBe("\x1bb");
+    expect(applyAlt("")).toBe("");
+    expect(applyModifiers("b", { ctrl: false, alt: true })).toBe("\x1bb");
+    expect(applyModifiers("c", { ctrl: true, alt: true })).toBe("\x1b\x03");
+    expect(applyModifiers("|", { ctrl: false, alt: false })).toBe("|");
   });
 });
 
@@ -85,5 +90,41 @@ describe("workspace list refresh", () => {
       expect(listRefreshMs([{ phase: "Running" }, { phase }])).toBe(SOON_MS);
     }
     expect(SOON_MS).toBeLessThan(STEADY_MS);
+  });
+});
+
+import { nextForeground, parseIdList, rememberRenamed, tabTitle } from "../src/lib/names";
+
+describe("tab names", () => {
+  it("prefer the user's name, then the running program, then the last title, then the shell", () => {
+    const t = { type: "terminal" as const, title: "bash" };
+    const prompt = { title: "me@host: ~/src", at: 100 };
+    expect(tabTitle(t, undefined, false)).toBe("bash");
+    expect(tabTitle(t, prompt, false)).toBe("me@host: ~/src");
+    // a program started after the prompt's title: its name
+    expect(tabTitle(t, prompt, false, { name: "top", since: 200 })).toBe("top");
+    // ...unless it set a title of its own since
+    expect(tabTitle(t, { title: "notes.txt - VIM", at: 300 }, false, { name: "vim", since: 200 })).toBe("notes.txt - VIM");
+    expect(tabTitle({ ...t, title: "build" }, prompt, true, { name: "make", since: 200 })).toBe("build");
+    expect(tabTitle({ type: "claude", title: "Fix the tests" }, prompt, false)).toBe("Fix the tests");
+    expect(tabTitle({ type: "claude", title: "" }, undefined, false)).toBe("Claude");
+  });
+
+  it("keeps when a foreground program was first seen", () => {
+    const a = nextForeground(undefined, "top", 10);
+    expect(a).toEqual({ name: "top", since: 10 });
+    expect(nextForeground(a, "top", 20)).toBe(a);
+    expect(nextForeground(a, "vim", 30)).toEqual({ name: "vim", since: 30 });
+    expect(nextForeground(a, undefined, 40)).toBeUndefined();
+  });
+
+  it("remembers renamed sessions, bounded", () => {
+    let l: string[] = [];
+    for (let i = 0; i < 300; i++) l = rememberRenamed(l, `t${i}`);
+    expect(l.length).toBe(200);
+    expect(l.at(-1)).toBe("t299");
+    expect(rememberRenamed(["a", "b"], "a")).toEqual(["b", "a"]);
+    expect(parseIdList("{bad")).toEqual([]);
+    expect(parseIdList('["a", 3, "b"]')).toEqual(["a", "b"]);
   });
 });

@@ -197,7 +197,9 @@ pub fn summarize<I: IntoIterator<Item = String>>(lines: I) -> Option<Summary> {
     if !any {
         return None;
     }
-    s.title = [custom, ai, last_prompt, summary, first_prompt]
+    // One stable name, the one the session's tab has: the user's own, else
+    // the first prompt; never the latest prompt, which changes every turn.
+    s.title = [custom, first_prompt, ai, summary, last_prompt]
         .into_iter()
         .flatten()
         .next()
@@ -377,13 +379,30 @@ mod tests {
         assert_eq!(s.cwd.as_deref(), Some("/w/sub"));
         assert_eq!(s.updated, parse_timestamp("2026-01-01T00:00:01Z"));
 
+        // The name stays the first prompt's as the conversation goes on.
         let mut v = base.clone();
         v.push(json!({"type":"summary","summary":"A summary","leafUuid":"x"}));
-        assert_eq!(summarize(lines(&v)).unwrap().title, "A summary");
         v.push(json!({"type":"last-prompt","lastPrompt":"latest prompt"}));
-        assert_eq!(summarize(lines(&v)).unwrap().title, "latest prompt");
         v.push(json!({"type":"ai-title","aiTitle":"AI title"}));
-        assert_eq!(summarize(lines(&v)).unwrap().title, "AI title");
+        v.push(user("second question", "2026-01-01T00:00:02Z"));
+        assert_eq!(summarize(lines(&v)).unwrap().title, "first question");
+        // Without a prompt of its own: AI title, then summary.
+        let bare = |extra: Vec<serde_json::Value>| {
+            let mut b = vec![assistant("answer", "2026-01-01T00:00:01Z")];
+            b.extend(extra);
+            summarize(lines(&b)).unwrap().title
+        };
+        assert_eq!(
+            bare(vec![
+                json!({"type":"summary","summary":"A summary","leafUuid":"x"})
+            ]),
+            "A summary"
+        );
+        assert_eq!(
+            bare(vec![json!({"type":"ai-title","aiTitle":"AI title"})]),
+            "AI title"
+        );
+        // Renamed: the user's name wins over everything.
         v.push(json!({"type":"custom-title","customTitle":"Mine"}));
         v.push(json!({"type":"ai-title","aiTitle":"Later AI title"}));
         assert_eq!(summarize(lines(&v)).unwrap().title, "Mine");

@@ -81,6 +81,13 @@ use crate::terminal::ClientError;
 
 pub use session::ClaudeSession;
 
+/// What a person without a Claude login is told to do, in either mode.
+pub const NO_CREDENTIALS: &str = "Claude has no credentials: it is not logged in. Open a terminal in this workspace and run \
+`claude` to log in (or `claude setup-token`), then start Claude again: terminals and this pane \
+share one login. Or give Dispatch an API key: in local mode, export ANTHROPIC_API_KEY or \
+CLAUDE_CODE_OAUTH_TOKEN before ./scripts/run-local.sh; in Kubernetes, set \
+spec.anthropicApiKey of the Workspace (or workspaces.template in the chart) to a Secret key.";
+
 /// How long `claude --version` may take before the CLI counts as broken.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest transcript sent in one `claude.transcript`.
@@ -320,6 +327,17 @@ pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Rep
             claude_session(state, &id)?.interrupt()?;
             Ok(vec![])
         }
+        ClientMessage::ClaudeConfigure {
+            id,
+            permission_mode,
+            model,
+        } => {
+            if model.as_deref().is_some_and(|m| !valid_model(m)) {
+                return Err((ErrorCode::InvalidField, "model is not a model name".into()));
+            }
+            claude_session(state, &id)?.configure(permission_mode, model.as_deref())?;
+            Ok(vec![])
+        }
         ClientMessage::ClaudeHistory {} => {
             let (cfg, root) = (state.claude.config_dir.clone(), state.root.clone());
             let conversations = tokio::task::spawn_blocking(move || history::list(&cfg, &root))
@@ -461,10 +479,7 @@ async fn start(
     };
     let env = process::env(&launch, agent_env());
     if !process::has_credentials(&env, &host.config_dir) {
-        return Err((
-            ErrorCode::ClaudeUnavailable,
-            "Claude has no credentials: set ANTHROPIC_API_KEY or CLAUDE_CODE_OAUTH_TOKEN in the agent's environment".into(),
-        ));
+        return Err((ErrorCode::ClaudeUnavailable, NO_CREDENTIALS.into()));
     }
     std::fs::create_dir_all(&host.config_dir).map_err(|e| {
         (

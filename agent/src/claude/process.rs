@@ -107,12 +107,37 @@ pub fn env<I: IntoIterator<Item = (String, String)>>(
 }
 
 /// Whether the CLI has some way to authenticate: a credential in the
-/// environment, or a login stored in its config dir.
+/// environment, or a login stored in its config dir (an account login's
+/// `.credentials.json`, or an API key the CLI keeps in `.claude.json`), made
+/// with `claude` in any terminal of the workspace.
 pub fn has_credentials(env: &BTreeMap<String, String>, config_dir: &Path) -> bool {
     CREDENTIAL_ENV
         .iter()
         .any(|k| env.get(*k).is_some_and(|v| !v.trim().is_empty()))
         || config_dir.join(".credentials.json").is_file()
+        || stored_api_key(&config_dir.join(".claude.json"))
+}
+
+/// Largest `.claude.json` read for a stored key (the CLI's own state file).
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+fn stored_api_key(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut text = String::new();
+    if f.take(MAX_CONFIG_BYTES).read_to_string(&mut text).is_err() {
+        return false;
+    }
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.get("primaryApiKey")?
+                .as_str()
+                .map(|k| !k.trim().is_empty())
+        })
+        .unwrap_or(false)
 }
 
 /// One user turn on stdin.
@@ -124,6 +149,19 @@ pub fn user_message(text: &str) -> Value {
 pub fn interrupt_request(request_id: &str) -> Value {
     json!({"type": "control_request", "request_id": request_id,
            "request": {"subtype": "interrupt"}})
+}
+
+/// Switches the running CLI's permission mode (its `set_permission_mode`
+/// control request; the success response carries the mode now in force).
+pub fn set_permission_mode_request(request_id: &str, mode: PermissionMode) -> Value {
+    json!({"type": "control_request", "request_id": request_id,
+           "request": {"subtype": "set_permission_mode", "mode": mode.as_cli_arg()}})
+}
+
+/// Switches the running CLI's model for the next turns.
+pub fn set_model_request(request_id: &str, model: &str) -> Value {
+    json!({"type": "control_request", "request_id": request_id,
+           "request": {"subtype": "set_model", "model": model}})
 }
 
 /// The answer to a control request Dispatch does not handle, so the CLI
@@ -270,6 +308,16 @@ mod tests {
         assert!(has_credentials(&e, tmp.path()));
         std::fs::write(tmp.path().join(".credentials.json"), "{}").unwrap();
         assert!(has_credentials(&BTreeMap::new(), tmp.path()));
+
+        // An API key stored by the CLI's login in .claude.json counts; its other state does not.
+        let other = tempfile::tempdir().unwrap();
+        let cfg = other.path().join(".claude.json");
+        std::fs::write(&cfg, r#"{"numStartups": 3}"#).unwrap();
+        assert!(!has_credentials(&BTreeMap::new(), other.path()));
+        std::fs::write(&cfg, "{not json").unwrap();
+        assert!(!has_credentials(&BTreeMap::new(), other.path()));
+        std::fs::write(&cfg, r#"{"primaryApiKey": "sk-ant-x"}"#).unwrap();
+        assert!(has_credentials(&BTreeMap::new(), other.path()));
     }
 
     #[test]

@@ -376,6 +376,29 @@ impl ClaudeSession {
         Ok(())
     }
 
+    /// Changes the permission mode and/or model of the running CLI through
+    /// its control protocol; its `control_response` comes back as an event.
+    pub fn configure(
+        &self,
+        mode: Option<PermissionMode>,
+        model: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let n = self.interrupts.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = mode {
+            self.write(&process::set_permission_mode_request(
+                &format!("dispatch-mode-{n}"),
+                m,
+            ))?;
+        }
+        if let Some(m) = model {
+            self.write(&process::set_model_request(
+                &format!("dispatch-model-{n}"),
+                m,
+            ))?;
+        }
+        Ok(())
+    }
+
     /// Stops the running turn (the session goes on).
     pub fn interrupt(&self) -> Result<(), ClientError> {
         let n = self.interrupts.fetch_add(1, Ordering::Relaxed);
@@ -630,12 +653,22 @@ impl Session for ClaudeSession {
             let inner = lock(&self.inner);
             (inner.log.oldest(), inner.log.next_seq())
         };
-        lock(&self.meta).info(
+        let mut info = lock(&self.meta).info(
             &self.id,
             SessionKind::Claude,
             positions,
             self.attached.load(Ordering::Relaxed),
-        )
+        );
+        info.conversation_id = Some(self.conversation_id());
+        info
+    }
+
+    fn set_title(&self, title: String) {
+        lock(&self.meta).title = title.clone();
+        let id = self.id.as_str().to_owned();
+        self.services.db.fire("claude session title", move |c| {
+            super::db::set_title(c, &id, &title)
+        });
     }
 
     fn is_running(&self) -> bool {

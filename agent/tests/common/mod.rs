@@ -178,6 +178,8 @@ pub struct Stream {
     pub next: Option<u64>,
     pub snapshots: Vec<(u64, Vec<u8>)>,
     pub resyncs: u32,
+    /// Earlier output read with `session.read`: (offset, bytes).
+    pub ranges: Vec<(u64, Vec<u8>)>,
 }
 
 impl Stream {
@@ -286,6 +288,7 @@ impl Client {
                         s.bytes.clear();
                         s.next = Some(f.offset);
                     }
+                    FrameKind::Range => s.ranges.push((f.offset, f.payload.to_vec())),
                     FrameKind::Input => panic!("agent sent an input frame"),
                 }
             }

@@ -92,6 +92,15 @@ interface Pending<T> {
   generation: number;
 }
 
+/** Earlier output read with `session.read`. */
+export interface RangeRead {
+  from: number;
+  to: number;
+  oldest: number;
+  end: number;
+  bytes: Uint8Array;
+}
+
 /** A protocol error returned to a request. */
 export class ProtocolError extends Error {
   constructor(
@@ -131,6 +140,8 @@ export class WorkspaceClient {
   private pendingStarts = new Map<string, Pending<SessionInfo>>();
   private refs = 0;
   private pendingLists: Pending<SessionInfo[]>[] = [];
+  /** `session.read` requests by session, oldest first; the `session.range` header waits here for its frame. */
+  private pendingReads = new Map<string, { p: Pending<RangeRead>; header?: Extract<ServerMessage, { type: "session.range" }> }[]>();
   private readonly timers: Timers;
   private readonly opts: Required<Omit<ClientOptions, "timers">>;
 
@@ -240,6 +251,26 @@ export class WorkspaceClient {
     return `r${this.refs}`;
   }
 
+  /**
+   * Reads earlier output of a session (`session.read`): resolves with the
+   * bytes the agent has of `[from, to)` (from the oldest it keeps, at most
+   * MAX_READ_BYTES) and where its output now starts and ends.
+   */
+  readRange(id: string, from: number, to: number): Promise<RangeRead> {
+    return new Promise((resolve, reject) => {
+      const list = this.pendingReads.get(id) ?? [];
+      const entry: { p: Pending<RangeRead> } = {
+        p: this.pending(() => {
+          const l = this.pendingReads.get(id);
+          if (l) this.pendingReads.set(id, l.filter((e) => e !== entry));
+        }, resolve, reject, "reading earlier output"),
+      };
+      list.push(entry);
+      this.pendingReads.set(id, list);
+      this.send({ type: "session.read", id, from, to });
+    });
+  }
+
   listSessions(): Promise<SessionInfo[]> {
     return new Promise((resolve, reject) => {
       const p: Pending<SessionInfo[]> = this.pending(() => (this.pendingLists = this.pendingLists.filter((q) => q !== p)), resolve, reject, "listing sessions");
@@ -258,12 +289,13 @@ export class WorkspaceClient {
       detachHandlers(s);
       s.close(1000, "closed by client");
     }
-    for (const p of [...this.pendingStarts.values(), ...this.pendingLists]) {
+    for (const p of [...this.pendingStarts.values(), ...this.pendingLists, ...[...this.pendingReads.values()].flat().map((e) => e.p)]) {
       this.timers.clearTimeout(p.timer);
       p.reject(new ProtocolError("closed", "connection closed"));
     }
     this.pendingStarts.clear();
     this.pendingLists = [];
+    this.pendingReads.clear();
     this.setState("closed");
   }
 
@@ -302,6 +334,7 @@ export class WorkspaceClient {
     };
     for (const [ref, p] of this.pendingStarts) if (lost(p)) this.pendingStarts.delete(ref);
     this.pendingLists = this.pendingLists.filter((p) => !lost(p));
+    for (const [id, l] of this.pendingReads) this.pendingReads.set(id, l.filter((e) => !lost(e.p)));
   }
 
   private settle<T>(list: Pending<T>[], value: T): void {
@@ -361,6 +394,17 @@ export class WorkspaceClient {
       frame = decodeFrame(data);
     } catch {
       return; // a frame this client cannot read is dropped; the stream's offsets tell if bytes went missing
+    }
+    if (frame.kind === FrameKind.Range) {
+      const l = this.pendingReads.get(frame.id);
+      const e = l?.[0];
+      if (!l || !e?.header) return;
+      l.shift();
+      this.timers.clearTimeout(e.p.timer);
+      const h = e.header;
+      // A copy: the socket's buffer is not kept alive by a long-lived history window.
+      e.p.resolve({ from: h.from, to: h.to, oldest: h.oldest, end: h.end, bytes: frame.payload.slice() });
+      return;
     }
     const a = this.sessions.get(frame.id);
     // Frames still in flight after a flow-control detach are dropped; the
@@ -437,6 +481,11 @@ export class WorkspaceClient {
       case "session.list":
         this.settle(this.pendingLists, msg.sessions);
         break;
+      case "session.range": {
+        const e = this.pendingReads.get(msg.id)?.find((x) => !x.header);
+        if (e) e.header = msg;
+        break;
+      }
       case "session.attached": {
         this.note(`attached ${msg.id} ${msg.mode} at ${msg.offset}${msg.lostBefore !== undefined ? ` lostBefore ${msg.lostBefore}` : ""}`);
         const a = this.sessions.get(msg.id);
@@ -454,6 +503,15 @@ export class WorkspaceClient {
         this.sessions.get(msg.id)?.sink.ended?.(msg);
         break;
       case "error": {
+        // A refused read: its answer never comes.
+        const reads = msg.id ? this.pendingReads.get(msg.id) : undefined;
+        const failed = reads?.find((x) => !x.header);
+        if (failed && reads) {
+          reads.splice(reads.indexOf(failed), 1);
+          this.timers.clearTimeout(failed.p.timer);
+          failed.p.reject(new ProtocolError(msg.code, msg.message));
+          break;
+        }
         const a = msg.id ? this.sessions.get(msg.id) : undefined;
         if (a) {
           a.reattaching = false;

@@ -8,6 +8,8 @@ export const FrameKind = {
   Snapshot: 2,
   /** Keystrokes, client to server; offset 0. */
   Input: 3,
+  /** Earlier output read on request (`session.read`), from `offset`; not part of the live stream. */
+  Range: 4,
 } as const;
 export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 
@@ -36,7 +38,7 @@ export function decodeFrame(data: ArrayBuffer | Uint8Array): Frame {
   const buf = data instanceof Uint8Array ? data : new Uint8Array(data);
   if (buf.length < 2) throw new FrameError(`frame is ${buf.length} bytes, shorter than its header`);
   const kind = buf[0];
-  if (kind !== FrameKind.Output && kind !== FrameKind.Snapshot && kind !== FrameKind.Input) {
+  if (kind !== FrameKind.Output && kind !== FrameKind.Snapshot && kind !== FrameKind.Input && kind !== FrameKind.Range) {
     throw new FrameError(`unknown frame kind ${kind}`);
   }
   const n = buf[1];

@@ -1,5 +1,5 @@
 // Key sequences for the on-screen toolbar (touch screens have no Esc, Tab,
-// Ctrl or arrow keys).
+// Ctrl, Alt, arrow or page keys, and some lack |, ~, / or -).
 
 export type Arrow = "up" | "down" | "right" | "left";
 
@@ -12,6 +12,8 @@ export function arrowSequence(dir: Arrow, applicationCursor: boolean): string {
 
 export const ESC = "\x1b";
 export const TAB = "\t";
+export const PAGE_UP = "\x1b[5~";
+export const PAGE_DOWN = "\x1b[6~";
 
 /**
  * Applies a held Ctrl to typed text: Ctrl+letter and Ctrl+[\]^_@ map to C0
@@ -27,4 +29,17 @@ export function applyCtrl(data: string): string {
   if (c === "?") return "\x7f" + rest;
   if (c === " ") return "\x00" + rest;
   return data;
+}
+
+/** A held Alt (Meta) sends ESC before the key, as xterm does with macOptionIsMeta. */
+export function applyAlt(data: string): string {
+  return data.length === 0 ? data : ESC + data;
+}
+
+/** Applies the held modifiers (Ctrl first, then Alt) to one key's text. */
+export function applyModifiers(data: string, mods: { ctrl: boolean; alt: boolean }): string {
+  let d = data;
+  if (mods.ctrl) d = applyCtrl(d);
+  if (mods.alt) d = applyAlt(d);
+  return d;
 }

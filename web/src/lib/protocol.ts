@@ -24,6 +24,10 @@ export interface SessionInfo {
   attached: number;
   cols?: number;
   rows?: number;
+  /** A Claude session's conversation (Claude Code's session id). */
+  conversationId?: string;
+  /** A running terminal's foreground program, when it is not the shell itself. */
+  foreground?: string;
 }
 
 export type PermissionMode = "default" | "acceptEdits" | "plan" | "auto" | "dontAsk" | "bypassPermissions";
@@ -41,7 +45,14 @@ export type ClientMessage =
   | { type: "session.attach"; id: string; since?: number }
   | { type: "session.detach"; id: string }
   | { type: "session.stop"; id: string }
-  | { type: "session.list" };
+  | { type: "session.list" }
+  /** Earlier output `[from, to)`; answered by `session.range` and a range frame (kind 4). At most MAX_READ_BYTES. */
+  | { type: "session.read"; id: string; from: number; to: number }
+  | { type: "session.rename"; id: string; title: string }
+  | { type: "claude.configure"; id: string; permissionMode?: PermissionMode; model?: string };
+
+/** Most bytes one `session.read` returns (api::protocol::MAX_READ_BYTES). */
+export const MAX_READ_BYTES = 256 * 1024;
 
 export interface ClaudeEvent {
   type: string;
@@ -63,13 +74,16 @@ export type ServerMessage =
   | { type: "claude.permission.resolved"; id: string; requestId: string; allowed: boolean; reason: string }
   | { type: "claude.history"; conversations: unknown[] }
   | { type: "claude.transcript"; conversationId: string; entries: unknown[] }
+  | { type: "session.range"; id: string; from: number; to: number; oldest: number; end: number }
+  | { type: "session.renamed"; id: string; title: string }
+  | { type: "session.resized"; id: string; cols: number; rows: number }
   | { type: "session.ended"; id: string; exitCode?: number | null; reason?: string }
   | { type: "error"; code: ErrorCode | string; message: string; id?: string; clientRef?: string };
 
 const SERVER_TYPES = new Set<string>([
   "hello", "session.created", "session.attached", "session.resync", "session.list",
   "message.delta", "claude.permission.resolved", "claude.history", "claude.transcript",
-  "session.ended", "error",
+  "session.ended", "error", "session.range", "session.renamed", "session.resized",
 ]);
 
 /**

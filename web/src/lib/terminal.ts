@@ -33,6 +33,37 @@ export const THEME: ITheme = {
   brightWhite: "#ffffff",
 };
 
+export const LIGHT_THEME: ITheme = {
+  background: "#fbfbfd",
+  foreground: "#1d2128",
+  cursor: "#3360d6",
+  cursorAccent: "#fbfbfd",
+  selectionBackground: "#c8d6f7",
+  black: "#1d2128",
+  red: "#c9283a",
+  green: "#1c8a5e",
+  yellow: "#9a6a00",
+  blue: "#3360d6",
+  magenta: "#8a3fd1",
+  cyan: "#127f96",
+  white: "#6b7383",
+  brightBlack: "#4f5868",
+  brightRed: "#e0455a",
+  brightGreen: "#25a26f",
+  brightYellow: "#b58300",
+  brightBlue: "#4a76e8",
+  brightMagenta: "#a05ae6",
+  brightCyan: "#1896b0",
+  brightWhite: "#9aa3b2",
+};
+
+export function themeFor(t: "dark" | "light"): ITheme {
+  return t === "light" ? LIGHT_THEME : THEME;
+}
+
+/** Lines the live terminal keeps; earlier output is read from the agent on demand (ScrollbackView). */
+export const SCROLLBACK = 10_000;
+
 export interface BuiltTerminal {
   term: Terminal;
   fit: FitAddon;
@@ -42,17 +73,16 @@ export interface BuiltTerminal {
   dispose: () => void;
 }
 
-export function buildTerminal(container: HTMLElement, opts: { readOnly: boolean }): BuiltTerminal {
+export function buildTerminal(container: HTMLElement, opts: { readOnly: boolean; fontSize: number; theme: "dark" | "light" }): BuiltTerminal {
   const term = new Terminal({
     allowProposedApi: true, // the unicode11 addon uses the proposed unicode API
     cursorBlink: !opts.readOnly,
     disableStdin: opts.readOnly,
     fontFamily: "'JetBrains Mono', 'DejaVu Sans Mono', ui-monospace, Menlo, Consolas, monospace",
-    // Phones get a smaller font so a usable number of columns fits.
-    fontSize: window.matchMedia?.("(max-width: 600px)").matches ? 12 : 14,
+    fontSize: opts.fontSize,
     lineHeight: 1.15,
-    scrollback: 10_000,
-    theme: THEME,
+    scrollback: SCROLLBACK,
+    theme: themeFor(opts.theme),
     macOptionIsMeta: true,
   });
   const fit = new FitAddon();
@@ -139,4 +169,20 @@ export function bufferLines(term: Terminal, start: number, end: number): string[
     out.push(buf.getLine(i)?.translateToString(true) ?? "");
   }
   return out;
+}
+
+/**
+ * The last `max` lines of the buffer as the program wrote them: rows the
+ * terminal wrapped are joined again, so a long URL stays one line to copy.
+ */
+export function logicalLines(term: Terminal, max: number): string[] {
+  const buf = term.buffer.active;
+  const out: string[] = [];
+  for (let i = 0; i < buf.length; i++) {
+    const line = buf.getLine(i);
+    const text = line?.translateToString(!buf.getLine(i + 1)?.isWrapped) ?? "";
+    if (line?.isWrapped && out.length > 0) out[out.length - 1] += text;
+    else out.push(text);
+  }
+  return out.slice(-max);
 }

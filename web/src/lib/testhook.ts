@@ -16,6 +16,11 @@ export interface PaneHandle {
   readOnly(): boolean;
   /** The selected text (search selects its match). */
   selection(): string;
+  /** The first buffer line in view (0: scrolled to the top). */
+  viewportY(): number;
+  fontSize(): number;
+  /** The terminal theme's background colour. */
+  background(): string;
 }
 
 export interface DispatchDebug {

@@ -100,6 +100,8 @@ export interface ConversationState {
   stderr: string[];
   /** Prompts sent from here and not yet echoed back by the CLI. */
   pendingPrompts: string[];
+  /** Where in `items` each pending prompt was sent (a slash command is never echoed: it goes there). */
+  pendingAt: number[];
   /** Past messages of a resumed conversation, loaded from its transcript. */
   earlier: Item[];
   /** Streaming bookkeeping: the message being streamed and its block slots by stream index. */
@@ -122,6 +124,7 @@ export function initialState(): ConversationState {
     turnRunning: false,
     stderr: [],
     pendingPrompts: [],
+    pendingAt: [],
     earlier: [],
     streamSlots: {},
     keyCounter: 0,
@@ -323,6 +326,12 @@ function applyUser(s: ConversationState, raw: Obj): void {
   }
   const text = userText(content);
   if (text === null) return;
+  // What a local command printed (a model change, a slash command): the CLI's words, not the user's.
+  const local = /^\s*<local-command-(stdout|stderr)>([\s\S]*)<\/local-command-\1>\s*$/.exec(text);
+  if (local) {
+    if (local[2].trim()) notice(s, local[1] === "stderr" ? "warn" : "info", local[2].trim());
+    return;
+  }
   // The CLI's own note that the user interrupted, not something the user typed.
   if (text.startsWith("[Request interrupted by user")) {
     s.interrupted = true;
@@ -330,11 +339,27 @@ function applyUser(s: ConversationState, raw: Obj): void {
     return;
   }
   const i = s.pendingPrompts.indexOf(text);
-  if (i >= 0) s.pendingPrompts.splice(i, 1);
+  if (i >= 0) {
+    s.pendingPrompts.splice(i, 1);
+    s.pendingAt.splice(i, 1);
+  }
   s.items.push({ kind: "user", key: str(raw.uuid) ?? newKey(s, "u"), text });
 }
 
+/**
+ * The CLI answers a slash command (`/model`, `/cost`) without echoing it:
+ * at the end of its turn, the command goes into the conversation where it
+ * was sent, above its answer, instead of staying queued below everything.
+ */
+function settleSlashCommand(s: ConversationState): void {
+  if (s.pendingPrompts.length === 0 || !s.pendingPrompts[0].trimStart().startsWith("/")) return;
+  const text = s.pendingPrompts.shift() ?? "";
+  const at = Math.min(s.pendingAt.shift() ?? s.items.length, s.items.length);
+  s.items.splice(at, 0, { kind: "user", key: newKey(s, "u"), text });
+}
+
 function applyResult(s: ConversationState, raw: Obj, subtype: string): void {
+  settleSlashCommand(s);
   const interrupted = s.interrupted;
   s.interrupted = false;
   // An interrupted turn ends as error_during_execution; the notice already said why.
@@ -434,6 +459,16 @@ export function applyEvent(s: ConversationState, e: ClaudeEvent): void {
       if (tool) tool.permissionId = e.requestId;
       break;
     }
+    case "control_response": {
+      // The CLI confirms a change made in a running session (claude.configure).
+      const r = obj(raw.response);
+      const mode = str(obj(r?.response)?.mode);
+      if (r?.subtype === "success" && mode) s.permissionMode = mode;
+      else if (r?.subtype === "error" && str(r.request_id)?.startsWith("dispatch-mode")) {
+        notice(s, "warn", `The permission mode was not changed: ${str(r.error) ?? "refused"}.`);
+      }
+      break;
+    }
     case "control_cancel_request": {
       const rid = e.requestId ?? str(raw.request_id);
       if (rid) settlePermission(s, rid, "cancelled", "cancelled");
@@ -471,6 +506,7 @@ export function permissionResolved(s: ConversationState, requestId: string, allo
 /** A prompt was sent from this client: shown as queued until the CLI echoes it. */
 export function promptSent(s: ConversationState, text: string): void {
   s.pendingPrompts.push(text);
+  s.pendingAt.push(s.items.length);
   s.turnRunning = true;
 }
 
@@ -491,6 +527,18 @@ export function sessionEnded(s: ConversationState, exitCode?: number | null, rea
   for (const it of s.items) if (it.kind === "assistant") it.streaming = false;
   for (const rid of s.permissionOrder) settlePermission(s, rid, "cancelled", "session ended");
   s.pendingPrompts = [];
+  s.pendingAt = [];
+}
+
+/** The prompt a failed turn answered, to send again (Retry); undefined when none. */
+export function promptBefore(items: Item[], resultKey: string): string | undefined {
+  const i = items.findIndex((it) => it.key === resultKey);
+  for (let j = i - 1; j >= 0; j--) {
+    const it = items[j];
+    if (it.kind === "user") return it.text;
+    if (it.kind === "result") return undefined;
+  }
+  return undefined;
 }
 
 /** Permission requests still waiting for an answer, oldest first. */

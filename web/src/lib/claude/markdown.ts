@@ -3,6 +3,10 @@
 // handlers, javascript: URLs) from the result. The model's text is untrusted:
 // it can quote a web page or a file, so nothing it says may run in the page.
 //
+// Raw HTML in the model's text is shown as the text it is, never as markup:
+// `Option<T>`, `<path>` or a quoted tag would otherwise be parsed as an
+// element and vanish (with everything after an unclosed one).
+//
 // highlight.js core with a handful of languages keeps the bundle small and the
 // highlighting synchronous (shiki's grammars and WASM engine are heavier and
 // asynchronous, awkward for text that re-renders on every streamed token).
@@ -55,6 +59,9 @@ const marked = new Marked({
   gfm: true,
   breaks: false,
   renderer: {
+    html({ text }: Tokens.HTML | Tokens.Tag): string {
+      return escapeHtml(text);
+    },
     code({ text, lang }: Tokens.Code): string {
       const { html, language } = highlight(text, lang);
       const cls = language ? ` class="hljs language-${language}"` : ` class="hljs"`;
