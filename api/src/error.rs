@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// Clients match on these, so a code is never renamed; new ones may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// A text frame that is not valid JSON, or JSON of the wrong shape.

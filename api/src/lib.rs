@@ -10,6 +10,8 @@ pub mod frame;
 pub mod protocol;
 pub mod rest;
 pub mod session;
+#[cfg(test)]
+mod typescript;
 
 pub use error::ErrorCode;
 pub use frame::{Frame, FrameError, FrameKind};

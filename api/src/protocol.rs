@@ -14,6 +14,7 @@ use crate::session::{SessionId, SessionInfo};
 // resource (whose schema takes the doc comment below as its description).
 /// How Claude Code asks before using tools (its --permission-mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[cfg_attr(feature = "crd", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum PermissionMode {
@@ -57,6 +58,9 @@ impl PermissionMode {
 
 /// Messages from a client (browser, CLI, test) to the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+// Fields serde fills in when absent may be left out by a client.
+#[cfg_attr(test, ts(optional_fields))]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum ClientMessage {
     /// Start a shell in a PTY. The reply is `session.created`, then output frames.
@@ -110,12 +114,14 @@ pub enum ClientMessage {
         allow: bool,
         /// Replacement tool input when allowing (edited by the user).
         #[serde(default)]
+        #[cfg_attr(test, ts(optional, type = "unknown"))]
         updated_input: Option<serde_json::Value>,
         /// Why, when denying; shown to the model.
         #[serde(default)]
         message: Option<String>,
         /// Allow this tool for the rest of the session without asking.
         #[serde(default)]
+        #[cfg_attr(test, ts(as = "Option<bool>", optional))]
         remember: bool,
     },
     /// Stop the running Claude turn, keeping the session.
@@ -282,6 +288,7 @@ impl ClientMessage {
 
 /// How an attach begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     /// Bytes from the requested offset follow, then live output.
@@ -293,6 +300,8 @@ pub enum AttachMode {
 /// One event of a Claude session, as the CLI printed it, in a small envelope
 /// that lets clients route it without parsing `raw`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(test, ts(optional_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct ClaudeEvent {
     /// The CLI's `type` field (`system`, `assistant`, `user`, `result`,
@@ -308,11 +317,13 @@ pub struct ClaudeEvent {
     pub request_id: Option<String>,
     /// Position of this event in the session's event log, for resuming.
     pub seq: u64,
+    #[cfg_attr(test, ts(type = "unknown"))]
     pub raw: serde_json::Value,
 }
 
 /// A past Claude conversation found in the workspace's transcripts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationInfo {
     pub id: String,
@@ -325,6 +336,9 @@ pub struct ConversationInfo {
 
 /// Messages from the agent to a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+// A None is left out (absent, not null) except where a field says otherwise.
+#[cfg_attr(test, ts(optional_fields))]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum ServerMessage {
     /// First message on every connection.
@@ -384,6 +398,7 @@ pub enum ServerMessage {
     #[serde(rename = "claude.transcript")]
     ClaudeTranscript {
         conversation_id: String,
+        #[cfg_attr(test, ts(type = "unknown[]"))]
         entries: Vec<serde_json::Value>,
     },
     /// Reply to `session.read`: the range frame that follows carries the bytes
@@ -408,6 +423,7 @@ pub enum ServerMessage {
     SessionEnded {
         id: SessionId,
         #[serde(default)]
+        #[cfg_attr(test, ts(optional = false))]
         exit_code: Option<i32>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::ErrorCode;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
@@ -14,6 +15,8 @@ pub struct ApiError {
 
 /// `GET /activity` on the agent: what the operator reads to decide idleness.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(test, ts(optional_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct Activity {
     pub attached_clients: u32,
@@ -27,6 +30,7 @@ pub struct Activity {
 /// Where a workspace stands, as the gateway reports it (the same names as the
 /// `Workspace` resource's phase, so the UI treats both backends alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum WorkspacePhase {
     Pending,
     Starting,
@@ -40,6 +44,8 @@ pub enum WorkspacePhase {
 
 /// A workspace as `GET /api/workspaces` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[cfg_attr(test, ts(optional_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceInfo {
     pub name: String,
@@ -56,18 +62,21 @@ pub struct WorkspaceInfo {
 
 /// `POST /api/workspaces`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CreateWorkspace {
     pub name: String,
 }
 
 /// `POST /api/login`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct LoginRequest {
     pub key: String,
 }
 
 /// `GET /api/me` and the body of a successful login.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "camelCase")]
 pub struct Me {
     pub user: String,

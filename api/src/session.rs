@@ -16,6 +16,7 @@ pub fn is_valid_session_id(s: &str) -> bool {
 /// Validated on construction and on deserialisation, so code holding one never
 /// needs to check it again (it is safe in file names and frame headers).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(try_from = "String", into = "String")]
 pub struct SessionId(String);
 
@@ -61,6 +62,7 @@ impl std::fmt::Display for SessionId {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "lowercase")]
 pub enum SessionKind {
     Terminal,
@@ -69,6 +71,9 @@ pub enum SessionKind {
 
 /// How a session stands, as listed by `session.list` and `GET /sessions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+// serde leaves out a None here, so a field is absent, never null.
+#[cfg_attr(test, ts(optional_fields))]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
     pub id: SessionId,

@@ -1,19 +1,13 @@
 // Binary WebSocket frames, the hot path for terminal bytes (api/src/frame.rs):
 //   [kind u8][idlen u8][id: idlen ASCII bytes][offset u64 BE][payload]
 
-export const FrameKind = {
-  /** Terminal output starting at `offset` in the session's byte stream. */
-  Output: 1,
-  /** A serialised screen: written to a reset terminal it reproduces the screen at `offset`. */
-  Snapshot: 2,
-  /** Keystrokes, client to server; offset 0. */
-  Input: 3,
-  /** Earlier output read on request (`session.read`), from `offset`; not part of the live stream. */
-  Range: 4,
-} as const;
-export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
+import { FrameKind, MAX_SESSION_ID_LEN } from "./generated/protocol";
 
-export const MAX_SESSION_ID_LEN = 64;
+// The kind byte's values come from api/src/frame.rs (generated); the codec
+// below is checked against the Rust one by the shared vectors in
+// api/tests/vectors/frames.json.
+export { FrameKind, MAX_SESSION_ID_LEN };
+export type FrameKind = (typeof FrameKind)[keyof typeof FrameKind];
 
 export interface Frame {
   kind: FrameKind;
@@ -25,12 +19,20 @@ export interface Frame {
 
 export class FrameError extends Error {}
 
+const SESSION_ID = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_SESSION_ID_LEN}}$`);
+
 export function isValidSessionId(id: string): boolean {
-  return /^[A-Za-z0-9_-]{1,64}$/.test(id);
+  return SESSION_ID.test(id);
 }
 
 export function headerLen(idLen: number): number {
   return 2 + idLen + 8;
+}
+
+const KINDS = new Set<number>(Object.values(FrameKind));
+
+function isFrameKind(b: number): b is FrameKind {
+  return KINDS.has(b);
 }
 
 /** Decodes a frame; the payload is a view into `buf`, not a copy. */
@@ -38,7 +40,7 @@ export function decodeFrame(data: ArrayBuffer | Uint8Array): Frame {
   const buf = data instanceof Uint8Array ? data : new Uint8Array(data);
   if (buf.length < 2) throw new FrameError(`frame is ${buf.length} bytes, shorter than its header`);
   const kind = buf[0];
-  if (kind !== FrameKind.Output && kind !== FrameKind.Snapshot && kind !== FrameKind.Input && kind !== FrameKind.Range) {
+  if (!isFrameKind(kind)) {
     throw new FrameError(`unknown frame kind ${kind}`);
   }
   const n = buf[1];

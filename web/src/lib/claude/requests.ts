@@ -6,16 +6,9 @@
 // session id (how the agent reports a failed `claude.*` request).
 
 import { ProtocolError, type WorkspaceClient } from "../client";
-import type { ClientMessage, PermissionMode, ServerMessage, SessionInfo } from "../protocol";
+import type { ClientMessage, ConversationInfo, PermissionMode, ServerMessage, SessionInfo } from "../protocol";
 
-export interface ConversationInfo {
-  id: string;
-  title: string;
-  cwd: string;
-  /** Unix ms of the last entry. */
-  updated: number;
-  messages: number;
-}
+export type { ConversationInfo };
 
 type Client = Pick<WorkspaceClient, "send" | "onMessage" | "newRef">;
 
@@ -76,7 +69,7 @@ export function listConversations(client: Client): Promise<ConversationInfo[]> {
   return request(
     client,
     { type: "claude.history" },
-    (m) => (m.type === "claude.history" ? (m.conversations as ConversationInfo[]) : undefined),
+    (m) => (m.type === "claude.history" ? m.conversations : undefined),
     "listing conversations",
     new Set(["internal"]),
   );
