@@ -132,7 +132,7 @@ describe("real node: the chart's images end to end", () => {
 
   test("the operator and the gateway run as Deployments of the chart's images, restricted", () => {
     for (const d of ["dispatch-operator", "dispatch-gateway"]) {
-      assert.equal(jsonpath("deployment", d, "{.status.availableReplicas}"), "1", `${d} available`);
+      assert.equal(jsonpath("deployment", d, "{.status.availableReplicas}"), jsonpath("deployment", d, "{.spec.replicas}"), `${d} available`);
       assert.equal(jsonpath("deployment", d, "{.spec.template.spec.containers[0].image}"), `localhost/${d}:${TAG}`);
     }
     assert.equal(run(KUBECTL, ["get", "namespace", NS, "-o", "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}"]), "restricted");
@@ -151,7 +151,7 @@ describe("real node: the chart's images end to end", () => {
     assert.equal(jsonpath("pod", POD, "{.status.phase}"), "Running");
     assert.match(jsonpath("pod", POD, "{.status.podIP}"), /^10\.213\.0\.\d+$/);
     // The claim was provisioned by the real provisioner and bound.
-    assert.equal(jsonpath("pvc", `ws-${WS}`, "{.status.phase}"), "Bound");
+    assert.equal(jsonpath("pvc", `ws-${WS}-data`, "{.status.phase}"), "Bound");
   });
 
   test("through kubectl port-forward, the browser's terminal echoes through gateway and agent", async () => {
@@ -243,11 +243,11 @@ describe("real node: the chart's images end to end", () => {
   });
 
   test("suspend removes the pod and keeps the volume; resume finds the file", async () => {
-    const pv = jsonpath("pvc", `ws-${WS}`, "{.spec.volumeName}");
+    const pv = jsonpath("pvc", `ws-${WS}-data`, "{.spec.volumeName}");
     kubectl(["patch", "ws", WS, "--type=merge", "-p", '{"spec":{"suspended":true}}']);
     await until(() => kubectlAny(["get", "pod", POD]).status !== 0, "the pod to go", 120_000);
     assert.equal(jsonpath("ws", WS, "{.status.phase}"), "Suspended");
-    assert.equal(jsonpath("pvc", `ws-${WS}`, "{.spec.volumeName}"), pv);
+    assert.equal(jsonpath("pvc", `ws-${WS}-data`, "{.spec.volumeName}"), pv);
     kubectl(["patch", "ws", WS, "--type=merge", "-p", '{"spec":{"suspended":false}}']);
     await until(() => jsonpath("ws", WS, "{.status.phase}") === "Running", "the resumed workspace", 180_000);
     assert.equal(kubectl(["exec", POD, "-c", "agent", "--", "cat", "/workspace/marker.txt"]).trim(), process.env.REAL_NODE_MARKER);
