@@ -395,9 +395,14 @@ down_locked() {
   stop_proc containerd
   stop_proc kube-apiserver
   stop_proc etcd
-  # kube-proxy's and kube-router's rules and sets.
+  # kube-proxy's rules (its own --cleanup), and kube-router's chains and sets: its
+  # --cleanup-config panics in v2.1.0, so they go by their names here.
   if [ -n "${BIN:-}" ] && [ -x "$BIN/kube-proxy" ]; then "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
-  if [ -n "${BIN:-}" ] && [ -x "$BIN/kube-router" ]; then "$BIN/kube-router" --cleanup-config >/dev/null 2>&1 || true; fi
+  drop_chains 'KUBE-(ROUTER|POD-FW|NWPLCY|SRC|DST)-'
+  local set
+  for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-(SRC|DST|NWPLCY|POD)-|kube-router-)' || true); do
+    ipset destroy "$set" 2>/dev/null || true
+  done
   # The kubelet's own chain (it drops martian packets to 127/8 from elsewhere).
   local tool
   for tool in iptables ip6tables; do
@@ -424,6 +429,24 @@ down_locked() {
   done
   "$HERE/net.sh" down
   rm -rf "$RN_STATE"
+}
+
+# drop_chains REGEX: removes, from every table of iptables and ip6tables, the jumps to the
+# chains whose names match REGEX, then the chains themselves.
+drop_chains() {
+  local re="$1" tool table rule chain
+  for tool in iptables ip6tables; do
+    for table in filter nat mangle raw; do
+      while read -r rule; do
+        # eval: the rule as iptables -S prints it, quoted comments and all.
+        [ -n "$rule" ] && eval "$tool -t $table ${rule/-A /-D }" 2>/dev/null || true
+      done < <($tool -t "$table" -S 2>/dev/null | grep -E "^-A [A-Z]+ .*-j ($re)" || true)
+      local chains
+      chains="$($tool -t "$table" -S 2>/dev/null | grep -E "^-N ($re)" | cut -d' ' -f2 || true)"
+      for chain in $chains; do $tool -t "$table" -F "$chain" 2>/dev/null || true; done
+      for chain in $chains; do $tool -t "$table" -X "$chain" 2>/dev/null || true; done
+    done
+  done
 }
 
 stop_proc() {
