@@ -37,7 +37,40 @@ for _ in $(seq 1 600); do # kubectl prints the port once it listens
 done
 [ -n "$port" ] || die "kubectl port-forward printed no port"
 PKI="$(dirname "$KUBECONFIG")/pki"
-DISPATCH_BENCH_GATEWAY_URL="http://127.0.0.1:$port" DISPATCH_BENCH_KEY="$key" DISPATCH_BENCH_NAMESPACE="$NS" \
-  DISPATCH_BENCH_API="https://10.213.0.1:6443" DISPATCH_BENCH_CA="$PKI/ca.crt" \
-  DISPATCH_BENCH_CERT="$PKI/admin.crt" DISPATCH_BENCH_CLIENT_KEY="$PKI/admin.key" \
-  node tests/browser/real-node.bench.mjs
+bench() {
+  DISPATCH_BENCH_GATEWAY_URL="http://127.0.0.1:$port" DISPATCH_BENCH_KEY="$key" DISPATCH_BENCH_NAMESPACE="$NS" \
+    DISPATCH_BENCH_API="https://10.213.0.1:6443" DISPATCH_BENCH_CA="$PKI/ca.crt" \
+    DISPATCH_BENCH_CERT="$PKI/admin.crt" DISPATCH_BENCH_CLIENT_KEY="$PKI/admin.key" \
+    DISPATCH_BENCH_STORAGE_CLASS="$1" node tests/browser/real-node.bench.mjs
+}
+# BENCH_VOLUMES=static skips the first run.
+if [ "${BENCH_VOLUMES:-both}" != static ]; then
+  step "cold start, volumes provisioned on demand (local-path-provisioner)"
+  bench ""
+fi
+# The same with volumes made beforehand (local PVs of a class without a provisioner, as a
+# cluster with a pool of volumes has): what the pod itself costs, without provisioning.
+step "cold start, volumes made beforehand"
+pool="$(dirname "$KUBECONFIG")/static-volumes"
+{
+  echo "apiVersion: storage.k8s.io/v1"
+  echo "kind: StorageClass"
+  echo "metadata: {name: static-local}"
+  echo "provisioner: kubernetes.io/no-provisioner"
+  echo "volumeBindingMode: WaitForFirstConsumer"
+  for i in $(seq 0 "${BENCH_COLD:-20}"); do
+    mkdir -p -m 0777 "$pool/pv$i"
+    echo "---"
+    echo "apiVersion: v1"
+    echo "kind: PersistentVolume"
+    echo "metadata: {name: static-pv$i}"
+    echo "spec:"
+    echo "  capacity: {storage: 1Gi}"
+    echo "  accessModes: [ReadWriteOnce]"
+    echo "  persistentVolumeReclaimPolicy: Retain"
+    echo "  storageClassName: static-local"
+    echo "  local: {path: $pool/pv$i}"
+    echo "  nodeAffinity: {required: {nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [dispatch-node]}]}]}}"
+  done
+} | "$BIN/kubectl" apply -f - >/dev/null
+bench static-local

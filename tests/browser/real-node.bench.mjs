@@ -25,6 +25,8 @@ const NS = env("DISPATCH_BENCH_NAMESPACE");
 const API = new URL(env("DISPATCH_BENCH_API"));
 const TLS = { ca: readFileSync(env("DISPATCH_BENCH_CA")), cert: readFileSync(env("DISPATCH_BENCH_CERT")), key: readFileSync(env("DISPATCH_BENCH_CLIENT_KEY")) };
 const N = Number(process.env.BENCH_COLD ?? 20);
+// Empty: the default StorageClass (dynamic provisioning); else a class of pre-made volumes.
+const STORAGE_CLASS = process.env.DISPATCH_BENCH_STORAGE_CLASS ?? "";
 const WS_PATH = `/apis/dispatch.dev/v1alpha1/namespaces/${NS}/workspaces`;
 
 function kube(method, path, body) {
@@ -88,7 +90,7 @@ for (let i = 0; i <= N; i++) {
   const name = `cold-${tag}-${i}`;
   const runningSeen = new Promise((r) => waiters.set(name, r));
   const t0 = performance.now();
-  await kube("POST", WS_PATH, { apiVersion: "dispatch.dev/v1alpha1", kind: "Workspace", metadata: { name }, spec: { owner: "me", storage: { size: "1Gi" } } });
+  await kube("POST", WS_PATH, { apiVersion: "dispatch.dev/v1alpha1", kind: "Workspace", metadata: { name }, spec: { owner: "me", storage: { size: "1Gi", ...(STORAGE_CLASS ? { storageClassName: STORAGE_CLASS } : {}) } } });
   // In the page: open the workspace's WebSocket through the gateway (retrying while the
   // gateway does not know it yet), start a terminal, resolve on its first output frame.
   const promptAfter = await page.evaluate(async (name) => {
@@ -150,6 +152,8 @@ await browser.close();
 
 const run = results.map((r) => r.running);
 const prompt = results.map((r) => r.prompt);
+const label = STORAGE_CLASS ? `volumes pre-made (${STORAGE_CLASS})` : "volumes provisioned (default class)";
+console.log(`${label}:`);
 console.log(`cold start apply -> Running   p50 ${ms(pct(run, 50))}, p90 ${ms(pct(run, 90))}, max ${ms(Math.max(...run))} over ${results.length}`);
 console.log(`cold start apply -> prompt    p50 ${ms(pct(prompt, 50))}, p90 ${ms(pct(prompt, 90))}, max ${ms(Math.max(...prompt))} over ${results.length} (goal p50 <= 1500 ms)`);
 const median = [...results].sort((a, b) => a.prompt - b.prompt)[Math.floor(results.length / 2)];
