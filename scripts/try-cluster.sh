@@ -20,7 +20,7 @@ eval "$(scripts/build-images.sh | tail -n 1)"
 
 forward_pid=""
 cleanup() {
-  [ -n "$forward_pid" ] && kill "$forward_pid" 2>/dev/null
+  [ -z "$forward_pid" ] || kill "$forward_pid" 2>/dev/null || true
   tests/kube/real-node/node.sh down
 }
 trap cleanup EXIT
