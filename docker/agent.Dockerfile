@@ -1,22 +1,42 @@
 # The workspace image: the agent, a shell and common tools, and the Claude Code CLI.
-FROM rust:1-bookworm AS build
+#
+# Built from the repository root, e.g. `docker build -f docker/agent.Dockerfile .`: the
+# agent is compiled in the `binaries-source` stage and the CLI installed from npm.
+# scripts/build-images.sh builds this same file without Docker or a registry: BASE is a
+# Debian root filesystem made by debootstrap, and BINARIES=prebuilt takes the agent (from
+# the project's cargo build) and tools/claude's node_modules from a `prebuilt/` directory
+# in the build context instead (only the stages that the final one needs are built).
+ARG BASE=debian:bookworm-slim
+ARG BINARIES=source
+
+FROM rust:1-bookworm AS binaries-source
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    cargo build --release --locked -p dispatch-agent && cp target/release/dispatch-agent /dispatch-agent
+    cargo build --release --locked -p dispatch-agent \
+ && mkdir -p /out && cp target/release/dispatch-agent /out/dispatch-agent
 
-FROM node:20-bookworm-slim AS claude
+FROM node:20-bookworm-slim AS claude-source
 WORKDIR /opt/claude
 COPY tools/claude/package.json tools/claude/package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
-FROM debian:bookworm-slim
+FROM scratch AS binaries-prebuilt
+COPY prebuilt/dispatch-agent /out/dispatch-agent
+
+FROM scratch AS claude-prebuilt
+COPY prebuilt/claude /opt/claude
+
+FROM binaries-${BINARIES} AS binaries
+FROM claude-${BINARIES} AS claude
+
+FROM ${BASE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends bash ca-certificates git less procps vim-tiny curl \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 1000 --create-home --shell /bin/bash dispatch
 COPY --from=claude /opt/claude /opt/claude
-COPY --from=build /dispatch-agent /usr/local/bin/dispatch-agent
+COPY --from=binaries /out/dispatch-agent /usr/local/bin/dispatch-agent
 ENV PATH=/opt/claude/node_modules/.bin:$PATH \
     DISPATCH_CLAUDE_BIN=/opt/claude/node_modules/.bin/claude \
     DISPATCH_AGENT_LISTEN=0.0.0.0:8080 \

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Builds the pinned control-plane tools (kube-apiserver, kube-controller-manager, kubectl,
-# etcd, helm) from tests/kube/tools/go.mod into $DISPATCH_CACHE/kube/<hash>/bin, where <hash>
-# covers go.mod, go.sum, this recipe and the Go version: a second run finds them and returns
-# in a second. Only the Go module proxy is contacted.
+# Builds the pinned Kubernetes tools from Go modules into $DISPATCH_CACHE/kube/<hash>/bin,
+# where <hash> covers both go.mod/go.sum pairs, this recipe and the Go version: a second run
+# finds them and returns in a second. Only the Go module proxy is contacted.
+# - tests/kube/tools/go.mod: the control plane (kube-apiserver, kube-controller-manager,
+#   kube-scheduler, etcd), the node (kubelet, kube-proxy), kubectl and helm, in one `go build`
+#   so that the packages they share compile once;
+# - the real node's kube-router (NetworkPolicy) and local-path-provisioner (volumes), each
+#   by `go install <module>@<version>` with its own go.mod (verified against the checksum
+#   database): they pin client-go versions of their own, and together they collide
+#   (Sirupsen/logrus and sirupsen/logrus).
 #
 #   tests/kube/build-tools.sh                 build if needed; last line of stdout is the bin dir
 #   tests/kube/build-tools.sh --print-bin-dir print where the binaries are (or would be); no build
@@ -11,13 +17,21 @@ source "$(dirname "$0")/../../scripts/lib.sh"
 TOOLS_DIR="$ROOT/tests/kube/tools"
 KUBE_VERSION="v1.37.2"
 HELM_VERSION="v4.3.1"
-BINARIES=(kube-apiserver kube-controller-manager kubectl etcd helm)
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd helm
+  kube-router local-path-provisioner)
 PACKAGES=(
   k8s.io/kubernetes/cmd/kube-apiserver
   k8s.io/kubernetes/cmd/kube-controller-manager
+  k8s.io/kubernetes/cmd/kube-scheduler
+  k8s.io/kubernetes/cmd/kubelet
+  k8s.io/kubernetes/cmd/kube-proxy
   k8s.io/kubernetes/cmd/kubectl
   go.etcd.io/etcd/server/v3
   helm.sh/helm/v4/cmd/helm
+)
+NODE_PACKAGES=(
+  github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@v2.1.0
+  github.com/rancher/local-path-provisioner@v0.0.30
 )
 # Version stamps as upstream's release builds set them (hack/lib/version.sh, helm's Makefile),
 # so that /version and `kubectl version` report the pinned release. An -X for a package a
@@ -36,7 +50,7 @@ export GOTOOLCHAIN=local GOFLAGS="-trimpath -buildvcs=false" CGO_ENABLED=0
 
 hash="$({
   cat "$TOOLS_DIR/go.mod" "$TOOLS_DIR/go.sum"
-  printf '%s\n' "$LDFLAGS" "${PACKAGES[@]}" "$GOFLAGS" "$CGO_ENABLED"
+  printf '%s\n' "$LDFLAGS" "${PACKAGES[@]}" "${NODE_PACKAGES[@]}" "$GOFLAGS" "$CGO_ENABLED"
   go env GOVERSION GOOS GOARCH
 } | sha256sum | cut -c1-16)"
 BASE="$DISPATCH_CACHE/kube/$hash"
@@ -63,7 +77,7 @@ if have_all; then
   exit 0
 fi
 
-step "building kube tools ($KUBE_VERSION, etcd, helm $HELM_VERSION) into $BIN"
+step "building kube tools ($KUBE_VERSION, etcd, helm $HELM_VERSION, kube-router, local-path-provisioner) into $BIN"
 echo "a cold build compiles ~3000 packages and takes a while on few cores; progress below" >&2
 tmp="$BASE/bin.tmp.$$"
 log="$BASE/build.log"
@@ -75,6 +89,9 @@ start=$SECONDS
   go mod download
   # nice: the machine is shared; -v lists each package as it is compiled, counted below.
   nice -n 10 go build -v -ldflags "$LDFLAGS" -o "$tmp/" "${PACKAGES[@]}"
+  for p in "${NODE_PACKAGES[@]}"; do
+    GOBIN="$tmp" nice -n 10 go install -v -ldflags "-s -w" "$p"
+  done
 ) >"$log" 2>&1 &
 pid=$!
 while kill -0 "$pid" 2>/dev/null; do

@@ -13,10 +13,11 @@ use dispatch_model_server::{ModelServer, parse_turns};
 #[derive(Parser)]
 #[command(
     version,
-    about = "Scripted Anthropic Messages API server for tests (loopback only)"
+    about = "Scripted Anthropic Messages API server for tests (loopback, or the real node's bridge, only)"
 )]
 struct Args {
-    /// Loopback address to listen on; port 0 picks a free port.
+    /// Loopback address (or the real node's bridge host address, 10.213.0.1) to
+    /// listen on; port 0 picks a free port.
     #[arg(
         long,
         env = "DISPATCH_MODEL_SERVER_LISTEN",

@@ -348,13 +348,20 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// The real node's bridge host address (tests/kube/real-node/lib.sh, `RN_HOST_IP`).
+pub const REAL_NODE_BRIDGE_HOST: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 213, 0, 1));
+
 impl ModelServer {
     /// Listens on `addr` (use port 0 for any free port) and serves `turns`.
-    /// Only loopback addresses are accepted: this server exists for tests.
+    /// Only loopback addresses are accepted, and the real node's bridge host
+    /// address (pods reach the server there; the bridge exists only on this
+    /// machine, so binding it fails anywhere else): this server exists for tests.
     pub async fn start(addr: SocketAddr, turns: Vec<Turn>) -> anyhow::Result<ModelServer> {
         anyhow::ensure!(
-            addr.ip().is_loopback(),
-            "the model server listens on loopback only, not {addr}"
+            addr.ip().is_loopback() || addr.ip() == REAL_NODE_BRIDGE_HOST,
+            "the model server listens on loopback (or the real node's bridge, \
+             {REAL_NODE_BRIDGE_HOST}) only, not {addr}"
         );
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -540,6 +547,9 @@ mod tests {
     #[tokio::test]
     async fn refuses_to_listen_beyond_loopback() {
         let err = ModelServer::start(SocketAddr::from(([0, 0, 0, 0], 0)), vec![]).await;
+        assert!(err.is_err());
+        // A private address that is not the real node's bridge is refused too.
+        let err = ModelServer::start(SocketAddr::from(([10, 213, 0, 2], 0)), vec![]).await;
         assert!(err.is_err());
     }
 }

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Cold start on the real node (tests/kube/real-node), images present: apply -> Running and
+# apply -> first shell prompt through the gateway, p50/p90 over BENCH_COLD (20) workspaces
+# (tests/browser/real-node.bench.mjs). Starts the node, installs the chart, takes it all
+# down at the end. Needs root; run nothing else heavy at the same time.
+source "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+[ "$(id -u)" -eq 0 ] || die "the real node needs root"
+BIN="$(tests/kube/build-tools.sh | tail -n 1)"
+npm_install "$ROOT/web"
+npm_install "$ROOT/tests/browser"
+(cd web && npm run --silent build)
+eval "$(DISPATCH_IMAGE_PROFILE="${DISPATCH_IMAGE_PROFILE:-release}" scripts/build-images.sh | tail -n 1)"
+forward_pid=""
+cleanup() {
+  [ -z "$forward_pid" ] || kill "$forward_pid" 2>/dev/null || true
+  tests/kube/real-node/node.sh down
+}
+trap cleanup EXIT
+eval "export $(tests/kube/real-node/node.sh up --images "$DISPATCH_IMAGE_DIR" | tail -n 1)"
+NS=dispatch-bench
+K=("$BIN/kubectl" -n "$NS")
+"$BIN/kubectl" create namespace "$NS" >/dev/null
+"$BIN/kubectl" label namespace "$NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
+"$BIN/helm" install dispatch charts/dispatch -n "$NS" --wait --timeout 5m \
+  --set image.registry=localhost --set "image.tag=$DISPATCH_IMAGE_TAG" --set workspaces.egress=all >/dev/null
+key="$("${K[@]}" get secret dispatch-access -o jsonpath='{.data.access-key}' | base64 -d)"
+pf_log="$(dirname "$KUBECONFIG")/port-forward.log"
+"${K[@]}" port-forward --address 127.0.0.1 svc/dispatch-gateway 0:80 >"$pf_log" 2>&1 &
+forward_pid=$!
+port=""
+for _ in $(seq 1 600); do # kubectl prints the port once it listens
+  port="$(grep -m1 -o '127.0.0.1:[0-9]*' "$pf_log" | cut -d: -f2 || true)"
+  [ -n "$port" ] && break
+  kill -0 "$forward_pid" 2>/dev/null || die "kubectl port-forward exited: $(cat "$pf_log")"
+  sleep 0.1
+done
+[ -n "$port" ] || die "kubectl port-forward printed no port"
+PKI="$(dirname "$KUBECONFIG")/pki"
+bench() {
+  DISPATCH_BENCH_GATEWAY_URL="http://127.0.0.1:$port" DISPATCH_BENCH_KEY="$key" DISPATCH_BENCH_NAMESPACE="$NS" \
+    DISPATCH_BENCH_API="https://10.213.0.1:6443" DISPATCH_BENCH_CA="$PKI/ca.crt" \
+    DISPATCH_BENCH_CERT="$PKI/admin.crt" DISPATCH_BENCH_CLIENT_KEY="$PKI/admin.key" \
+    DISPATCH_BENCH_STORAGE_CLASS="$1" node tests/browser/real-node.bench.mjs
+}
+# BENCH_VOLUMES=static skips the first run.
+if [ "${BENCH_VOLUMES:-both}" != static ]; then
+  step "cold start, volumes provisioned on demand (local-path-provisioner)"
+  bench ""
+fi
+# The same with volumes made beforehand (local PVs of a class without a provisioner, as a
+# cluster with a pool of volumes has): what the pod itself costs, without provisioning.
+step "cold start, volumes made beforehand"
+pool="$(dirname "$KUBECONFIG")/static-volumes"
+{
+  echo "apiVersion: storage.k8s.io/v1"
+  echo "kind: StorageClass"
+  echo "metadata: {name: static-local}"
+  echo "provisioner: kubernetes.io/no-provisioner"
+  echo "volumeBindingMode: WaitForFirstConsumer"
+  for i in $(seq 0 "${BENCH_COLD:-20}"); do
+    mkdir -p -m 0777 "$pool/pv$i"
+    echo "---"
+    echo "apiVersion: v1"
+    echo "kind: PersistentVolume"
+    echo "metadata: {name: static-pv$i}"
+    echo "spec:"
+    echo "  capacity: {storage: 1Gi}"
+    echo "  accessModes: [ReadWriteOnce]"
+    echo "  persistentVolumeReclaimPolicy: Retain"
+    echo "  storageClassName: static-local"
+    echo "  local: {path: $pool/pv$i}"
+    echo "  nodeAffinity: {required: {nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [dispatch-node]}]}]}}"
+  done
+} | "$BIN/kubectl" apply -f - >/dev/null
+bench static-local
