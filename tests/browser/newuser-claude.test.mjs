@@ -87,6 +87,9 @@ describe("a new user's Claude pane", () => {
     assert.match(answer, /<div>raw html stays text<\/div>/);
     assert.equal(await pane().locator('[data-testid="claude-assistant"] .md path, [data-testid="claude-assistant"] .md div div').count(), 0, "no element was made of the tags");
     await shot(page, "nu-01-markdown-tags-as-text");
+    // The first turn's result is in before the command is sent: a prompt sent while a turn
+    // still runs is listed above that turn's result, which is not what this test is about.
+    await until(async () => (await pane().locator('[data-testid="claude-result"]').count()) >= 1, "the first turn's result", 60_000);
     // the CLI answers /model itself, without echoing it
     await ask("/model");
     await until(async () => (await assistantTexts()).some((t) => /Usage: \/model <name>/.test(t)), "the /model reply, with its <name>", 60_000);
@@ -94,7 +97,7 @@ describe("a new user's Claude pane", () => {
     const order = await pane().locator("ol.list > li").evaluateAll((els) => els.map((e) => (e.classList.contains("user") ? `user:${e.innerText.trim()}` : e.dataset.testid ?? e.className)));
     const cmd = order.indexOf("user:/model");
     assert.ok(cmd > 0, `the command is in the conversation (${order.join(", ")})`);
-    assert.equal(order[cmd + 1], "claude-assistant", "its reply follows it");
+    assert.equal(order[cmd + 1], "claude-assistant", `its reply follows it (${order.join(", ")})`);
     await shot(page, "nu-06-slash-command-reply");
   });
 
