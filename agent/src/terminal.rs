@@ -650,7 +650,6 @@ impl TerminalSession {
                 libc::malloc_trim(0);
             }
         }
-        self.progress.send_modify(|p| p.ended = true);
         let id = self.id.as_str().to_owned();
         let r = reason.clone();
         self.services.db.fire("end session", move |c| {
@@ -672,6 +671,10 @@ impl TerminalSession {
             exit_code,
             reason,
         });
+        // Last: whoever waits for the end (the attachments, `stop_all` and
+        // with it the shutdown) finds its database write queued and its
+        // `session.ended` already in the connections' event queues.
+        self.progress.send_modify(|p| p.ended = true);
         tracing::info!(session = %self.id, ?exit_code, "session ended");
     }
 
