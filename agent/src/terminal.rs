@@ -224,10 +224,15 @@ impl TerminalSession {
                 Some(pipe)
             }
             _ => {
-                services.db.fire("insert session", move |c| {
+                // Written before the client hears of the session, so that an
+                // agent that crashes right after still lists it on restart.
+                let written = services.db.call_blocking(move |c| {
                     db::insert_session(c, &row)?;
                     db::set_leader(c, &row.id, pid, start)
                 });
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, session = %id, "database: insert session failed");
+                }
                 None
             }
         };
