@@ -85,6 +85,41 @@ async fn restart_keeps_old_sessions_and_their_output() {
     }
 }
 
+/// A clean stop tells every client of each session's end before closing its
+/// socket: the client attached to the sessions (through the attachments) and
+/// one attached to none (through the event fan-out).
+#[tokio::test]
+async fn a_clean_stop_tells_every_connection_that_its_sessions_ended() {
+    let mut agent = Agent::start(&[]);
+    let mut starter = agent.connect().await;
+    let mut watcher = agent.connect().await;
+    // Answered from its message loop, so the watcher receives events from
+    // here on.
+    watcher
+        .send(json!({"type": "session.attach", "id": "no-such-session"}))
+        .await;
+    watcher.wait_error("no_such_session").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = starter.start(json!({"shell": "/bin/sh"})).await;
+        watcher
+            .wait_json(|v| v["type"] == "session.created" && v["id"] == id.as_str())
+            .await;
+        ids.push(id);
+    }
+    agent.signal(libc::SIGTERM);
+    for c in [&mut starter, &mut watcher] {
+        for id in &ids {
+            let ended = c
+                .wait_json(|v| v["type"] == "session.ended" && v["id"] == id.as_str())
+                .await;
+            assert_eq!(ended["reason"], "agent stopped");
+        }
+    }
+    let status = agent.wait_exit();
+    assert!(status.success(), "{status:?}");
+}
+
 #[tokio::test]
 async fn a_moved_workspace_keeps_its_history() {
     let tmp = tempfile::tempdir().unwrap();
