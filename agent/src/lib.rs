@@ -74,6 +74,19 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
             let _ = st.shutdown.send(true);
         })
         .await?;
+    // axum's graceful shutdown does not wait for WebSocket connections (an
+    // upgraded connection is no longer its to track), and returning ends the
+    // process, resetting their sockets: wait (bounded) until each has sent
+    // its sessions' `session.ended` and closed, giving back its slot.
+    let slots = state.config.max_connections;
+    let closed = tokio::time::timeout(
+        ws::SHUTDOWN_DRAIN + std::time::Duration::from_secs(2),
+        state.connection_slots.acquire_many(slots),
+    )
+    .await;
+    if closed.is_err() {
+        tracing::warn!("shutting down with connections still open");
+    }
     let _ = state.services.db.call(|_| Ok(())).await;
     tracing::info!("agent stopped");
     Ok(())

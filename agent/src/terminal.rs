@@ -224,10 +224,15 @@ impl TerminalSession {
                 Some(pipe)
             }
             _ => {
-                services.db.fire("insert session", move |c| {
+                // Written before the client hears of the session, so that an
+                // agent that crashes right after still lists it on restart.
+                let written = services.db.call_blocking(move |c| {
                     db::insert_session(c, &row)?;
                     db::set_leader(c, &row.id, pid, start)
                 });
+                if let Err(e) = written {
+                    tracing::warn!(error = %e, session = %id, "database: insert session failed");
+                }
                 None
             }
         };
@@ -650,7 +655,6 @@ impl TerminalSession {
                 libc::malloc_trim(0);
             }
         }
-        self.progress.send_modify(|p| p.ended = true);
         let id = self.id.as_str().to_owned();
         let r = reason.clone();
         self.services.db.fire("end session", move |c| {
@@ -672,6 +676,10 @@ impl TerminalSession {
             exit_code,
             reason,
         });
+        // Last: whoever waits for the end (the attachments, `stop_all` and
+        // with it the shutdown) finds its database write queued and its
+        // `session.ended` already in the connections' event queues.
+        self.progress.send_modify(|p| p.ended = true);
         tracing::info!(session = %self.id, ?exit_code, "session ended");
     }
 

@@ -53,6 +53,11 @@ pub async fn refuse_over_limit(mut socket: WebSocket, state: Arc<AgentState>) {
     let _ = socket.send(Message::Close(Some(close))).await;
 }
 
+/// How long, at shutdown, a connection's attachments may take to send their
+/// sessions' last bytes and `session.ended` (generous: CI machines are
+/// loaded; a client that reads is done in milliseconds).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
 /// Serves one client while it holds `_slot`, one of `--max-connections`.
 pub async fn serve(
     socket: WebSocket,
@@ -120,9 +125,15 @@ pub async fn serve(
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
-                // The sessions have been stopped: let the attachments send
-                // their last bytes and `session.ended` before the close.
-                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+                // The sessions have been stopped: send the `session.ended`
+                // of the sessions this connection is not attached to (queued
+                // before the shutdown, which `select!` may have picked
+                // first), and let the attachments send their last bytes and
+                // theirs, before the close.
+                while let Ok(m) = events.try_recv() {
+                    conn.forward_event(m).await;
+                }
+                let deadline = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
                 for h in conn.attachments.values_mut() {
                     let _ = tokio::time::timeout_at(deadline, h).await;
                 }

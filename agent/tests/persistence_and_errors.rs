@@ -72,12 +72,52 @@ async fn restart_keeps_old_sessions_and_their_output() {
     let list: Vec<Value> = serde_json::from_str(&body).unwrap();
     let s = list.iter().find(|s| s["id"] == id2.as_str()).unwrap();
     assert_eq!(s["endReason"], "agent stopped");
-    // the event log recorded the lifecycle
+    // The event log recorded the lifecycle. It is written without waiting,
+    // so what the crashed agent had not yet written (the first session's
+    // "start") may be lost; a clean stop writes everything: the old
+    // session's attach and refused write, the second session's start and end.
     let conn = rusqlite::Connection::open(ws.join(".dispatch/agent.db")).unwrap();
-    let kinds = dispatch_agent::db::event_kinds(&conn, &id).unwrap();
-    for k in ["start", "attach", "error"] {
-        assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
+    for (session, logged) in [(&id, ["attach", "error"]), (&id2, ["start", "end"])] {
+        let kinds = dispatch_agent::db::event_kinds(&conn, session).unwrap();
+        for k in logged {
+            assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
+        }
     }
+}
+
+/// A clean stop tells every client of each session's end before closing its
+/// socket: the client attached to the sessions (through the attachments) and
+/// one attached to none (through the event fan-out).
+#[tokio::test]
+async fn a_clean_stop_tells_every_connection_that_its_sessions_ended() {
+    let mut agent = Agent::start(&[]);
+    let mut starter = agent.connect().await;
+    let mut watcher = agent.connect().await;
+    // Answered from its message loop, so the watcher receives events from
+    // here on.
+    watcher
+        .send(json!({"type": "session.attach", "id": "no-such-session"}))
+        .await;
+    watcher.wait_error("no_such_session").await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let id = starter.start(json!({"shell": "/bin/sh"})).await;
+        watcher
+            .wait_json(|v| v["type"] == "session.created" && v["id"] == id.as_str())
+            .await;
+        ids.push(id);
+    }
+    agent.signal(libc::SIGTERM);
+    for c in [&mut starter, &mut watcher] {
+        for id in &ids {
+            let ended = c
+                .wait_json(|v| v["type"] == "session.ended" && v["id"] == id.as_str())
+                .await;
+            assert_eq!(ended["reason"], "agent stopped");
+        }
+    }
+    let status = agent.wait_exit();
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]

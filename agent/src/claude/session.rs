@@ -611,13 +611,15 @@ impl ClaudeSession {
             Some(format!("exit code {exit_code:?}, reason {reason:?}")),
         );
         self.services.metrics.sessions_running.dec();
-        self.progress.send_modify(|p| p.ended = true);
-        self.timer_wake.notify_one();
         let _ = self.services.events.send(ServerMessage::SessionEnded {
             id: self.id.clone(),
             exit_code,
             reason,
         });
+        // After the broadcast, as for terminals: a shutdown waiting for the
+        // end finds `session.ended` queued for every connection.
+        self.progress.send_modify(|p| p.ended = true);
+        self.timer_wake.notify_one();
         tracing::info!(session = %self.id, ?exit_code, "claude session ended");
     }
 
