@@ -72,6 +72,14 @@ impl Master {
             Master::Held(fd) => pty::resize_fd(fd.as_raw_fd(), rows, cols),
         }
     }
+
+    /// The PTY's foreground process group, for naming what runs in it.
+    fn process_group_leader(&self) -> Option<i32> {
+        match self {
+            Master::Pty(m) => m.process_group_leader(),
+            Master::Held(fd) => nix::unistd::tcgetpgrp(fd.as_fd()).ok().map(|p| p.as_raw()),
+        }
+    }
 }
 
 /// Where a session's output comes from.
