@@ -3,7 +3,8 @@
 //!
 //! Module map: [`config`] flags; [`auth`] the bearer token; [`http`] routes;
 //! [`ws`] one client connection; [`state`] the agent and session creation;
-//! [`registry`] sessions by id; [`session`] what all kinds share;
+//! [`registry`] sessions by id and the gate new ones pass (one at a time,
+//! within the limit); [`session`] what all kinds share; [`lock`];
 //! [`terminal`] PTY sessions; [`pty`] spawning and killing process trees;
 //! [`ring`], [`output_log`], [`screen`] a terminal's output as memory, disk and
 //! emulated screen; [`db`] SQLite; [`event_log_bounds`] what the event log
@@ -20,6 +21,7 @@ pub mod event_log_bounds;
 pub mod holder;
 pub mod http;
 pub mod leftovers;
+pub mod lock;
 pub mod metrics;
 pub mod output_log;
 pub mod paths;

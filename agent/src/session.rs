@@ -7,16 +7,18 @@
 //! [`downcast`].
 
 use std::any::Any;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 
-use dispatch_api::{ServerMessage, SessionId, SessionInfo, SessionKind};
+use dispatch_api::{ErrorCode, ServerMessage, SessionId, SessionInfo, SessionKind};
 use tokio::sync::broadcast;
 
 use crate::db::{Db, SessionRow};
 use crate::event_log_bounds::{self, EventBounds};
 use crate::metrics::Metrics;
-use crate::screen_worker::ScreenWorker;
+
+/// An error to send to the client: its code and message.
+pub type ClientError = (ErrorCode, String);
 
 /// What a session is and how it ended, kept alike for every kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +121,6 @@ pub struct Services {
     /// Session lifecycle messages (`session.created`, `session.ended`) for
     /// every connection.
     pub events: broadcast::Sender<ServerMessage>,
-    pub screen_worker: ScreenWorker,
     last_activity: AtomicI64,
     event_bounds: EventBounds,
     /// The holder that keeps terminals across agent restarts, when there is one.
@@ -132,7 +133,6 @@ impl Services {
     pub fn new(
         db: Db,
         metrics: Metrics,
-        screen_worker: ScreenWorker,
         event_bounds: EventBounds,
         holder: Option<Arc<crate::holder::HolderLink>>,
     ) -> Self {
@@ -141,7 +141,6 @@ impl Services {
             db,
             metrics,
             events,
-            screen_worker,
             last_activity: AtomicI64::new(0),
             event_bounds,
             holder,
@@ -187,12 +186,6 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// Locks a mutex, carrying on after a panic elsewhere poisoned it: the data
-/// behind these locks stays consistent between statements.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use dispatch_api::protocol::MAX_READ_BYTES;
 use dispatch_api::{ErrorCode, ServerMessage, SessionId};
 
 use crate::claude::{ClaudeSession, history};
+use crate::session::ClientError;
 use crate::session::{Session, downcast};
 use crate::state::AgentState;
-use crate::terminal::{ClientError, DiskChunk, TerminalSession};
+use crate::terminal::{DiskChunk, TerminalSession};
 
 /// Longest session name, as for `terminal.start`'s title.
 pub const MAX_TITLE: usize = 200;

@@ -7,19 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dispatch_api::rest::Activity;
-use dispatch_api::{ErrorCode, SessionId, SessionInfo};
+use dispatch_api::{ErrorCode, SessionInfo};
 use tokio::sync::watch;
 
 use crate::auth::Token;
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::metrics::Metrics;
-use crate::paths::{self, PathError};
+use crate::paths;
 use crate::pty::SpawnSpec;
 use crate::registry::Registry;
 use crate::screen_worker::ScreenWorker;
-use crate::session::{Services, Session, now_ms};
-use crate::terminal::{ClientError, Limits, StartSpec, TerminalSession};
+use crate::session::{ClientError, Services, Session, now_ms};
+use crate::terminal::{Limits, StartSpec, TerminalSession};
 
 pub const MAX_COLS_ROWS: u16 = 1000;
 const MAX_ENV_VARS: usize = 256;
@@ -37,9 +37,8 @@ pub struct AgentState {
     pub registry: Registry,
     pub limits: Limits,
     pub claude: Arc<crate::claude::ClaudeHost>,
-    /// Held while checking the session limit and registering a new session, so
-    /// that two concurrent starts cannot both take the last place.
-    pub(crate) start_lock: tokio::sync::Mutex<()>,
+    /// Keeps the terminals' emulated screens caught up in the background.
+    pub screen_worker: ScreenWorker,
     /// Set when the agent is shutting down; connections close.
     pub shutdown: watch::Sender<bool>,
     /// One permit per WebSocket connection served (`--max-connections`).
@@ -141,19 +140,14 @@ impl AgentState {
             &leaders,
             crate::terminal::STOP_GRACE,
         );
-        let services = Arc::new(Services::new(
-            db,
-            Metrics::new(),
-            ScreenWorker::start()?,
-            bounds,
-            holder,
-        ));
+        let services = Arc::new(Services::new(db, Metrics::new(), bounds, holder));
         let limits = Limits {
             ring_bytes: config.ring_bytes as usize,
             retention_bytes: config.retention_bytes,
             input_rate: config.input_rate,
         };
-        let registry = Registry::default();
+        let screen_worker = ScreenWorker::start()?;
+        let registry = Registry::new(config.max_sessions as usize);
         for row in &rows {
             // A session whose end is recorded stays ended, even when the
             // agent that recorded it died before telling the holder.
@@ -163,7 +157,13 @@ impl AgentState {
             {
                 let h = held.swap_remove(i);
                 let (id, pid) = (h.id.clone(), h.pid);
-                match TerminalSession::adopt(services.clone(), row, h, limits) {
+                match TerminalSession::adopt(
+                    services.clone(),
+                    screen_worker.clone(),
+                    row,
+                    h,
+                    limits,
+                ) {
                     Ok(s) => {
                         registry.insert(s);
                         continue;
@@ -205,7 +205,13 @@ impl AgentState {
         }
         let claude = crate::claude::ClaudeHost::new(
             &config.claude_bin,
-            &state_dir,
+            crate::claude::Workspace {
+                state_dir: state_dir.clone(),
+                root: root.clone(),
+                services: services.clone(),
+                mem_cap: limits.ring_bytes,
+                retention: limits.retention_bytes,
+            },
             Duration::from_secs(config.claude_permission_timeout),
             crate::claude::SessionDefaults {
                 model: config.claude_model.clone(),
@@ -224,18 +230,12 @@ impl AgentState {
             registry,
             limits,
             claude,
-            start_lock: tokio::sync::Mutex::new(()),
+            screen_worker,
             shutdown,
             connection_slots: Arc::new(tokio::sync::Semaphore::new(
                 config_max_connections as usize,
             )),
         }))
-    }
-
-    pub fn new_session_id(prefix: char) -> SessionId {
-        let u = uuid::Uuid::new_v4().simple().to_string();
-        // 16 hex digits of randomness is plenty within one workspace.
-        SessionId::new(&format!("{prefix}{}", &u[..16])).unwrap_or_else(|_| unreachable!())
     }
 
     /// Checks a `terminal.start`, starts the program and registers the session.
@@ -276,21 +276,12 @@ impl AgentState {
             None => default_shell(),
         };
         let rel = req.workspace_path.unwrap_or_default();
-        let cwd = paths::resolve_dir(&self.root, &rel).map_err(|e| match e {
-            PathError::Outside(_) => (ErrorCode::PathOutsideWorkspace, e.to_string()),
-            PathError::NotADirectory(_) => (ErrorCode::InvalidField, e.to_string()),
-        })?;
+        let cwd = paths::resolve_dir(&self.root, &rel).map_err(|e| e.client_error())?;
         let cwd_display = paths::relative_display(&self.root, &cwd);
 
-        let _guard = self.start_lock.lock().await;
-        let running = self.registry.running();
-        if running >= self.config.max_sessions as usize {
-            return Err((
-                ErrorCode::SessionLimit,
-                format!("this workspace already runs {running} sessions, the most it may"),
-            ));
-        }
-        let id = Self::new_session_id('t');
+        let admission = self.registry.admission().await;
+        admission.check_limit()?;
+        let id = Registry::new_id('t');
         env.insert("DISPATCH_SESSION_ID".to_owned(), id.as_str().to_owned());
         let title = if title.is_empty() {
             std::path::Path::new(&program)
@@ -313,10 +304,11 @@ impl AgentState {
             },
         };
         let services = self.services.clone();
+        let screen_worker = self.screen_worker.clone();
         let limits = self.limits;
         let sid = id.clone();
         let started = tokio::task::spawn_blocking(move || {
-            TerminalSession::start(services, sid, spec, limits)
+            TerminalSession::start(services, screen_worker, sid, spec, limits)
         })
         .await
         .map_err(|e| (ErrorCode::Internal, format!("spawn task failed: {e}")))?;
@@ -328,6 +320,7 @@ impl AgentState {
             )
         })?;
         self.registry.insert(session.clone());
+        drop(admission);
         tracing::info!(session = %id, "terminal started");
         Ok(session)
     }
@@ -337,7 +330,7 @@ impl AgentState {
         Activity {
             attached_clients: self.services.metrics.connections.get().max(0) as u32,
             running_sessions: sessions.iter().filter(|s| s.is_running()).count() as u32,
-            claude_turn_running: crate::claude::turn_running(self),
+            claude_turn_running: crate::claude::turn_running(&self.registry),
             last_activity: self.services.last_activity(),
         }
     }

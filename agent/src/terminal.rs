@@ -25,12 +25,15 @@ use tokio::sync::watch;
 
 use crate::db::{self, SessionRow};
 use crate::holder::{HeldFds, HeldSession};
+use crate::lock::lock;
 use crate::output_log::{LogRead, OutputLog, read_located};
 use crate::pty::{self, SpawnSpec};
 use crate::ratelimit::TokenBucket;
+use crate::registry::Registry;
 use crate::ring::{Lapped, Ring};
 use crate::screen::Screen;
-use crate::session::{Meta, Services, Session, lock, now_ms};
+use crate::screen_worker::{CatchUp, ScreenWorker};
+use crate::session::{ClientError, Meta, Services, Session, downcast, now_ms};
 use crate::spliced_output::OutputPipe;
 
 /// Largest payload in one output frame.
@@ -56,8 +59,15 @@ pub struct Progress {
     pub ended: bool,
 }
 
-/// An error for the client: a stable code and what went wrong.
-pub type ClientError = (ErrorCode, String);
+/// The terminal session `id` in `registry`, or the error to send.
+pub fn find(registry: &Registry, id: &SessionId) -> Result<Arc<TerminalSession>, ClientError> {
+    downcast::<TerminalSession>(registry.find(id)?).ok_or_else(|| {
+        (
+            ErrorCode::WrongSessionType,
+            format!("session {id} is not a terminal"),
+        )
+    })
+}
 
 /// The PTY master: as portable-pty opened it, or as the holder handed it back.
 enum Master {
@@ -121,6 +131,8 @@ pub struct TerminalSession {
     progress: watch::Sender<Progress>,
     screen: Mutex<Screen>,
     screen_queued: AtomicBool,
+    /// Keeps the screen caught up while output comes; none once ended.
+    screen_worker: Option<ScreenWorker>,
     running: Mutex<Option<Running>>,
     /// Taken by the writer thread when it starts.
     input_rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
@@ -159,6 +171,7 @@ impl TerminalSession {
     /// holder, the session's descriptors go to it before any output is read.
     pub fn start(
         services: Arc<Services>,
+        screen_worker: ScreenWorker,
         id: SessionId,
         spec: StartSpec,
         limits: Limits,
@@ -233,6 +246,7 @@ impl TerminalSession {
         };
         let session = Self::running(
             services.clone(),
+            screen_worker,
             id,
             meta,
             limits,
@@ -266,6 +280,7 @@ impl TerminalSession {
     /// (and what the pipe still held) ends.
     pub fn adopt(
         services: Arc<Services>,
+        screen_worker: ScreenWorker,
         row: &SessionRow,
         held: HeldSession,
         limits: Limits,
@@ -296,6 +311,7 @@ impl TerminalSession {
         pty::set_nonblocking(fd)?;
         let session = Self::running(
             services.clone(),
+            screen_worker,
             id,
             meta,
             limits,
@@ -323,6 +339,7 @@ impl TerminalSession {
     #[allow(clippy::too_many_arguments)]
     fn running(
         services: Arc<Services>,
+        screen_worker: ScreenWorker,
         id: SessionId,
         meta: Meta,
         limits: Limits,
@@ -346,6 +363,7 @@ impl TerminalSession {
             progress: watch::Sender::new(Progress { end, ended: false }),
             screen: Mutex::new(Screen::new(rows, cols, oldest)),
             screen_queued: AtomicBool::new(false),
+            screen_worker: Some(screen_worker),
             running: Mutex::new(Some(Running {
                 master,
                 fd,
@@ -466,6 +484,7 @@ impl TerminalSession {
             progress: watch::Sender::new(Progress { end, ended: true }),
             screen: Mutex::new(Screen::new(rows, cols, oldest)),
             screen_queued: AtomicBool::new(false),
+            screen_worker: None,
             running: Mutex::new(None),
             input_rx: Mutex::new(None),
             pid: None,
@@ -626,8 +645,10 @@ impl TerminalSession {
         self.progress.send_modify(|p| p.end = end);
         self.services.metrics.output_bytes.inc_by(data.len() as u64);
         self.services.touch();
-        if !self.screen_queued.swap(true, Ordering::AcqRel) {
-            self.services.screen_worker.queue(self);
+        if let Some(w) = &self.screen_worker
+            && !self.screen_queued.swap(true, Ordering::AcqRel)
+        {
+            w.queue(self);
         }
     }
 
@@ -865,7 +886,7 @@ impl TerminalSession {
     /// Parses up to the end as it stood when called, in small slices so that a
     /// snapshot never waits long for the lock, and gives up as soon as output
     /// resumes (the next pause queues the session again).
-    pub(crate) fn catch_up_screen_in_background(&self) {
+    fn catch_up_screen_in_background(&self) {
         self.screen_queued.store(false, Ordering::Release);
         let target = self.progress().end;
         loop {
@@ -935,6 +956,16 @@ impl TerminalSession {
 
     pub fn log_dir(&self) -> Option<&Path> {
         self.log_dir.as_deref()
+    }
+}
+
+impl CatchUp for TerminalSession {
+    fn output_end(&self) -> u64 {
+        self.progress().end
+    }
+
+    fn catch_up_in_background(&self) {
+        self.catch_up_screen_in_background();
     }
 }
 

@@ -25,9 +25,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::event_log_bounds::ConnectionBudget;
+use crate::session::ClientError;
 use crate::session::{Services, Session};
 use crate::state::{AgentState, TerminalRequest, check_size};
-use crate::terminal::{ClientError, DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
+use crate::terminal::{DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
 
 /// Claude events queued per attachment before its task waits for the socket.
 const ATTACH_QUEUE: usize = 4;
@@ -286,10 +287,7 @@ impl Conn {
                         let Ok(id) = SessionId::new(f.id) else {
                             return;
                         };
-                        let r = self
-                            .state
-                            .registry
-                            .terminal(&id)
+                        let r = crate::terminal::find(&self.state.registry, &id)
                             .and_then(|s| s.write(f.payload.to_vec()));
                         if let Err(e) = r {
                             self.error(e, Some(id.to_string())).await;
@@ -358,16 +356,13 @@ impl Conn {
                 }
             }
             ClientMessage::TerminalWrite { id, data } => {
-                let r = self
-                    .state
-                    .registry
-                    .terminal(&id)
+                let r = crate::terminal::find(&self.state.registry, &id)
                     .and_then(|s| s.write(data.into_bytes()));
                 return self.reply_err(r, &id).await;
             }
             ClientMessage::TerminalResize { id, cols, rows } => {
                 let r = check_size(cols, rows)
-                    .and_then(|()| self.state.registry.terminal(&id))
+                    .and_then(|()| crate::terminal::find(&self.state.registry, &id))
                     .and_then(|s| s.resize(cols, rows));
                 if r.is_ok() {
                     // Other viewers learn that someone else sized it.
@@ -381,7 +376,7 @@ impl Conn {
                 return self.reply_err(r, &id).await;
             }
             ClientMessage::SessionRead { id, from, to } => {
-                let r = match self.state.registry.terminal(&id) {
+                let r = match crate::terminal::find(&self.state.registry, &id) {
                     Ok(t) => crate::session_requests::read(t, from, to).await,
                     Err(e) => Err(e),
                 };
@@ -485,7 +480,7 @@ impl Conn {
         m: ClientMessage,
         client_ref: Option<String>,
     ) -> Result<(), ClientError> {
-        for reply in crate::claude::handle(&self.state, m).await? {
+        for reply in crate::claude::handle(&self.state.claude, &self.state.registry, m).await? {
             match reply {
                 crate::claude::Reply::Send(m) => self.send(*m).await,
                 crate::claude::Reply::Started(s) => {
@@ -532,12 +527,12 @@ impl Conn {
     }
 
     fn attach(&mut self, id: &SessionId, since: Option<u64>) -> Result<(), ClientError> {
-        if let Ok(c) = crate::claude::claude_session(&self.state, id) {
+        if let Ok(c) = crate::claude::find(&self.state.registry, id) {
             self.log_event(Some(id), "attach", since.map(|s| format!("since {s}")));
             self.attach_claude(c, since);
             return Ok(());
         }
-        let t = self.state.registry.terminal(id)?;
+        let t = crate::terminal::find(&self.state.registry, id)?;
         let plan = match since {
             Some(s) => Some(t.plan_replay(s)?),
             None => None,

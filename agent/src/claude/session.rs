@@ -27,8 +27,8 @@ use super::event_log::{Budget, EventLog, MemRead};
 use super::framing::{Line, LineFramer, MAX_LINE};
 use super::process::{self, LaunchSpec};
 use crate::db::SessionRow;
-use crate::session::{Meta, Services, Session, lock, now_ms};
-use crate::terminal::ClientError;
+use crate::lock::lock;
+use crate::session::{ClientError, Meta, Services, Session, now_ms};
 
 /// The title of a new conversation until its first prompt names it.
 pub const NEW_TITLE: &str = "Claude";

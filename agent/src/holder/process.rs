@@ -26,8 +26,8 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::wire::{self, FromHolder, ToHolder};
+use crate::lock::lock;
 use crate::pty;
-use crate::session::lock;
 
 /// A restarted agent that fails before it serves is retried this often
 /// before the holder gives up (and the shells end with it).
