@@ -15,10 +15,10 @@ use crate::config::Config;
 use crate::db::{self, Db};
 use crate::metrics::Metrics;
 use crate::paths;
-use crate::pty::SpawnSpec;
 use crate::registry::Registry;
-use crate::screen_worker::ScreenWorker;
 use crate::session::{ClientError, Services, Session, now_ms};
+use crate::terminal::pty::SpawnSpec;
+use crate::terminal::screen_worker::ScreenWorker;
 use crate::terminal::{Limits, StartSpec, TerminalSession};
 
 pub const MAX_COLS_ROWS: u16 = 1000;
@@ -138,7 +138,7 @@ impl AgentState {
         crate::leftovers::end(
             &ended.into_iter().collect(),
             &leaders,
-            crate::terminal::STOP_GRACE,
+            crate::procs::STOP_GRACE,
         );
         let services = Arc::new(Services::new(db, Metrics::new(), bounds, holder));
         let limits = Limits {
@@ -170,7 +170,7 @@ impl AgentState {
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, session = %id, "cannot carry the session on; ending it");
-                        crate::pty::kill_session(pid, nix::sys::signal::Signal::SIGKILL);
+                        crate::procs::kill_session(pid, nix::sys::signal::Signal::SIGKILL);
                         if let Some(h) = &services.holder {
                             h.release(&id);
                         }
@@ -197,7 +197,7 @@ impl AgentState {
             // Held, but not among the sessions listed: nothing to show it in.
             tracing::warn!(session = %h.id, "held session unknown to the database; ending it");
             if h.exited.is_none() {
-                crate::pty::kill_session(h.pid, nix::sys::signal::Signal::SIGKILL);
+                crate::procs::kill_session(h.pid, nix::sys::signal::Signal::SIGKILL);
             }
             if let Some(l) = &services.holder {
                 l.release(&h.id);
@@ -356,7 +356,7 @@ impl AgentState {
             s.stop(reason);
         }
         let deadline =
-            tokio::time::Instant::now() + crate::terminal::STOP_GRACE + Duration::from_secs(2);
+            tokio::time::Instant::now() + crate::procs::STOP_GRACE + Duration::from_secs(2);
         for s in &running {
             if let Some(t) = crate::session::downcast::<TerminalSession>(s.clone()) {
                 let mut rx = t.subscribe();

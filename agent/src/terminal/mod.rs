@@ -8,6 +8,18 @@
 //! - writer: blocking writes of client input to the PTY, from a bounded queue.
 //! - waiter: `waitpid` on the child; then ends what the child left in its
 //!   session, waits for the reader to drain, and reports the end.
+//!
+//! Its parts: [`pty`] spawning into a PTY; [`ring`], [`output_log`],
+//! [`screen`] the output as memory, disk and emulated screen, with
+//! [`screen_worker`] keeping screens caught up; [`spliced_output`] the
+//! lossless output path under a holder.
+
+pub mod output_log;
+pub mod pty;
+pub mod ring;
+pub mod screen;
+pub mod screen_worker;
+pub mod spliced_output;
 
 use std::any::Any;
 use std::io::{Read, Write};
@@ -23,18 +35,19 @@ use nix::sys::signal::Signal;
 use portable_pty::MasterPty;
 use tokio::sync::watch;
 
+use self::output_log::{LogRead, OutputLog, read_located};
+use self::pty::SpawnSpec;
+use self::ring::{Lapped, Ring};
+use self::screen::Screen;
+use self::screen_worker::{CatchUp, ScreenWorker};
+use self::spliced_output::OutputPipe;
 use crate::db::{self, SessionRow};
 use crate::holder::{HeldFds, HeldSession};
 use crate::lock::lock;
-use crate::output_log::{LogRead, OutputLog, read_located};
-use crate::pty::{self, SpawnSpec};
+use crate::procs;
 use crate::ratelimit::TokenBucket;
 use crate::registry::Registry;
-use crate::ring::{Lapped, Ring};
-use crate::screen::Screen;
-use crate::screen_worker::{CatchUp, ScreenWorker};
 use crate::session::{ClientError, Meta, Services, Session, downcast, now_ms};
-use crate::spliced_output::OutputPipe;
 
 /// Largest payload in one output frame.
 pub const MAX_CHUNK: usize = 128 * 1024;
@@ -42,8 +55,6 @@ pub const MAX_CHUNK: usize = 128 * 1024;
 const INPUT_QUEUE: usize = 256;
 /// Most output the emulator parses to catch up for one snapshot.
 pub const CATCH_UP_MAX: u64 = 4 << 20;
-/// Grace between SIGTERM and SIGKILL when stopping.
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -214,7 +225,7 @@ impl TerminalSession {
             end_offset: 0,
         };
         let pid = spawned.pid;
-        let start = pty::Proc::of(pid).map_or(0, |p| p.start());
+        let start = procs::Proc::of(pid).map_or(0, |p| p.start());
         // With a holder, the output goes PTY -> pipe -> log (kernel-side)
         // and the session's row is written before the holder takes it, so a
         // successor agent finds both.
@@ -440,15 +451,15 @@ impl TerminalSession {
                     },
                 };
                 // Like a terminal window closing: what the program left behind goes too.
-                pty::kill_session(pid, Signal::SIGHUP);
+                procs::kill_session(pid, Signal::SIGHUP);
                 if reader_done_rx
                     .recv_timeout(Duration::from_millis(500))
                     .is_err()
                 {
-                    pty::kill_session(pid, Signal::SIGKILL);
+                    procs::kill_session(pid, Signal::SIGKILL);
                     let _ = reader_done_rx.recv_timeout(Duration::from_secs(2));
                 }
-                pty::kill_session(pid, Signal::SIGKILL);
+                procs::kill_session(pid, Signal::SIGKILL);
                 s.finish(code);
             })?;
         Ok(())
@@ -564,7 +575,7 @@ impl TerminalSession {
         }
     }
 
-    /// The read side with a holder: see [`crate::spliced_output`].
+    /// The read side with a holder: see [`spliced_output`].
     fn read_loop_spliced(self: &Arc<Self>, fd: Option<i32>, pipe: &OutputPipe) {
         let Some(fd) = fd else { return };
         // SAFETY: the master stays open while the session runs (in
@@ -999,7 +1010,7 @@ impl Session for TerminalSession {
             .and_then(|r| r.master.process_group_leader());
         info.foreground = group
             .filter(|g| Some(*g) != self.pid)
-            .and_then(pty::command_name);
+            .and_then(procs::command_name);
         info
     }
 
@@ -1013,27 +1024,15 @@ impl Session for TerminalSession {
             return;
         }
         lock(&self.stop_reason).get_or_insert_with(|| reason.to_owned());
-        pty::kill_session(pid, Signal::SIGHUP);
-        pty::kill_session(pid, Signal::SIGTERM);
-        let mut rx = self.progress.subscribe();
-        let escalate = async move {
-            let ended = tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended)).await;
-            if ended.is_err() {
-                tracing::warn!(pid, "session ignored SIGTERM; killing it");
-                pty::kill_session(pid, Signal::SIGKILL);
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn(escalate);
-            }
-            Err(_) => {
-                std::thread::spawn(move || {
-                    std::thread::sleep(STOP_GRACE);
-                    pty::kill_session(pid, Signal::SIGKILL);
-                });
-            }
-        }
+        procs::kill_session(pid, Signal::SIGHUP);
+        procs::kill_session(pid, Signal::SIGTERM);
+        procs::stop_in_steps(
+            pid,
+            self.progress.subscribe(),
+            |p| p.ended,
+            &[Signal::SIGKILL],
+            async {},
+        );
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
