@@ -8,7 +8,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use dispatch_api::{ErrorCode, ServerMessage, SessionId, SessionInfo, SessionKind};
 use tokio::sync::broadcast;
@@ -107,6 +107,25 @@ pub trait Session: Send + Sync + 'static {
     /// reports its end (`session.ended`) when they are gone.
     fn stop(&self, reason: &str);
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// Clients streaming the session now (`attached` in its info).
+    fn attachments(&self) -> &AtomicU32;
+}
+
+/// One client streaming session `S`: counted in the session's info while
+/// it lives, however the stream ends.
+pub struct Attached<S: Session>(Arc<S>);
+
+impl<S: Session> Attached<S> {
+    pub fn new(s: &Arc<S>) -> Self {
+        s.attachments().fetch_add(1, Ordering::Relaxed);
+        Attached(s.clone())
+    }
+}
+
+impl<S: Session> Drop for Attached<S> {
+    fn drop(&mut self) {
+        self.0.attachments().fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// `Arc<dyn Session>` to a concrete kind, if it is that kind.
@@ -208,6 +227,58 @@ mod tests {
             oldest_offset: 0,
             end_offset: 0,
         }
+    }
+
+    struct Fake {
+        id: SessionId,
+        attached: AtomicU32,
+    }
+
+    impl Session for Fake {
+        fn id(&self) -> &SessionId {
+            &self.id
+        }
+        fn kind(&self) -> SessionKind {
+            SessionKind::Terminal
+        }
+        fn info(&self) -> SessionInfo {
+            Meta::started(String::new(), ".".into(), 0, None).info(
+                &self.id,
+                SessionKind::Terminal,
+                (0, 0),
+                self.attached.load(Ordering::Relaxed),
+            )
+        }
+        fn is_running(&self) -> bool {
+            true
+        }
+        fn set_title(&self, _: String) {}
+        fn stop(&self, _: &str) {}
+        fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+            self
+        }
+        fn attachments(&self) -> &AtomicU32 {
+            &self.attached
+        }
+    }
+
+    #[test]
+    fn an_attachment_is_counted_while_it_lives_even_when_its_stream_panics() {
+        let s = Arc::new(Fake {
+            id: SessionId::new("t1").unwrap(),
+            attached: AtomicU32::new(0),
+        });
+        let a = Attached::new(&s);
+        let s2 = s.clone();
+        let b = std::thread::spawn(move || {
+            let _b = Attached::new(&s2);
+            assert_eq!(s2.info().attached, 2);
+            panic!("the stream failed");
+        });
+        assert!(b.join().is_err());
+        assert_eq!(s.info().attached, 1);
+        drop(a);
+        assert_eq!(s.info().attached, 0);
     }
 
     #[test]

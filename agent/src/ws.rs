@@ -12,7 +12,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
@@ -26,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use crate::event_log_bounds::ConnectionBudget;
 use crate::session::ClientError;
-use crate::session::{Services, Session};
+use crate::session::{Attached, Services, Session};
 use crate::state::{AgentState, TerminalRequest, check_size};
 use crate::terminal::{DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
 
@@ -553,15 +552,6 @@ impl Conn {
     }
 }
 
-/// Counts the attachment for `attached` in session info while it lives.
-struct AttachedGuard(Arc<TerminalSession>);
-
-impl Drop for AttachedGuard {
-    fn drop(&mut self) {
-        self.0.attached().fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 fn snapshot_frame(id: &SessionId, offset: u64, snap: &[u8]) -> Message {
     let mut out = Vec::with_capacity(header_len(id.as_str().len()) + snap.len());
     encode_header_into(FrameKind::Snapshot, id.as_str(), offset, &mut out);
@@ -583,8 +573,7 @@ async fn run_attachment(
     out: Out,
     services: Arc<Services>,
 ) {
-    s.attached().fetch_add(1, Ordering::Relaxed);
-    let _guard = AttachedGuard(s.clone());
+    let _counted = Attached::new(&s);
     let id = s.id().clone();
     let mut rx = s.subscribe();
     let (mut cursor, mut replaying) = match plan {

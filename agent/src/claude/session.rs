@@ -269,10 +269,6 @@ impl ClaudeSession {
         self.progress.subscribe()
     }
 
-    pub fn attached(&self) -> &AtomicU32 {
-        &self.attached
-    }
-
     pub fn turn_running(&self) -> bool {
         self.turn_running.load(Ordering::Relaxed)
     }
@@ -699,6 +695,10 @@ impl Session for ClaudeSession {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+
+    fn attachments(&self) -> &AtomicU32 {
+        &self.attached
     }
 }
 

@@ -719,10 +719,6 @@ impl TerminalSession {
         *self.progress.borrow()
     }
 
-    pub fn attached(&self) -> &AtomicU32 {
-        &self.attached
-    }
-
     pub(crate) fn oldest_and_end(&self) -> (u64, u64) {
         // One lock at a time: the reader takes log then ring, never both.
         let (start, end) = {
@@ -1037,5 +1033,9 @@ impl Session for TerminalSession {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
+    }
+
+    fn attachments(&self) -> &AtomicU32 {
+        &self.attached
     }
 }
