@@ -4,7 +4,8 @@
 //! Module map: [`config`] flags; [`auth`] the bearer token; [`http`] routes;
 //! [`ws`] one client connection; [`state`] the agent and session creation;
 //! [`registry`] sessions by id and the gate new ones pass (one at a time,
-//! within the limit); [`session`] what all kinds share; [`lock`];
+//! within the limit); [`sessions`] the kinds as one enum; [`session`] what
+//! all kinds share; [`lock`];
 //! [`terminal`] PTY sessions (PTY, ring, output log, emulated screen);
 //! [`claude`] Claude sessions; [`procs`] finding and ending process trees;
 //! [`db`] SQLite; [`event_log_bounds`] what the event log
@@ -28,6 +29,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod session;
 pub mod session_requests;
+pub mod sessions;
 pub mod state;
 pub mod terminal;
 pub mod workspace_identity;

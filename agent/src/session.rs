@@ -1,12 +1,9 @@
 //! What every kind of session has in common, and the agent services that
 //! sessions use.
 //!
-//! The registry holds sessions as `Arc<dyn Session>`, so a second kind (Claude
-//! sessions: a child process emitting JSON events instead of a PTY) plugs in by
-//! implementing [`Session`]; code that needs one kind downcasts with
-//! [`downcast`].
+//! Each kind (terminal, Claude) implements [`Session`]; this core knows no
+//! kind: code that needs one kind matches on `sessions::AnySession`.
 
-use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
@@ -106,7 +103,6 @@ pub trait Session: Send + Sync + 'static {
     /// Begins ending the session's processes and returns at once; the session
     /// reports its end (`session.ended`) when they are gone.
     fn stop(&self, reason: &str);
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Clients streaming the session now (`attached` in its info).
     fn attachments(&self) -> &AtomicU32;
 }
@@ -126,11 +122,6 @@ impl<S: Session> Drop for Attached<S> {
     fn drop(&mut self) {
         self.0.attachments().fetch_sub(1, Ordering::Relaxed);
     }
-}
-
-/// `Arc<dyn Session>` to a concrete kind, if it is that kind.
-pub fn downcast<T: Session>(s: Arc<dyn Session>) -> Option<Arc<T>> {
-    s.into_any().downcast::<T>().ok()
 }
 
 /// Services of the agent that a session uses while it runs.
@@ -254,9 +245,6 @@ mod tests {
         }
         fn set_title(&self, _: String) {}
         fn stop(&self, _: &str) {}
-        fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-            self
-        }
         fn attachments(&self) -> &AtomicU32 {
             &self.attached
         }

@@ -15,8 +15,9 @@ use crate::config::Config;
 use crate::db::{self, Db};
 use crate::metrics::Metrics;
 use crate::paths;
-use crate::registry::Registry;
-use crate::session::{ClientError, Services, Session, now_ms};
+use crate::registry::{self, Entry};
+use crate::session::{ClientError, Services, now_ms};
+use crate::sessions::{AnySession, Sessions};
 use crate::terminal::pty::SpawnSpec;
 use crate::terminal::screen_worker::ScreenWorker;
 use crate::terminal::{Limits, StartSpec, TerminalSession};
@@ -34,7 +35,7 @@ pub struct AgentState {
     pub name: String,
     pub token: Token,
     pub services: Arc<Services>,
-    pub registry: Registry,
+    pub registry: Sessions,
     pub limits: Limits,
     pub claude: Arc<crate::claude::ClaudeHost>,
     /// Keeps the terminals' emulated screens caught up in the background.
@@ -147,7 +148,7 @@ impl AgentState {
             input_rate: config.input_rate,
         };
         let screen_worker = ScreenWorker::start()?;
-        let registry = Registry::new(config.max_sessions as usize);
+        let registry = Sessions::new(config.max_sessions as usize);
         for row in &rows {
             // A session whose end is recorded stays ended, even when the
             // agent that recorded it died before telling the holder.
@@ -281,7 +282,7 @@ impl AgentState {
 
         let admission = self.registry.admission().await;
         admission.check_limit()?;
-        let id = Registry::new_id('t');
+        let id = registry::new_id('t');
         env.insert("DISPATCH_SESSION_ID".to_owned(), id.as_str().to_owned());
         let title = if title.is_empty() {
             std::path::Path::new(&program)
@@ -326,10 +327,9 @@ impl AgentState {
     }
 
     pub fn activity(&self) -> Activity {
-        let sessions = self.registry.all();
         Activity {
             attached_clients: self.services.metrics.connections.get().max(0) as u32,
-            running_sessions: sessions.iter().filter(|s| s.is_running()).count() as u32,
+            running_sessions: self.registry.running() as u32,
             claude_turn_running: crate::claude::turn_running(&self.registry),
             last_activity: self.services.last_activity(),
         }
@@ -346,26 +346,27 @@ impl AgentState {
 
     /// Stops every running session and waits (bounded) for them to end.
     pub async fn stop_all(&self, reason: &str) {
-        let running: Vec<Arc<dyn Session>> = self
+        let running: Vec<AnySession> = self
             .registry
             .all()
             .into_iter()
-            .filter(|s| s.is_running())
+            .filter(|e| e.session().is_running())
             .collect();
-        for s in &running {
-            s.stop(reason);
+        for e in &running {
+            e.session().stop(reason);
         }
         let deadline =
             tokio::time::Instant::now() + crate::procs::STOP_GRACE + Duration::from_secs(2);
-        for s in &running {
-            if let Some(t) = crate::session::downcast::<TerminalSession>(s.clone()) {
-                let mut rx = t.subscribe();
-                let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
-            } else if let Some(c) =
-                crate::session::downcast::<crate::claude::ClaudeSession>(s.clone())
-            {
-                let mut rx = c.subscribe();
-                let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
+        for e in &running {
+            match e {
+                AnySession::Terminal(t) => {
+                    let mut rx = t.subscribe();
+                    let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
+                }
+                AnySession::Claude(c) => {
+                    let mut rx = c.subscribe();
+                    let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
+                }
             }
         }
         // Let the database thread write what the sessions reported.

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::event_log_bounds::ConnectionBudget;
+use crate::registry::Entry;
 use crate::session::ClientError;
 use crate::session::{Attached, Services, Session};
 use crate::state::{AgentState, TerminalRequest, check_size};
@@ -431,11 +432,11 @@ impl Conn {
             ClientMessage::SessionStop { id } => {
                 let r = match self.state.registry.get(&id) {
                     None => Err((ErrorCode::NoSuchSession, format!("no session {id}"))),
-                    Some(s) if !s.is_running() => {
+                    Some(e) if !e.session().is_running() => {
                         Err((ErrorCode::SessionEnded, format!("session {id} has ended")))
                     }
-                    Some(s) => {
-                        s.stop("stopped");
+                    Some(e) => {
+                        e.session().stop("stopped");
                         self.log_event(Some(&id), "stop", None);
                         Ok(())
                     }

@@ -77,8 +77,8 @@ use serde_json::{Value, json};
 use crate::config::{MAX_MODEL_LEN, valid_model};
 use crate::lock::lock;
 use crate::paths::{self, PathError};
-use crate::registry::Registry;
-use crate::session::{ClientError, Services, Session, downcast};
+use crate::registry::{self, Entry, Registry};
+use crate::session::{ClientError, Services, Session};
 
 pub use session::ClaudeSession;
 
@@ -267,9 +267,17 @@ fn agent_env() -> Vec<(String, String)> {
         .collect()
 }
 
+/// A registry entry that may be a Claude session.
+pub trait AsClaude: Entry + From<Arc<ClaudeSession>> {
+    fn claude(&self) -> Option<&Arc<ClaudeSession>>;
+}
+
 /// The Claude session `id`, or the error to send.
-pub fn find(registry: &Registry, id: &SessionId) -> Result<Arc<ClaudeSession>, ClientError> {
-    downcast::<ClaudeSession>(registry.find(id)?).ok_or_else(|| {
+pub fn find<E: AsClaude>(
+    registry: &Registry<E>,
+    id: &SessionId,
+) -> Result<Arc<ClaudeSession>, ClientError> {
+    registry.find(id)?.claude().cloned().ok_or_else(|| {
         (
             ErrorCode::WrongSessionType,
             format!("session {id} is not a Claude session"),
@@ -278,9 +286,9 @@ pub fn find(registry: &Registry, id: &SessionId) -> Result<Arc<ClaudeSession>, C
 }
 
 /// Answers one `claude.*` message.
-pub async fn handle(
+pub async fn handle<E: AsClaude>(
     host: &Arc<ClaudeHost>,
-    registry: &Registry,
+    registry: &Registry<E>,
     m: ClientMessage,
 ) -> Result<Vec<Reply>, ClientError> {
     match m {
@@ -409,9 +417,9 @@ fn resume_target(host: &ClaudeHost, id: &str) -> Result<(PathBuf, String), Clien
     Ok((dir, summary.title))
 }
 
-async fn start(
+async fn start<E: AsClaude>(
     host: &Arc<ClaudeHost>,
-    registry: &Registry,
+    registry: &Registry<E>,
     resume: Option<String>,
     model: Option<String>,
     permission_mode: Option<PermissionMode>,
@@ -468,7 +476,7 @@ async fn start(
         ));
     }
     admission.check_limit()?;
-    let id = Registry::new_id('c');
+    let id = registry::new_id('c');
     let launch = process::LaunchSpec {
         bin,
         cwd,
@@ -536,22 +544,21 @@ pub fn restore(
 
 /// The running session that carries conversation `cid`, if one does: two
 /// CLIs must not append to one transcript.
-fn running_with_conversation(registry: &Registry, cid: &str) -> Option<SessionId> {
+fn running_with_conversation<E: AsClaude>(registry: &Registry<E>, cid: &str) -> Option<SessionId> {
     registry
         .all()
-        .into_iter()
-        .filter(|s| s.is_running() && s.kind() == dispatch_api::SessionKind::Claude)
-        .filter_map(downcast::<ClaudeSession>)
+        .iter()
+        .filter_map(|e| e.claude())
+        .filter(|s| s.is_running())
         .find(|s| s.conversation_id() == cid)
         .map(|s| s.id().clone())
 }
 
 /// Whether any Claude session is in the middle of a turn (for `/activity`).
-pub fn turn_running(registry: &Registry) -> bool {
+pub fn turn_running<E: AsClaude>(registry: &Registry<E>) -> bool {
     registry
         .all()
-        .into_iter()
-        .filter(|s| s.kind() == dispatch_api::SessionKind::Claude)
-        .filter_map(downcast::<ClaudeSession>)
+        .iter()
+        .filter_map(|e| e.claude())
         .any(|s| s.turn_running())
 }

@@ -9,7 +9,6 @@
 //! - timer: denies permission requests nobody answered in time;
 //! - waiter: reaps the CLI, lets the reader drain, then reports the end.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -691,10 +690,6 @@ impl Session for ClaudeSession {
             &[Signal::SIGTERM, Signal::SIGKILL],
             end_leftovers(pid, tools),
         );
-    }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
     }
 
     fn attachments(&self) -> &AtomicU32 {

@@ -21,7 +21,6 @@ pub mod screen;
 pub mod screen_worker;
 pub mod spliced_output;
 
-use std::any::Any;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -46,8 +45,8 @@ use crate::holder::{HeldFds, HeldSession};
 use crate::lock::lock;
 use crate::procs;
 use crate::ratelimit::TokenBucket;
-use crate::registry::Registry;
-use crate::session::{ClientError, Meta, Services, Session, downcast, now_ms};
+use crate::registry::{Entry, Registry};
+use crate::session::{ClientError, Meta, Services, Session, now_ms};
 
 /// Largest payload in one output frame.
 pub const MAX_CHUNK: usize = 128 * 1024;
@@ -70,9 +69,17 @@ pub struct Progress {
     pub ended: bool,
 }
 
+/// A registry entry that may be a terminal session.
+pub trait AsTerminal: Entry + From<Arc<TerminalSession>> {
+    fn terminal(&self) -> Option<&Arc<TerminalSession>>;
+}
+
 /// The terminal session `id` in `registry`, or the error to send.
-pub fn find(registry: &Registry, id: &SessionId) -> Result<Arc<TerminalSession>, ClientError> {
-    downcast::<TerminalSession>(registry.find(id)?).ok_or_else(|| {
+pub fn find<E: AsTerminal>(
+    registry: &Registry<E>,
+    id: &SessionId,
+) -> Result<Arc<TerminalSession>, ClientError> {
+    registry.find(id)?.terminal().cloned().ok_or_else(|| {
         (
             ErrorCode::WrongSessionType,
             format!("session {id} is not a terminal"),
@@ -1029,10 +1036,6 @@ impl Session for TerminalSession {
             &[Signal::SIGKILL],
             async {},
         );
-    }
-
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
     }
 
     fn attachments(&self) -> &AtomicU32 {
