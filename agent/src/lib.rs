@@ -72,6 +72,15 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
             let _ = st.shutdown.send(true);
         })
         .await?;
+    // WebSocket connections are upgraded away from the server, which does not
+    // wait for them: each gives back its slot once it has sent its sessions'
+    // last bytes, `session.ended` and a close frame (a second or so).
+    let all = state.config.max_connections;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state.connection_slots.acquire_many(all),
+    )
+    .await;
     let _ = state.services.db.call(|_| Ok(())).await;
     tracing::info!("agent stopped");
     Ok(())
