@@ -52,7 +52,7 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
         None => tokio::net::TcpListener::bind(state.config.listen).await?,
     };
     let addr = listener.local_addr()?;
-    if let Some(holder) = &state.services.holder {
+    if let Some(holder) = &state.terminals.holder {
         // The holder announces the address, once, for all its agents.
         holder.ready();
     } else {

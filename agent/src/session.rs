@@ -133,19 +133,12 @@ pub struct Services {
     pub events: broadcast::Sender<ServerMessage>,
     last_activity: AtomicI64,
     event_bounds: EventBounds,
-    /// The holder that keeps terminals across agent restarts, when there is one.
-    pub holder: Option<Arc<crate::holder::HolderLink>>,
     /// Events logged by this run, for pruning every so many.
     events_logged: AtomicU64,
 }
 
 impl Services {
-    pub fn new(
-        db: Db,
-        metrics: Metrics,
-        event_bounds: EventBounds,
-        holder: Option<Arc<crate::holder::HolderLink>>,
-    ) -> Self {
+    pub fn new(db: Db, metrics: Metrics, event_bounds: EventBounds) -> Self {
         let (events, _) = broadcast::channel(256);
         Services {
             db,
@@ -153,7 +146,6 @@ impl Services {
             events,
             last_activity: AtomicI64::new(0),
             event_bounds,
-            holder,
             events_logged: AtomicU64::new(0),
         }
     }

@@ -18,6 +18,7 @@ use crate::paths;
 use crate::registry::{self, Entry};
 use crate::session::{ClientError, Services, now_ms};
 use crate::sessions::{AnySession, Sessions};
+use crate::terminal::Terminals;
 use crate::terminal::pty::SpawnSpec;
 use crate::terminal::screen_worker::ScreenWorker;
 use crate::terminal::{Limits, StartSpec, TerminalSession};
@@ -38,8 +39,8 @@ pub struct AgentState {
     pub registry: Sessions,
     pub limits: Limits,
     pub claude: Arc<crate::claude::ClaudeHost>,
-    /// Keeps the terminals' emulated screens caught up in the background.
-    pub screen_worker: ScreenWorker,
+    /// What the terminal sessions share: screen worker, holder link.
+    pub terminals: Arc<Terminals>,
     /// Set when the agent is shutting down; connections close.
     pub shutdown: watch::Sender<bool>,
     /// One permit per WebSocket connection served (`--max-connections`).
@@ -141,13 +142,16 @@ impl AgentState {
             &leaders,
             crate::procs::STOP_GRACE,
         );
-        let services = Arc::new(Services::new(db, Metrics::new(), bounds, holder));
+        let services = Arc::new(Services::new(db, Metrics::new(), bounds));
         let limits = Limits {
             ring_bytes: config.ring_bytes as usize,
             retention_bytes: config.retention_bytes,
             input_rate: config.input_rate,
         };
-        let screen_worker = ScreenWorker::start()?;
+        let terminals = Arc::new(Terminals {
+            screen_worker: ScreenWorker::start()?,
+            holder,
+        });
         let registry = Sessions::new(config.max_sessions as usize);
         for row in &rows {
             // A session whose end is recorded stays ended, even when the
@@ -158,13 +162,7 @@ impl AgentState {
             {
                 let h = held.swap_remove(i);
                 let (id, pid) = (h.id.clone(), h.pid);
-                match TerminalSession::adopt(
-                    services.clone(),
-                    screen_worker.clone(),
-                    row,
-                    h,
-                    limits,
-                ) {
+                match TerminalSession::adopt(services.clone(), terminals.clone(), row, h, limits) {
                     Ok(s) => {
                         registry.insert(s);
                         continue;
@@ -172,7 +170,7 @@ impl AgentState {
                     Err(e) => {
                         tracing::warn!(error = %e, session = %id, "cannot carry the session on; ending it");
                         crate::procs::kill_session(pid, nix::sys::signal::Signal::SIGKILL);
-                        if let Some(h) = &services.holder {
+                        if let Some(h) = &terminals.holder {
                             h.release(&id);
                         }
                     }
@@ -200,7 +198,7 @@ impl AgentState {
             if h.exited.is_none() {
                 crate::procs::kill_session(h.pid, nix::sys::signal::Signal::SIGKILL);
             }
-            if let Some(l) = &services.holder {
+            if let Some(l) = &terminals.holder {
                 l.release(&h.id);
             }
         }
@@ -231,7 +229,7 @@ impl AgentState {
             registry,
             limits,
             claude,
-            screen_worker,
+            terminals,
             shutdown,
             connection_slots: Arc::new(tokio::sync::Semaphore::new(
                 config_max_connections as usize,
@@ -305,11 +303,11 @@ impl AgentState {
             },
         };
         let services = self.services.clone();
-        let screen_worker = self.screen_worker.clone();
+        let terminals = self.terminals.clone();
         let limits = self.limits;
         let sid = id.clone();
         let started = tokio::task::spawn_blocking(move || {
-            TerminalSession::start(services, screen_worker, sid, spec, limits)
+            TerminalSession::start(services, terminals, sid, spec, limits)
         })
         .await
         .map_err(|e| (ErrorCode::Internal, format!("spawn task failed: {e}")))?;

@@ -41,7 +41,7 @@ use self::screen::Screen;
 use self::screen_worker::{CatchUp, ScreenWorker};
 use self::spliced_output::OutputPipe;
 use crate::db::{self, SessionRow};
-use crate::holder::{HeldFds, HeldSession};
+use crate::holder::{HeldFds, HeldSession, HolderLink};
 use crate::lock::lock;
 use crate::procs;
 use crate::ratelimit::TokenBucket;
@@ -72,6 +72,14 @@ pub struct Progress {
 /// A registry entry that may be a terminal session.
 pub trait AsTerminal: Entry + From<Arc<TerminalSession>> {
     fn terminal(&self) -> Option<&Arc<TerminalSession>>;
+}
+
+/// What the terminal kind shares between its running sessions.
+pub struct Terminals {
+    /// Keeps the emulated screens caught up in the background.
+    pub screen_worker: ScreenWorker,
+    /// The holder that keeps terminals across agent restarts, when there is one.
+    pub holder: Option<Arc<HolderLink>>,
 }
 
 /// The terminal session `id` in `registry`, or the error to send.
@@ -149,8 +157,8 @@ pub struct TerminalSession {
     progress: watch::Sender<Progress>,
     screen: Mutex<Screen>,
     screen_queued: AtomicBool,
-    /// Keeps the screen caught up while output comes; none once ended.
-    screen_worker: Option<ScreenWorker>,
+    /// The kind's shared parts; none for a session restored ended.
+    terminals: Option<Arc<Terminals>>,
     running: Mutex<Option<Running>>,
     /// Taken by the writer thread when it starts.
     input_rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
@@ -189,7 +197,7 @@ impl TerminalSession {
     /// holder, the session's descriptors go to it before any output is read.
     pub fn start(
         services: Arc<Services>,
-        screen_worker: ScreenWorker,
+        terminals: Arc<Terminals>,
         id: SessionId,
         spec: StartSpec,
         limits: Limits,
@@ -236,7 +244,7 @@ impl TerminalSession {
         // With a holder, the output goes PTY -> pipe -> log (kernel-side)
         // and the session's row is written before the holder takes it, so a
         // successor agent finds both.
-        let held = match (&services.holder, spawned.master_fd, &log) {
+        let held = match (&terminals.holder, spawned.master_fd, &log) {
             (Some(holder), Some(fd), Some(_)) => {
                 let pipe = OutputPipe::new()?;
                 let r = row.clone();
@@ -264,7 +272,7 @@ impl TerminalSession {
         };
         let session = Self::running(
             services.clone(),
-            screen_worker,
+            terminals,
             id,
             meta,
             limits,
@@ -298,7 +306,7 @@ impl TerminalSession {
     /// (and what the pipe still held) ends.
     pub fn adopt(
         services: Arc<Services>,
-        screen_worker: ScreenWorker,
+        terminals: Arc<Terminals>,
         row: &SessionRow,
         held: HeldSession,
         limits: Limits,
@@ -329,7 +337,7 @@ impl TerminalSession {
         pty::set_nonblocking(fd)?;
         let session = Self::running(
             services.clone(),
-            screen_worker,
+            terminals,
             id,
             meta,
             limits,
@@ -357,7 +365,7 @@ impl TerminalSession {
     #[allow(clippy::too_many_arguments)]
     fn running(
         services: Arc<Services>,
-        screen_worker: ScreenWorker,
+        terminals: Arc<Terminals>,
         id: SessionId,
         meta: Meta,
         limits: Limits,
@@ -381,7 +389,7 @@ impl TerminalSession {
             progress: watch::Sender::new(Progress { end, ended: false }),
             screen: Mutex::new(Screen::new(rows, cols, oldest)),
             screen_queued: AtomicBool::new(false),
-            screen_worker: Some(screen_worker),
+            terminals: Some(terminals),
             running: Mutex::new(Some(Running {
                 master,
                 fd,
@@ -452,7 +460,7 @@ impl TerminalSession {
                 let code = match exit {
                     Exit::Child(pid) => pty::wait_exit(pid),
                     Exit::Known(code) => code,
-                    Exit::Holder => match &s.services.holder {
+                    Exit::Holder => match s.holder() {
                         Some(h) => h.wait_exit(s.id.as_str()),
                         None => None,
                     },
@@ -502,7 +510,7 @@ impl TerminalSession {
             progress: watch::Sender::new(Progress { end, ended: true }),
             screen: Mutex::new(Screen::new(rows, cols, oldest)),
             screen_queued: AtomicBool::new(false),
-            screen_worker: None,
+            terminals: None,
             running: Mutex::new(None),
             input_rx: Mutex::new(None),
             pid: None,
@@ -663,10 +671,10 @@ impl TerminalSession {
         self.progress.send_modify(|p| p.end = end);
         self.services.metrics.output_bytes.inc_by(data.len() as u64);
         self.services.touch();
-        if let Some(w) = &self.screen_worker
+        if let Some(t) = &self.terminals
             && !self.screen_queued.swap(true, Ordering::AcqRel)
         {
-            w.queue(self);
+            t.screen_worker.queue(self);
         }
     }
 
@@ -697,7 +705,7 @@ impl TerminalSession {
         });
         // After the end is queued for the database: a successor agent finds
         // either the session in the holder or its end in the database.
-        if let Some(h) = &self.services.holder {
+        if let Some(h) = self.holder() {
             h.release(self.id.as_str());
         }
         self.services.event(
@@ -712,6 +720,10 @@ impl TerminalSession {
             reason,
         });
         tracing::info!(session = %self.id, ?exit_code, "session ended");
+    }
+
+    fn holder(&self) -> Option<&Arc<HolderLink>> {
+        self.terminals.as_ref()?.holder.as_ref()
     }
 
     pub fn pid(&self) -> Option<i32> {
