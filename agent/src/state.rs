@@ -1,31 +1,24 @@
 //! The agent's state: configuration, the session registry, services, and the
 //! operations that create sessions.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dispatch_api::SessionInfo;
 use dispatch_api::rest::Activity;
-use dispatch_api::{ErrorCode, SessionInfo};
 use tokio::sync::watch;
 
 use crate::auth::Token;
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::metrics::Metrics;
-use crate::paths;
-use crate::registry::{self, Entry};
-use crate::session::{ClientError, Services, now_ms};
+use crate::registry::Entry;
+use crate::session::{Services, now_ms};
 use crate::sessions::{AnySession, Sessions};
 use crate::terminal::Terminals;
-use crate::terminal::pty::SpawnSpec;
 use crate::terminal::screen_worker::ScreenWorker;
-use crate::terminal::{Limits, StartSpec, TerminalSession};
-
-pub const MAX_COLS_ROWS: u16 = 1000;
-const MAX_ENV_VARS: usize = 256;
-const MAX_TITLE: usize = 200;
+use crate::terminal::{Limits, TerminalSession};
 
 pub struct AgentState {
     pub config: Config,
@@ -45,45 +38,6 @@ pub struct AgentState {
     pub shutdown: watch::Sender<bool>,
     /// One permit per WebSocket connection served (`--max-connections`).
     pub connection_slots: Arc<tokio::sync::Semaphore>,
-}
-
-/// A `terminal.start` request.
-#[derive(Debug, Default, Clone)]
-pub struct TerminalRequest {
-    pub workspace_path: Option<String>,
-    pub shell: Option<String>,
-    pub env: Option<BTreeMap<String, String>>,
-    pub cols: u16,
-    pub rows: u16,
-    pub title: Option<String>,
-}
-
-fn invalid(msg: impl Into<String>) -> ClientError {
-    (ErrorCode::InvalidField, msg.into())
-}
-
-pub fn check_size(cols: u16, rows: u16) -> Result<(), ClientError> {
-    if cols == 0 || rows == 0 || cols > MAX_COLS_ROWS || rows > MAX_COLS_ROWS {
-        return Err(invalid(format!(
-            "cols and rows must be 1..={MAX_COLS_ROWS}, got {cols}x{rows}"
-        )));
-    }
-    Ok(())
-}
-
-fn default_shell() -> String {
-    if let Ok(s) = std::env::var("SHELL")
-        && !s.is_empty()
-        && std::path::Path::new(&s).exists()
-    {
-        return s;
-    }
-    for s in ["/bin/bash", "/bin/sh"] {
-        if std::path::Path::new(s).exists() {
-            return s.into();
-        }
-    }
-    "sh".into()
 }
 
 impl AgentState {
@@ -148,9 +102,32 @@ impl AgentState {
             retention_bytes: config.retention_bytes,
             input_rate: config.input_rate,
         };
+        let claude = crate::claude::ClaudeHost::new(
+            &config.claude_bin,
+            crate::claude::Workspace {
+                state_dir: state_dir.clone(),
+                root: root.clone(),
+                services: services.clone(),
+                mem_cap: limits.ring_bytes,
+                retention: limits.retention_bytes,
+            },
+            Duration::from_secs(config.claude_permission_timeout),
+            crate::claude::SessionDefaults {
+                model: config.claude_model.clone(),
+                permission_mode: config.claude_permission_mode,
+            },
+        );
         let terminals = Arc::new(Terminals {
             screen_worker: ScreenWorker::start()?,
             holder,
+            services: services.clone(),
+            limits,
+            root: root.clone(),
+            logs_dir: state_dir.join("logs"),
+            shell_env: vec![(
+                "CLAUDE_CONFIG_DIR".to_owned(),
+                claude.config_dir().to_string_lossy().into_owned(),
+            )],
         });
         let registry = Sessions::new(config.max_sessions as usize);
         for row in &rows {
@@ -202,21 +179,6 @@ impl AgentState {
                 l.release(&h.id);
             }
         }
-        let claude = crate::claude::ClaudeHost::new(
-            &config.claude_bin,
-            crate::claude::Workspace {
-                state_dir: state_dir.clone(),
-                root: root.clone(),
-                services: services.clone(),
-                mem_cap: limits.ring_bytes,
-                retention: limits.retention_bytes,
-            },
-            Duration::from_secs(config.claude_permission_timeout),
-            crate::claude::SessionDefaults {
-                model: config.claude_model.clone(),
-                permission_mode: config.claude_permission_mode,
-            },
-        );
         let (shutdown, _) = watch::channel(false);
         let config_max_connections = config.max_connections;
         Ok(Arc::new(AgentState {
@@ -235,93 +197,6 @@ impl AgentState {
                 config_max_connections as usize,
             )),
         }))
-    }
-
-    /// Checks a `terminal.start`, starts the program and registers the session.
-    pub async fn start_terminal(
-        self: &Arc<Self>,
-        req: TerminalRequest,
-    ) -> Result<Arc<TerminalSession>, ClientError> {
-        check_size(req.cols, req.rows)?;
-        let title = req.title.unwrap_or_default();
-        if title.len() > MAX_TITLE || title.contains('\0') {
-            return Err(invalid(format!(
-                "title must be at most {MAX_TITLE} bytes without NUL"
-            )));
-        }
-        let mut env = BTreeMap::new();
-        env.insert("TERM".to_owned(), "xterm-256color".to_owned());
-        env.insert("COLORTERM".to_owned(), "truecolor".to_owned());
-        // `claude` in a terminal shares the Claude pane's login and history.
-        env.insert(
-            "CLAUDE_CONFIG_DIR".to_owned(),
-            self.claude.config_dir().to_string_lossy().into_owned(),
-        );
-        let user_env = req.env.unwrap_or_default();
-        if user_env.len() > MAX_ENV_VARS {
-            return Err(invalid(format!("at most {MAX_ENV_VARS} env entries")));
-        }
-        for (k, v) in user_env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return Err(invalid(format!("bad env entry {k:?}")));
-            }
-            env.insert(k, v);
-        }
-        let program = match req.shell {
-            Some(s) if s.is_empty() || s.contains('\0') => {
-                return Err(invalid("shell must be a non-empty program name or path"));
-            }
-            Some(s) => s,
-            None => default_shell(),
-        };
-        let rel = req.workspace_path.unwrap_or_default();
-        let cwd = paths::resolve_dir(&self.root, &rel).map_err(|e| e.client_error())?;
-        let cwd_display = paths::relative_display(&self.root, &cwd);
-
-        let admission = self.registry.admission().await;
-        admission.check_limit()?;
-        let id = registry::new_id('t');
-        env.insert("DISPATCH_SESSION_ID".to_owned(), id.as_str().to_owned());
-        let title = if title.is_empty() {
-            std::path::Path::new(&program)
-                .file_name()
-                .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned())
-        } else {
-            title
-        };
-        let spec = StartSpec {
-            title,
-            cwd_display,
-            log_dir: self.state_dir.join("logs").join(id.as_str()),
-            spawn: SpawnSpec {
-                program: program.clone(),
-                args: Vec::new(),
-                cwd,
-                env,
-                rows: req.rows,
-                cols: req.cols,
-            },
-        };
-        let services = self.services.clone();
-        let terminals = self.terminals.clone();
-        let limits = self.limits;
-        let sid = id.clone();
-        let started = tokio::task::spawn_blocking(move || {
-            TerminalSession::start(services, terminals, sid, spec, limits)
-        })
-        .await
-        .map_err(|e| (ErrorCode::Internal, format!("spawn task failed: {e}")))?;
-        let session = started.map_err(|e| {
-            self.services.metrics.error(ErrorCode::SpawnFailed);
-            (
-                ErrorCode::SpawnFailed,
-                format!("could not start {program:?}: {e:#}"),
-            )
-        })?;
-        self.registry.insert(session.clone());
-        drop(admission);
-        tracing::info!(session = %id, "terminal started");
-        Ok(session)
     }
 
     pub fn activity(&self) -> Activity {

@@ -27,7 +27,8 @@ use crate::event_log_bounds::ConnectionBudget;
 use crate::registry::Entry;
 use crate::session::ClientError;
 use crate::session::{Attached, Services, Session};
-use crate::state::{AgentState, TerminalRequest, check_size};
+use crate::state::AgentState;
+use crate::terminal::start::{TerminalRequest, check_size};
 use crate::terminal::{DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
 
 /// Claude events queued per attachment before its task waits for the socket.
@@ -326,7 +327,13 @@ impl Conn {
                     rows,
                     title,
                 };
-                match self.state.start_terminal(req).await {
+                match crate::terminal::start::start(
+                    &self.state.terminals,
+                    &self.state.registry,
+                    req,
+                )
+                .await
+                {
                     Ok(s) => {
                         let id = s.id().clone();
                         self.log_event(Some(&id), "start", Some(s.info().title));

@@ -12,7 +12,7 @@
 //! Its parts: [`pty`] spawning into a PTY; [`ring`], [`output_log`],
 //! [`screen`] the output as memory, disk and emulated screen, with
 //! [`screen_worker`] keeping screens caught up; [`spliced_output`] the
-//! lossless output path under a holder.
+//! lossless output path under a holder; [`start`] `terminal.start`.
 
 pub mod output_log;
 pub mod pty;
@@ -20,6 +20,7 @@ pub mod ring;
 pub mod screen;
 pub mod screen_worker;
 pub mod spliced_output;
+pub mod start;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -80,6 +81,15 @@ pub struct Terminals {
     pub screen_worker: ScreenWorker,
     /// The holder that keeps terminals across agent restarts, when there is one.
     pub holder: Option<Arc<HolderLink>>,
+    pub services: Arc<Services>,
+    pub limits: Limits,
+    /// Canonical workspace root: programs start in directories under it.
+    pub root: PathBuf,
+    /// Output logs live in `<logs_dir>/<session id>/`.
+    pub logs_dir: PathBuf,
+    /// Set for every program started (the Claude pane's config dir, so that
+    /// `claude` in a terminal shares its login and history).
+    pub shell_env: Vec<(String, String)>,
 }
 
 /// The terminal session `id` in `registry`, or the error to send.
