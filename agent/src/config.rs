@@ -134,13 +134,27 @@ impl Config {
     }
 }
 
+pub(crate) const MAX_MODEL_LEN: usize = 100;
+
+/// A Claude model name as the flag and `claude.start`/`claude.configure`
+/// accept it: it goes on the CLI's command line, so never an option.
+pub(crate) fn valid_model(m: &str) -> bool {
+    !m.is_empty()
+        && !m.starts_with('-')
+        && m.len() <= MAX_MODEL_LEN
+        && m.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'[' | b']' | b'@')
+        })
+}
+
 fn parse_model(s: &str) -> Result<String, String> {
-    if crate::claude::valid_model(s) {
+    if valid_model(s) {
         Ok(s.to_owned())
     } else {
         Err(format!(
             "{s:?} is not a model name (1 to {} characters of letters, digits and -_.:/[]@)",
-            crate::claude::MAX_MODEL_LEN
+            MAX_MODEL_LEN
         ))
     }
 }
@@ -191,5 +205,28 @@ mod tests {
             bad_model.to_string().contains("is not a model name"),
             "{bad_model}"
         );
+    }
+
+    #[test]
+    fn model_names() {
+        for ok in [
+            "claude-sonnet-4-5",
+            "opus",
+            "claude-3-5-haiku@20241022",
+            "us.anthropic.claude:1",
+            "sonnet[1m]",
+        ] {
+            assert!(valid_model(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "--dangerously-skip-permissions",
+            "-x",
+            "m;rm",
+            &"m".repeat(101),
+        ] {
+            assert!(!valid_model(bad), "{bad}");
+        }
     }
 }

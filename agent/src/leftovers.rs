@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::pty::{self, Proc};
+use crate::procs::{self, Proc};
 
 const VAR: &[u8] = b"DISPATCH_SESSION_ID=";
 
@@ -45,7 +45,7 @@ pub fn find(ids: &HashSet<String>, leaders: &[(i32, u64)]) -> Vec<Proc> {
         return Vec::new();
     }
     let me = std::process::id() as i32;
-    let procs = pty::live_procs();
+    let procs = procs::live_procs();
     let mut found: Vec<Proc> = leaders
         .iter()
         .flat_map(|l| members_of(*l, &procs))
@@ -90,10 +90,10 @@ pub fn end(ids: &HashSet<String>, leaders: &[(i32, u64)], grace: Duration) -> us
             let mut left = found;
             while !left.is_empty() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
-                let live = pty::live_procs();
+                let live = procs::live_procs();
                 left.retain(|p| p.is_in(&live));
             }
-            let live = pty::live_procs();
+            let live = procs::live_procs();
             for p in left.iter().filter(|p| p.is_in(&live)) {
                 let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
             }
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn a_session_is_its_leaders_unless_the_pid_went_to_a_later_process() {
-        let procs = pty::live_procs();
+        let procs = procs::live_procs();
         let me = procs
             .iter()
             .find(|p| p.pid == std::process::id() as i32)

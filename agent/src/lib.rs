@@ -3,14 +3,15 @@
 //!
 //! Module map: [`config`] flags; [`auth`] the bearer token; [`http`] routes;
 //! [`ws`] one client connection; [`state`] the agent and session creation;
-//! [`registry`] sessions by id; [`session`] what all kinds share;
-//! [`terminal`] PTY sessions; [`pty`] spawning and killing process trees;
-//! [`ring`], [`output_log`], [`screen`] a terminal's output as memory, disk and
-//! emulated screen; [`db`] SQLite; [`event_log_bounds`] what the event log
+//! [`registry`] sessions by id and the gate new ones pass (one at a time,
+//! within the limit); [`sessions`] the kinds as one enum; [`session`] what
+//! all kinds share; [`lock`];
+//! [`terminal`] PTY sessions (PTY, ring, output log, emulated screen);
+//! [`claude`] Claude sessions; [`procs`] finding and ending process trees;
+//! [`db`] SQLite; [`event_log_bounds`] what the event log
 //! keeps; [`workspace_identity`] which workspace the state belongs to;
 //! [`metrics`]; [`paths`]; [`ratelimit`]; [`holder`] shells that outlive the
-//! agent, with [`spliced_output`] their lossless output path; [`leftovers`]
-//! what sessions of a crashed run left running.
+//! agent; [`leftovers`] what sessions of a crashed run left running.
 
 pub mod auth;
 pub mod claude;
@@ -20,18 +21,15 @@ pub mod event_log_bounds;
 pub mod holder;
 pub mod http;
 pub mod leftovers;
+pub mod lock;
 pub mod metrics;
-pub mod output_log;
 pub mod paths;
-pub mod pty;
+pub mod procs;
 pub mod ratelimit;
 pub mod registry;
-pub mod ring;
-pub mod screen;
-pub mod screen_worker;
 pub mod session;
 pub mod session_requests;
-pub mod spliced_output;
+pub mod sessions;
 pub mod state;
 pub mod terminal;
 pub mod workspace_identity;
@@ -54,7 +52,7 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
         None => tokio::net::TcpListener::bind(state.config.listen).await?,
     };
     let addr = listener.local_addr()?;
-    if let Some(holder) = &state.services.holder {
+    if let Some(holder) = &state.terminals.holder {
         // The holder announces the address, once, for all its agents.
         holder.ready();
     } else {

@@ -10,6 +10,18 @@ pub enum PathError {
     NotADirectory(String),
 }
 
+impl PathError {
+    /// The error a client gets for a directory it named, whatever the kind of
+    /// session it was starting.
+    pub fn client_error(&self) -> (dispatch_api::ErrorCode, String) {
+        let code = match self {
+            PathError::Outside(_) => dispatch_api::ErrorCode::PathOutsideWorkspace,
+            PathError::NotADirectory(_) => dispatch_api::ErrorCode::InvalidField,
+        };
+        (code, self.to_string())
+    }
+}
+
 /// Resolves `rel` (relative to `root`, which must be canonical) to a canonical
 /// directory inside `root`. `..` components are refused outright; symlinks are
 /// followed and the result must still lie inside `root`.

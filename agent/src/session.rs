@@ -1,22 +1,21 @@
 //! What every kind of session has in common, and the agent services that
 //! sessions use.
 //!
-//! The registry holds sessions as `Arc<dyn Session>`, so a second kind (Claude
-//! sessions: a child process emitting JSON events instead of a PTY) plugs in by
-//! implementing [`Session`]; code that needs one kind downcasts with
-//! [`downcast`].
+//! Each kind (terminal, Claude) implements [`Session`]; this core knows no
+//! kind: code that needs one kind matches on `sessions::AnySession`.
 
-use std::any::Any;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
-use dispatch_api::{ServerMessage, SessionId, SessionInfo, SessionKind};
+use dispatch_api::{ErrorCode, ServerMessage, SessionId, SessionInfo, SessionKind};
 use tokio::sync::broadcast;
 
 use crate::db::{Db, SessionRow};
 use crate::event_log_bounds::{self, EventBounds};
 use crate::metrics::Metrics;
-use crate::screen_worker::ScreenWorker;
+
+/// An error to send to the client: its code and message.
+pub type ClientError = (ErrorCode, String);
 
 /// What a session is and how it ended, kept alike for every kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,12 +103,25 @@ pub trait Session: Send + Sync + 'static {
     /// Begins ending the session's processes and returns at once; the session
     /// reports its end (`session.ended`) when they are gone.
     fn stop(&self, reason: &str);
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+    /// Clients streaming the session now (`attached` in its info).
+    fn attachments(&self) -> &AtomicU32;
 }
 
-/// `Arc<dyn Session>` to a concrete kind, if it is that kind.
-pub fn downcast<T: Session>(s: Arc<dyn Session>) -> Option<Arc<T>> {
-    s.into_any().downcast::<T>().ok()
+/// One client streaming session `S`: counted in the session's info while
+/// it lives, however the stream ends.
+pub struct Attached<S: Session>(Arc<S>);
+
+impl<S: Session> Attached<S> {
+    pub fn new(s: &Arc<S>) -> Self {
+        s.attachments().fetch_add(1, Ordering::Relaxed);
+        Attached(s.clone())
+    }
+}
+
+impl<S: Session> Drop for Attached<S> {
+    fn drop(&mut self) {
+        self.0.attachments().fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Services of the agent that a session uses while it runs.
@@ -119,32 +131,21 @@ pub struct Services {
     /// Session lifecycle messages (`session.created`, `session.ended`) for
     /// every connection.
     pub events: broadcast::Sender<ServerMessage>,
-    pub screen_worker: ScreenWorker,
     last_activity: AtomicI64,
     event_bounds: EventBounds,
-    /// The holder that keeps terminals across agent restarts, when there is one.
-    pub holder: Option<Arc<crate::holder::HolderLink>>,
     /// Events logged by this run, for pruning every so many.
     events_logged: AtomicU64,
 }
 
 impl Services {
-    pub fn new(
-        db: Db,
-        metrics: Metrics,
-        screen_worker: ScreenWorker,
-        event_bounds: EventBounds,
-        holder: Option<Arc<crate::holder::HolderLink>>,
-    ) -> Self {
+    pub fn new(db: Db, metrics: Metrics, event_bounds: EventBounds) -> Self {
         let (events, _) = broadcast::channel(256);
         Services {
             db,
             metrics,
             events,
-            screen_worker,
             last_activity: AtomicI64::new(0),
             event_bounds,
-            holder,
             events_logged: AtomicU64::new(0),
         }
     }
@@ -189,12 +190,6 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Locks a mutex, carrying on after a panic elsewhere poisoned it: the data
-/// behind these locks stays consistent between statements.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +210,55 @@ mod tests {
             oldest_offset: 0,
             end_offset: 0,
         }
+    }
+
+    struct Fake {
+        id: SessionId,
+        attached: AtomicU32,
+    }
+
+    impl Session for Fake {
+        fn id(&self) -> &SessionId {
+            &self.id
+        }
+        fn kind(&self) -> SessionKind {
+            SessionKind::Terminal
+        }
+        fn info(&self) -> SessionInfo {
+            Meta::started(String::new(), ".".into(), 0, None).info(
+                &self.id,
+                SessionKind::Terminal,
+                (0, 0),
+                self.attached.load(Ordering::Relaxed),
+            )
+        }
+        fn is_running(&self) -> bool {
+            true
+        }
+        fn set_title(&self, _: String) {}
+        fn stop(&self, _: &str) {}
+        fn attachments(&self) -> &AtomicU32 {
+            &self.attached
+        }
+    }
+
+    #[test]
+    fn an_attachment_is_counted_while_it_lives_even_when_its_stream_panics() {
+        let s = Arc::new(Fake {
+            id: SessionId::new("t1").unwrap(),
+            attached: AtomicU32::new(0),
+        });
+        let a = Attached::new(&s);
+        let s2 = s.clone();
+        let b = std::thread::spawn(move || {
+            let _b = Attached::new(&s2);
+            assert_eq!(s2.info().attached, 2);
+            panic!("the stream failed");
+        });
+        assert!(b.join().is_err());
+        assert_eq!(s.info().attached, 1);
+        drop(a);
+        assert_eq!(s.info().attached, 0);
     }
 
     #[test]

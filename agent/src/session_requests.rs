@@ -11,10 +11,13 @@ use dispatch_api::frame::{FrameKind, encode_header_into, header_len};
 use dispatch_api::protocol::MAX_READ_BYTES;
 use dispatch_api::{ErrorCode, ServerMessage, SessionId};
 
-use crate::claude::{ClaudeSession, history};
-use crate::session::{Session, downcast};
+use crate::claude::history;
+use crate::registry::Entry;
+use crate::session::ClientError;
+use crate::session::Session;
+use crate::sessions::AnySession;
 use crate::state::AgentState;
-use crate::terminal::{ClientError, DiskChunk, TerminalSession};
+use crate::terminal::{DiskChunk, TerminalSession};
 
 /// Longest session name, as for `terminal.start`'s title.
 pub const MAX_TITLE: usize = 200;
@@ -138,8 +141,8 @@ pub async fn rename(
         .registry
         .get(id)
         .ok_or_else(|| (ErrorCode::NoSuchSession, format!("no session {id}")))?;
-    s.set_title(title.clone());
-    if let Some(c) = downcast::<ClaudeSession>(s) {
+    s.session().set_title(title.clone());
+    if let AnySession::Claude(c) = s {
         let (cfg, cid, t) = (
             state.claude.config_dir().to_owned(),
             c.conversation_id(),

@@ -1,29 +1,24 @@
 //! The agent's state: configuration, the session registry, services, and the
 //! operations that create sessions.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dispatch_api::SessionInfo;
 use dispatch_api::rest::Activity;
-use dispatch_api::{ErrorCode, SessionId, SessionInfo};
 use tokio::sync::watch;
 
 use crate::auth::Token;
 use crate::config::Config;
 use crate::db::{self, Db};
 use crate::metrics::Metrics;
-use crate::paths::{self, PathError};
-use crate::pty::SpawnSpec;
-use crate::registry::Registry;
-use crate::screen_worker::ScreenWorker;
-use crate::session::{Services, Session, now_ms};
-use crate::terminal::{ClientError, Limits, StartSpec, TerminalSession};
-
-pub const MAX_COLS_ROWS: u16 = 1000;
-const MAX_ENV_VARS: usize = 256;
-const MAX_TITLE: usize = 200;
+use crate::registry::Entry;
+use crate::session::{Services, now_ms};
+use crate::sessions::{AnySession, Sessions};
+use crate::terminal::Terminals;
+use crate::terminal::screen_worker::ScreenWorker;
+use crate::terminal::{Limits, TerminalSession};
 
 pub struct AgentState {
     pub config: Config,
@@ -34,55 +29,15 @@ pub struct AgentState {
     pub name: String,
     pub token: Token,
     pub services: Arc<Services>,
-    pub registry: Registry,
+    pub registry: Sessions,
     pub limits: Limits,
     pub claude: Arc<crate::claude::ClaudeHost>,
-    /// Held while checking the session limit and registering a new session, so
-    /// that two concurrent starts cannot both take the last place.
-    pub(crate) start_lock: tokio::sync::Mutex<()>,
+    /// What the terminal sessions share: screen worker, holder link.
+    pub terminals: Arc<Terminals>,
     /// Set when the agent is shutting down; connections close.
     pub shutdown: watch::Sender<bool>,
     /// One permit per WebSocket connection served (`--max-connections`).
     pub connection_slots: Arc<tokio::sync::Semaphore>,
-}
-
-/// A `terminal.start` request.
-#[derive(Debug, Default, Clone)]
-pub struct TerminalRequest {
-    pub workspace_path: Option<String>,
-    pub shell: Option<String>,
-    pub env: Option<BTreeMap<String, String>>,
-    pub cols: u16,
-    pub rows: u16,
-    pub title: Option<String>,
-}
-
-fn invalid(msg: impl Into<String>) -> ClientError {
-    (ErrorCode::InvalidField, msg.into())
-}
-
-pub fn check_size(cols: u16, rows: u16) -> Result<(), ClientError> {
-    if cols == 0 || rows == 0 || cols > MAX_COLS_ROWS || rows > MAX_COLS_ROWS {
-        return Err(invalid(format!(
-            "cols and rows must be 1..={MAX_COLS_ROWS}, got {cols}x{rows}"
-        )));
-    }
-    Ok(())
-}
-
-fn default_shell() -> String {
-    if let Ok(s) = std::env::var("SHELL")
-        && !s.is_empty()
-        && std::path::Path::new(&s).exists()
-    {
-        return s;
-    }
-    for s in ["/bin/bash", "/bin/sh"] {
-        if std::path::Path::new(s).exists() {
-            return s.into();
-        }
-    }
-    "sh".into()
 }
 
 impl AgentState {
@@ -139,21 +94,42 @@ impl AgentState {
         crate::leftovers::end(
             &ended.into_iter().collect(),
             &leaders,
-            crate::terminal::STOP_GRACE,
+            crate::procs::STOP_GRACE,
         );
-        let services = Arc::new(Services::new(
-            db,
-            Metrics::new(),
-            ScreenWorker::start()?,
-            bounds,
-            holder,
-        ));
+        let services = Arc::new(Services::new(db, Metrics::new(), bounds));
         let limits = Limits {
             ring_bytes: config.ring_bytes as usize,
             retention_bytes: config.retention_bytes,
             input_rate: config.input_rate,
         };
-        let registry = Registry::default();
+        let claude = crate::claude::ClaudeHost::new(
+            &config.claude_bin,
+            crate::claude::Workspace {
+                state_dir: state_dir.clone(),
+                root: root.clone(),
+                services: services.clone(),
+                mem_cap: limits.ring_bytes,
+                retention: limits.retention_bytes,
+            },
+            Duration::from_secs(config.claude_permission_timeout),
+            crate::claude::SessionDefaults {
+                model: config.claude_model.clone(),
+                permission_mode: config.claude_permission_mode,
+            },
+        );
+        let terminals = Arc::new(Terminals {
+            screen_worker: ScreenWorker::start()?,
+            holder,
+            services: services.clone(),
+            limits,
+            root: root.clone(),
+            logs_dir: state_dir.join("logs"),
+            shell_env: vec![(
+                "CLAUDE_CONFIG_DIR".to_owned(),
+                claude.config_dir().to_string_lossy().into_owned(),
+            )],
+        });
+        let registry = Sessions::new(config.max_sessions as usize);
         for row in &rows {
             // A session whose end is recorded stays ended, even when the
             // agent that recorded it died before telling the holder.
@@ -163,15 +139,15 @@ impl AgentState {
             {
                 let h = held.swap_remove(i);
                 let (id, pid) = (h.id.clone(), h.pid);
-                match TerminalSession::adopt(services.clone(), row, h, limits) {
+                match TerminalSession::adopt(services.clone(), terminals.clone(), row, h, limits) {
                     Ok(s) => {
                         registry.insert(s);
                         continue;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, session = %id, "cannot carry the session on; ending it");
-                        crate::pty::kill_session(pid, nix::sys::signal::Signal::SIGKILL);
-                        if let Some(h) = &services.holder {
+                        crate::procs::kill_session(pid, nix::sys::signal::Signal::SIGKILL);
+                        if let Some(h) = &terminals.holder {
                             h.release(&id);
                         }
                     }
@@ -197,21 +173,12 @@ impl AgentState {
             // Held, but not among the sessions listed: nothing to show it in.
             tracing::warn!(session = %h.id, "held session unknown to the database; ending it");
             if h.exited.is_none() {
-                crate::pty::kill_session(h.pid, nix::sys::signal::Signal::SIGKILL);
+                crate::procs::kill_session(h.pid, nix::sys::signal::Signal::SIGKILL);
             }
-            if let Some(l) = &services.holder {
+            if let Some(l) = &terminals.holder {
                 l.release(&h.id);
             }
         }
-        let claude = crate::claude::ClaudeHost::new(
-            &config.claude_bin,
-            &state_dir,
-            Duration::from_secs(config.claude_permission_timeout),
-            crate::claude::SessionDefaults {
-                model: config.claude_model.clone(),
-                permission_mode: config.claude_permission_mode,
-            },
-        );
         let (shutdown, _) = watch::channel(false);
         let config_max_connections = config.max_connections;
         Ok(Arc::new(AgentState {
@@ -224,7 +191,7 @@ impl AgentState {
             registry,
             limits,
             claude,
-            start_lock: tokio::sync::Mutex::new(()),
+            terminals,
             shutdown,
             connection_slots: Arc::new(tokio::sync::Semaphore::new(
                 config_max_connections as usize,
@@ -232,112 +199,11 @@ impl AgentState {
         }))
     }
 
-    pub fn new_session_id(prefix: char) -> SessionId {
-        let u = uuid::Uuid::new_v4().simple().to_string();
-        // 16 hex digits of randomness is plenty within one workspace.
-        SessionId::new(&format!("{prefix}{}", &u[..16])).unwrap_or_else(|_| unreachable!())
-    }
-
-    /// Checks a `terminal.start`, starts the program and registers the session.
-    pub async fn start_terminal(
-        self: &Arc<Self>,
-        req: TerminalRequest,
-    ) -> Result<Arc<TerminalSession>, ClientError> {
-        check_size(req.cols, req.rows)?;
-        let title = req.title.unwrap_or_default();
-        if title.len() > MAX_TITLE || title.contains('\0') {
-            return Err(invalid(format!(
-                "title must be at most {MAX_TITLE} bytes without NUL"
-            )));
-        }
-        let mut env = BTreeMap::new();
-        env.insert("TERM".to_owned(), "xterm-256color".to_owned());
-        env.insert("COLORTERM".to_owned(), "truecolor".to_owned());
-        // `claude` in a terminal shares the Claude pane's login and history.
-        env.insert(
-            "CLAUDE_CONFIG_DIR".to_owned(),
-            self.claude.config_dir().to_string_lossy().into_owned(),
-        );
-        let user_env = req.env.unwrap_or_default();
-        if user_env.len() > MAX_ENV_VARS {
-            return Err(invalid(format!("at most {MAX_ENV_VARS} env entries")));
-        }
-        for (k, v) in user_env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return Err(invalid(format!("bad env entry {k:?}")));
-            }
-            env.insert(k, v);
-        }
-        let program = match req.shell {
-            Some(s) if s.is_empty() || s.contains('\0') => {
-                return Err(invalid("shell must be a non-empty program name or path"));
-            }
-            Some(s) => s,
-            None => default_shell(),
-        };
-        let rel = req.workspace_path.unwrap_or_default();
-        let cwd = paths::resolve_dir(&self.root, &rel).map_err(|e| match e {
-            PathError::Outside(_) => (ErrorCode::PathOutsideWorkspace, e.to_string()),
-            PathError::NotADirectory(_) => (ErrorCode::InvalidField, e.to_string()),
-        })?;
-        let cwd_display = paths::relative_display(&self.root, &cwd);
-
-        let _guard = self.start_lock.lock().await;
-        let running = self.registry.running();
-        if running >= self.config.max_sessions as usize {
-            return Err((
-                ErrorCode::SessionLimit,
-                format!("this workspace already runs {running} sessions, the most it may"),
-            ));
-        }
-        let id = Self::new_session_id('t');
-        env.insert("DISPATCH_SESSION_ID".to_owned(), id.as_str().to_owned());
-        let title = if title.is_empty() {
-            std::path::Path::new(&program)
-                .file_name()
-                .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned())
-        } else {
-            title
-        };
-        let spec = StartSpec {
-            title,
-            cwd_display,
-            log_dir: self.state_dir.join("logs").join(id.as_str()),
-            spawn: SpawnSpec {
-                program: program.clone(),
-                args: Vec::new(),
-                cwd,
-                env,
-                rows: req.rows,
-                cols: req.cols,
-            },
-        };
-        let services = self.services.clone();
-        let limits = self.limits;
-        let sid = id.clone();
-        let started = tokio::task::spawn_blocking(move || {
-            TerminalSession::start(services, sid, spec, limits)
-        })
-        .await
-        .map_err(|e| (ErrorCode::Internal, format!("spawn task failed: {e}")))?;
-        let session = started.map_err(|e| {
-            self.services.metrics.error(ErrorCode::SpawnFailed);
-            (
-                ErrorCode::SpawnFailed,
-                format!("could not start {program:?}: {e:#}"),
-            )
-        })?;
-        self.registry.insert(session.clone());
-        tracing::info!(session = %id, "terminal started");
-        Ok(session)
-    }
-
     pub fn activity(&self) -> Activity {
-        let sessions = self.registry.all();
         Activity {
             attached_clients: self.services.metrics.connections.get().max(0) as u32,
-            running_sessions: sessions.iter().filter(|s| s.is_running()).count() as u32,
-            claude_turn_running: crate::claude::turn_running(self),
+            running_sessions: self.registry.running() as u32,
+            claude_turn_running: crate::claude::turn_running(&self.registry),
             last_activity: self.services.last_activity(),
         }
     }
@@ -353,26 +219,27 @@ impl AgentState {
 
     /// Stops every running session and waits (bounded) for them to end.
     pub async fn stop_all(&self, reason: &str) {
-        let running: Vec<Arc<dyn Session>> = self
+        let running: Vec<AnySession> = self
             .registry
             .all()
             .into_iter()
-            .filter(|s| s.is_running())
+            .filter(|e| e.session().is_running())
             .collect();
-        for s in &running {
-            s.stop(reason);
+        for e in &running {
+            e.session().stop(reason);
         }
         let deadline =
-            tokio::time::Instant::now() + crate::terminal::STOP_GRACE + Duration::from_secs(2);
-        for s in &running {
-            if let Some(t) = crate::session::downcast::<TerminalSession>(s.clone()) {
-                let mut rx = t.subscribe();
-                let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
-            } else if let Some(c) =
-                crate::session::downcast::<crate::claude::ClaudeSession>(s.clone())
-            {
-                let mut rx = c.subscribe();
-                let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
+            tokio::time::Instant::now() + crate::procs::STOP_GRACE + Duration::from_secs(2);
+        for e in &running {
+            match e {
+                AnySession::Terminal(t) => {
+                    let mut rx = t.subscribe();
+                    let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
+                }
+                AnySession::Claude(c) => {
+                    let mut rx = c.subscribe();
+                    let _ = tokio::time::timeout_at(deadline, rx.wait_for(|p| p.ended)).await;
+                }
             }
         }
         // Let the database thread write what the sessions reported.

@@ -12,7 +12,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
@@ -25,9 +24,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::event_log_bounds::ConnectionBudget;
-use crate::session::{Services, Session};
-use crate::state::{AgentState, TerminalRequest, check_size};
-use crate::terminal::{ClientError, DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
+use crate::registry::Entry;
+use crate::session::ClientError;
+use crate::session::{Attached, Services, Session};
+use crate::state::AgentState;
+use crate::terminal::start::{TerminalRequest, check_size};
+use crate::terminal::{DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
 
 /// Claude events queued per attachment before its task waits for the socket.
 const ATTACH_QUEUE: usize = 4;
@@ -297,10 +299,7 @@ impl Conn {
                         let Ok(id) = SessionId::new(f.id) else {
                             return;
                         };
-                        let r = self
-                            .state
-                            .registry
-                            .terminal(&id)
+                        let r = crate::terminal::find(&self.state.registry, &id)
                             .and_then(|s| s.write(f.payload.to_vec()));
                         if let Err(e) = r {
                             self.error(e, Some(id.to_string())).await;
@@ -339,7 +338,13 @@ impl Conn {
                     rows,
                     title,
                 };
-                match self.state.start_terminal(req).await {
+                match crate::terminal::start::start(
+                    &self.state.terminals,
+                    &self.state.registry,
+                    req,
+                )
+                .await
+                {
                     Ok(s) => {
                         let id = s.id().clone();
                         self.log_event(Some(&id), "start", Some(s.info().title));
@@ -369,16 +374,13 @@ impl Conn {
                 }
             }
             ClientMessage::TerminalWrite { id, data } => {
-                let r = self
-                    .state
-                    .registry
-                    .terminal(&id)
+                let r = crate::terminal::find(&self.state.registry, &id)
                     .and_then(|s| s.write(data.into_bytes()));
                 return self.reply_err(r, &id).await;
             }
             ClientMessage::TerminalResize { id, cols, rows } => {
                 let r = check_size(cols, rows)
-                    .and_then(|()| self.state.registry.terminal(&id))
+                    .and_then(|()| crate::terminal::find(&self.state.registry, &id))
                     .and_then(|s| s.resize(cols, rows));
                 if r.is_ok() {
                     // Other viewers learn that someone else sized it.
@@ -392,7 +394,7 @@ impl Conn {
                 return self.reply_err(r, &id).await;
             }
             ClientMessage::SessionRead { id, from, to } => {
-                let r = match self.state.registry.terminal(&id) {
+                let r = match crate::terminal::find(&self.state.registry, &id) {
                     Ok(t) => crate::session_requests::read(t, from, to).await,
                     Err(e) => Err(e),
                 };
@@ -448,11 +450,11 @@ impl Conn {
             ClientMessage::SessionStop { id } => {
                 let r = match self.state.registry.get(&id) {
                     None => Err((ErrorCode::NoSuchSession, format!("no session {id}"))),
-                    Some(s) if !s.is_running() => {
+                    Some(e) if !e.session().is_running() => {
                         Err((ErrorCode::SessionEnded, format!("session {id} has ended")))
                     }
-                    Some(s) => {
-                        s.stop("stopped");
+                    Some(e) => {
+                        e.session().stop("stopped");
                         self.log_event(Some(&id), "stop", None);
                         Ok(())
                     }
@@ -496,7 +498,7 @@ impl Conn {
         m: ClientMessage,
         client_ref: Option<String>,
     ) -> Result<(), ClientError> {
-        for reply in crate::claude::handle(&self.state, m).await? {
+        for reply in crate::claude::handle(&self.state.claude, &self.state.registry, m).await? {
             match reply {
                 crate::claude::Reply::Send(m) => self.send(*m).await,
                 crate::claude::Reply::Started(s) => {
@@ -543,12 +545,12 @@ impl Conn {
     }
 
     fn attach(&mut self, id: &SessionId, since: Option<u64>) -> Result<(), ClientError> {
-        if let Ok(c) = crate::claude::claude_session(&self.state, id) {
+        if let Ok(c) = crate::claude::find(&self.state.registry, id) {
             self.log_event(Some(id), "attach", since.map(|s| format!("since {s}")));
             self.attach_claude(c, since);
             return Ok(());
         }
-        let t = self.state.registry.terminal(id)?;
+        let t = crate::terminal::find(&self.state.registry, id)?;
         let plan = match since {
             Some(s) => Some(t.plan_replay(s)?),
             None => None,
@@ -566,15 +568,6 @@ impl Conn {
         if let Some(old) = self.attachments.insert(id, task) {
             old.abort();
         }
-    }
-}
-
-/// Counts the attachment for `attached` in session info while it lives.
-struct AttachedGuard(Arc<TerminalSession>);
-
-impl Drop for AttachedGuard {
-    fn drop(&mut self) {
-        self.0.attached().fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -599,8 +592,7 @@ async fn run_attachment(
     out: Out,
     services: Arc<Services>,
 ) {
-    s.attached().fetch_add(1, Ordering::Relaxed);
-    let _guard = AttachedGuard(s.clone());
+    let _counted = Attached::new(&s);
     let id = s.id().clone();
     let mut rx = s.subscribe();
     let (mut cursor, mut replaying) = match plan {

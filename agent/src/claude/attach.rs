@@ -7,7 +7,6 @@
 //! session never waits for it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::extract::ws::Message;
 use dispatch_api::ServerMessage;
@@ -16,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::event_log::{Budget, MemRead, read_files};
 use super::session::{ClaudeSession, resolved_message};
-use crate::session::Session;
+use crate::session::{Attached, Session};
 
 /// At most this much per `message.delta`: well under the WebSocket message
 /// limits on the way (the gateway's is 16 MiB), however big one event is.
@@ -24,14 +23,6 @@ const BATCH: Budget = Budget {
     events: 256,
     bytes: 1024 * 1024,
 };
-
-struct AttachedGuard(Arc<ClaudeSession>);
-
-impl Drop for AttachedGuard {
-    fn drop(&mut self) {
-        self.0.attached().fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 fn text(m: &ServerMessage) -> Message {
     Message::Text(m.to_json().into())
@@ -56,8 +47,7 @@ async fn read_batch(s: &Arc<ClaudeSession>, cursor: u64) -> (Vec<ClaudeEvent>, u
 }
 
 pub async fn run_attachment(s: Arc<ClaudeSession>, since: Option<u64>, tx: mpsc::Sender<Message>) {
-    s.attached().fetch_add(1, Ordering::Relaxed);
-    let _guard = AttachedGuard(s.clone());
+    let _counted = Attached::new(&s);
     let id = s.id().clone();
     let mut rx = s.subscribe();
     let oldest = s.oldest_seq();

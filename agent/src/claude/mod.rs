@@ -74,10 +74,11 @@ use dispatch_api::protocol::PermissionMode;
 use dispatch_api::{ClientMessage, ErrorCode, ServerMessage, SessionId};
 use serde_json::{Value, json};
 
+use crate::config::{MAX_MODEL_LEN, valid_model};
+use crate::lock::lock;
 use crate::paths::{self, PathError};
-use crate::session::{Session, downcast, lock};
-use crate::state::AgentState;
-use crate::terminal::ClientError;
+use crate::registry::{self, Entry, Registry};
+use crate::session::{ClientError, Services, Session};
 
 pub use session::ClaudeSession;
 
@@ -92,7 +93,6 @@ spec.anthropicApiKey of the Workspace (or workspaces.template in the chart) to a
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Largest transcript sent in one `claude.transcript`.
 const MAX_TRANSCRIPT_BYTES: usize = 8 * 1024 * 1024;
-pub(crate) const MAX_MODEL_LEN: usize = 100;
 
 /// What running `<bin> --version` found.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,6 +113,23 @@ pub struct ClaudeHost {
     defaults: SessionDefaults,
     running_as_root: bool,
     probe: Mutex<Option<Probe>>,
+    /// Canonical workspace root: sessions run in directories under it.
+    root: PathBuf,
+    services: Arc<Services>,
+    /// Events kept in memory per session, and on disk.
+    mem_cap: usize,
+    retention: u64,
+}
+
+/// Where Claude sessions run and what they may keep.
+pub struct Workspace {
+    /// `<root>/.dispatch`
+    pub state_dir: PathBuf,
+    /// Canonical workspace root.
+    pub root: PathBuf,
+    pub services: Arc<Services>,
+    pub mem_cap: usize,
+    pub retention: u64,
 }
 
 /// Model and permission mode for sessions that do not name them.
@@ -125,14 +142,18 @@ pub struct SessionDefaults {
 impl ClaudeHost {
     pub fn new(
         bin: &str,
-        state_dir: &Path,
+        workspace: Workspace,
         permission_timeout: Duration,
         defaults: SessionDefaults,
     ) -> Arc<Self> {
         let host = Arc::new(ClaudeHost {
             bin: bin.to_owned(),
-            config_dir: state_dir.join("claude"),
-            logs_dir: state_dir.join("logs"),
+            config_dir: workspace.state_dir.join("claude"),
+            logs_dir: workspace.state_dir.join("logs"),
+            root: workspace.root,
+            services: workspace.services,
+            mem_cap: workspace.mem_cap,
+            retention: workspace.retention,
             permission_timeout,
             defaults,
             // SAFETY: geteuid has no preconditions and cannot fail.
@@ -246,35 +267,17 @@ fn agent_env() -> Vec<(String, String)> {
         .collect()
 }
 
-pub(crate) fn valid_model(m: &str) -> bool {
-    !m.is_empty()
-        && !m.starts_with('-')
-        && m.len() <= MAX_MODEL_LEN
-        && m.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'[' | b']' | b'@')
-        })
-}
-
-fn path_error(e: PathError) -> ClientError {
-    match e {
-        PathError::Outside(_) => (ErrorCode::PathOutsideWorkspace, e.to_string()),
-        PathError::NotADirectory(_) => (ErrorCode::InvalidField, e.to_string()),
-    }
+/// A registry entry that may be a Claude session.
+pub trait AsClaude: Entry + From<Arc<ClaudeSession>> {
+    fn claude(&self) -> Option<&Arc<ClaudeSession>>;
 }
 
 /// The Claude session `id`, or the error to send.
-pub fn claude_session(
-    state: &AgentState,
+pub fn find<E: AsClaude>(
+    registry: &Registry<E>,
     id: &SessionId,
 ) -> Result<Arc<ClaudeSession>, ClientError> {
-    let s = state.registry.get(id).ok_or_else(|| {
-        (
-            ErrorCode::NoSuchSession,
-            format!("no session {id} in this workspace"),
-        )
-    })?;
-    downcast::<ClaudeSession>(s).ok_or_else(|| {
+    registry.find(id)?.claude().cloned().ok_or_else(|| {
         (
             ErrorCode::WrongSessionType,
             format!("session {id} is not a Claude session"),
@@ -283,7 +286,11 @@ pub fn claude_session(
 }
 
 /// Answers one `claude.*` message.
-pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Reply>, ClientError> {
+pub async fn handle<E: AsClaude>(
+    host: &Arc<ClaudeHost>,
+    registry: &Registry<E>,
+    m: ClientMessage,
+) -> Result<Vec<Reply>, ClientError> {
     match m {
         ClientMessage::ClaudeStart {
             resume,
@@ -293,11 +300,19 @@ pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Rep
             // Echoed by the connection, which knows the request.
             client_ref: _,
         } => {
-            let s = start(state, resume, model, permission_mode, workspace_path).await?;
+            let s = start(
+                host,
+                registry,
+                resume,
+                model,
+                permission_mode,
+                workspace_path,
+            )
+            .await?;
             Ok(vec![Reply::Started(s)])
         }
         ClientMessage::ClaudeSend { id, input } => {
-            claude_session(state, &id)?.send_input(&input)?;
+            find(registry, &id)?.send_input(&input)?;
             Ok(vec![])
         }
         ClientMessage::ClaudePermission {
@@ -320,11 +335,11 @@ pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Rep
                 message,
                 remember,
             };
-            claude_session(state, &id)?.answer(&request_id, answer)?;
+            find(registry, &id)?.answer(&request_id, answer)?;
             Ok(vec![])
         }
         ClientMessage::ClaudeInterrupt { id } => {
-            claude_session(state, &id)?.interrupt()?;
+            find(registry, &id)?.interrupt()?;
             Ok(vec![])
         }
         ClientMessage::ClaudeConfigure {
@@ -335,11 +350,11 @@ pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Rep
             if model.as_deref().is_some_and(|m| !valid_model(m)) {
                 return Err((ErrorCode::InvalidField, "model is not a model name".into()));
             }
-            claude_session(state, &id)?.configure(permission_mode, model.as_deref())?;
+            find(registry, &id)?.configure(permission_mode, model.as_deref())?;
             Ok(vec![])
         }
         ClientMessage::ClaudeHistory {} => {
-            let (cfg, root) = (state.claude.config_dir.clone(), state.root.clone());
+            let (cfg, root) = (host.config_dir.clone(), host.root.clone());
             let conversations = tokio::task::spawn_blocking(move || history::list(&cfg, &root))
                 .await
                 .map_err(|e| (ErrorCode::Internal, format!("history task failed: {e}")))?;
@@ -348,7 +363,7 @@ pub async fn handle(state: &Arc<AgentState>, m: ClientMessage) -> Result<Vec<Rep
             }))])
         }
         ClientMessage::ClaudeLoad { conversation_id } => {
-            let cfg = state.claude.config_dir.clone();
+            let cfg = host.config_dir.clone();
             let cid = conversation_id.clone();
             let entries = tokio::task::spawn_blocking(move || {
                 history::find(&cfg, &cid).map(|p| history::load(&p, MAX_TRANSCRIPT_BYTES))
@@ -376,20 +391,20 @@ fn no_conversation(id: &str) -> ClientError {
 
 /// Where and as what a conversation continues: its cwd inside the
 /// workspace (read from the transcript), and its title.
-fn resume_target(state: &AgentState, id: &str) -> Result<(PathBuf, String), ClientError> {
+fn resume_target(host: &ClaudeHost, id: &str) -> Result<(PathBuf, String), ClientError> {
     if !history::is_valid_conversation_id(id) {
         return Err((
             ErrorCode::InvalidField,
             "resume must be a conversation id (letters, digits, '-', '_')".into(),
         ));
     }
-    let path = history::find(&state.claude.config_dir, id).ok_or_else(|| no_conversation(id))?;
+    let path = history::find(&host.config_dir, id).ok_or_else(|| no_conversation(id))?;
     let lines = std::fs::read_to_string(&path)
         .map_err(|e| (ErrorCode::Internal, format!("reading the transcript: {e}")))?;
     let summary =
         history::summarize(lines.lines().map(str::to_owned)).ok_or_else(|| no_conversation(id))?;
     let cwd = summary.cwd.unwrap_or_default();
-    let dir = paths::resolve_dir(&state.root, &cwd).map_err(|e| match e {
+    let dir = paths::resolve_dir(&host.root, &cwd).map_err(|e| match e {
         PathError::Outside(_) => (
             ErrorCode::PathOutsideWorkspace,
             format!("conversation {id} ran in {cwd:?}, outside this workspace"),
@@ -402,14 +417,14 @@ fn resume_target(state: &AgentState, id: &str) -> Result<(PathBuf, String), Clie
     Ok((dir, summary.title))
 }
 
-async fn start(
-    state: &Arc<AgentState>,
+async fn start<E: AsClaude>(
+    host: &Arc<ClaudeHost>,
+    registry: &Registry<E>,
     resume: Option<String>,
     model: Option<String>,
     permission_mode: Option<PermissionMode>,
     workspace_path: Option<String>,
 ) -> Result<Arc<ClaudeSession>, ClientError> {
-    let host = state.claude.clone();
     let (bin, version) = host
         .probe()
         .await
@@ -431,16 +446,16 @@ async fn start(
     }
     let (cwd, conversation, title) = match resume {
         Some(id) => {
-            let st = state.clone();
+            let h = host.clone();
             let cid = id.clone();
-            let (cwd, title) = tokio::task::spawn_blocking(move || resume_target(&st, &cid))
+            let (cwd, title) = tokio::task::spawn_blocking(move || resume_target(&h, &cid))
                 .await
                 .map_err(|e| (ErrorCode::Internal, format!("resume task failed: {e}")))??;
             (cwd, process::Conversation::Resume(id), title)
         }
         None => {
             let rel = workspace_path.unwrap_or_default();
-            let cwd = paths::resolve_dir(&state.root, &rel).map_err(path_error)?;
+            let cwd = paths::resolve_dir(&host.root, &rel).map_err(|e| e.client_error())?;
             let id = uuid::Uuid::new_v4().to_string();
             (
                 cwd,
@@ -449,25 +464,19 @@ async fn start(
             )
         }
     };
-    let cwd_display = paths::relative_display(&state.root, &cwd);
+    let cwd_display = paths::relative_display(&host.root, &cwd);
 
-    let _guard = state.start_lock.lock().await;
+    let admission = registry.admission().await;
     if let process::Conversation::Resume(cid) = &conversation
-        && let Some(open) = running_with_conversation(state, cid)
+        && let Some(open) = running_with_conversation(registry, cid)
     {
         return Err((
             ErrorCode::AlreadyExists,
             format!("conversation {cid} is already open in session {open}; attach to that session"),
         ));
     }
-    let running = state.registry.running();
-    if running >= state.config.max_sessions as usize {
-        return Err((
-            ErrorCode::SessionLimit,
-            format!("this workspace already runs {running} sessions, the most it may"),
-        ));
-    }
-    let id = AgentState::new_session_id('c');
+    admission.check_limit()?;
+    let id = registry::new_id('c');
     let launch = process::LaunchSpec {
         bin,
         cwd,
@@ -493,18 +502,19 @@ async fn start(
         title,
         cwd_display,
         log_dir: host.logs_dir.join(id.as_str()),
-        mem_cap: state.config.ring_bytes as usize,
-        retention: state.config.retention_bytes,
+        mem_cap: host.mem_cap,
+        retention: host.retention,
         permission_timeout: host.permission_timeout,
     };
-    let session = ClaudeSession::start(state.services.clone(), id.clone(), spec).map_err(|e| {
-        state.services.metrics.error(ErrorCode::SpawnFailed);
+    let session = ClaudeSession::start(host.services.clone(), id.clone(), spec).map_err(|e| {
+        host.services.metrics.error(ErrorCode::SpawnFailed);
         (
             ErrorCode::SpawnFailed,
             format!("could not start the Claude CLI: {e:#}"),
         )
     })?;
-    state.registry.insert(session.clone());
+    registry.insert(session.clone());
+    drop(admission);
     tracing::info!(session = %id, conversation = %session.conversation_id(), %version, "claude session started");
     Ok(session)
 }
@@ -534,52 +544,21 @@ pub fn restore(
 
 /// The running session that carries conversation `cid`, if one does: two
 /// CLIs must not append to one transcript.
-fn running_with_conversation(state: &AgentState, cid: &str) -> Option<SessionId> {
-    state
-        .registry
+fn running_with_conversation<E: AsClaude>(registry: &Registry<E>, cid: &str) -> Option<SessionId> {
+    registry
         .all()
-        .into_iter()
-        .filter(|s| s.is_running() && s.kind() == dispatch_api::SessionKind::Claude)
-        .filter_map(downcast::<ClaudeSession>)
+        .iter()
+        .filter_map(|e| e.claude())
+        .filter(|s| s.is_running())
         .find(|s| s.conversation_id() == cid)
         .map(|s| s.id().clone())
 }
 
 /// Whether any Claude session is in the middle of a turn (for `/activity`).
-pub fn turn_running(state: &AgentState) -> bool {
-    state
-        .registry
+pub fn turn_running<E: AsClaude>(registry: &Registry<E>) -> bool {
+    registry
         .all()
-        .into_iter()
-        .filter(|s| s.kind() == dispatch_api::SessionKind::Claude)
-        .filter_map(downcast::<ClaudeSession>)
+        .iter()
+        .filter_map(|e| e.claude())
         .any(|s| s.turn_running())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_names() {
-        for ok in [
-            "claude-sonnet-4-5",
-            "opus",
-            "claude-3-5-haiku@20241022",
-            "us.anthropic.claude:1",
-            "sonnet[1m]",
-        ] {
-            assert!(valid_model(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "a b",
-            "--dangerously-skip-permissions",
-            "-x",
-            "m;rm",
-            &"m".repeat(101),
-        ] {
-            assert!(!valid_model(bad), "{bad}");
-        }
-    }
 }

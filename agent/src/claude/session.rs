@@ -9,7 +9,6 @@
 //! - timer: denies permission requests nobody answered in time;
 //! - waiter: reaps the CLI, lets the reader drain, then reports the end.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,15 +26,14 @@ use super::event_log::{Budget, EventLog, MemRead};
 use super::framing::{Line, LineFramer, MAX_LINE};
 use super::process::{self, LaunchSpec};
 use crate::db::SessionRow;
-use crate::session::{Meta, Services, Session, lock, now_ms};
-use crate::terminal::ClientError;
+use crate::lock::lock;
+use crate::procs::{self, STOP_GRACE};
+use crate::session::{ClientError, Meta, Services, Session, now_ms};
 
 /// The title of a new conversation until its first prompt names it.
 pub const NEW_TITLE: &str = "Claude";
 /// Lines queued for stdin before input is refused.
 const STDIN_QUEUE: usize = 256;
-/// How long a stopped CLI gets after stdin closes, and again after SIGTERM.
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long the reader may take to drain stdout after the CLI exited (a
 /// grandchild holding the pipe must not keep the session open).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -268,10 +266,6 @@ impl ClaudeSession {
 
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
-    }
-
-    pub fn attached(&self) -> &AtomicU32 {
-        &self.attached
     }
 
     pub fn turn_running(&self) -> bool {
@@ -688,40 +682,20 @@ impl Session for ClaudeSession {
         let Some(pid) = self.pid else { return };
         // The CLI's tools run in sessions of their own and may outlive it:
         // note them now, while they are still its descendants.
-        let tools = crate::pty::descendants(pid, &crate::pty::live_procs());
-        let mut rx = self.progress.subscribe();
-        let escalate = async move {
-            // Without its input the CLI ends by itself; if not, it is ended.
-            if tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended))
-                .await
-                .is_err()
-            {
-                crate::pty::kill_session(pid, Signal::SIGTERM);
-                if tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended))
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(pid, "claude CLI ignored SIGTERM; killing it");
-                    crate::pty::kill_session(pid, Signal::SIGKILL);
-                }
-            }
-            // What it started goes too.
-            end_leftovers(pid, tools).await;
-        };
-        if let Ok(h) = tokio::runtime::Handle::try_current() {
-            h.spawn(escalate);
-        } else {
-            std::thread::spawn(move || {
-                std::thread::sleep(STOP_GRACE);
-                crate::pty::kill_session(pid, Signal::SIGTERM);
-                std::thread::sleep(STOP_GRACE);
-                crate::pty::kill_session(pid, Signal::SIGKILL);
-            });
-        }
+        let tools = procs::descendants(pid, &procs::live_procs());
+        // Without its input the CLI ends by itself; if not, it is ended, and
+        // what it started goes too.
+        procs::stop_in_steps(
+            pid,
+            self.progress.subscribe(),
+            |p| p.ended,
+            &[Signal::SIGTERM, Signal::SIGKILL],
+            end_leftovers(pid, tools),
+        );
     }
 
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
+    fn attachments(&self) -> &AtomicU32 {
+        &self.attached
     }
 }
 
@@ -731,16 +705,16 @@ impl Session for ClaudeSession {
 /// a tool leaves behind when it dies stays there). SIGTERM until the grace
 /// period is over, then SIGKILL. (They are not our children, so there is no
 /// exit to await: /proc is looked at, once a round.)
-async fn end_leftovers(sid: i32, tools: Vec<crate::pty::Proc>) {
+async fn end_leftovers(sid: i32, tools: Vec<procs::Proc>) {
     let mut known = tools;
     let deadline = tokio::time::Instant::now() + STOP_GRACE;
     loop {
-        let procs = crate::pty::live_procs();
+        let procs = procs::live_procs();
         // A process is traced to a tool through its parent, so what a tool
         // started is noted before the tool is signalled.
         for t in known.clone() {
             if t.is_in(&procs) {
-                for d in crate::pty::descendants(t.pid, &procs) {
+                for d in procs::descendants(t.pid, &procs) {
                     if !d.is_in(&known) {
                         known.push(d);
                     }

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::wire::{self, FDS_PER_SESSION, FromHolder, ToHolder};
-use crate::session::lock;
+use crate::lock::lock;
 
 /// A terminal session that outlived the agent that started it.
 #[derive(Debug)]

@@ -26,8 +26,8 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::wire::{self, FromHolder, ToHolder};
-use crate::pty;
-use crate::session::lock;
+use crate::lock::lock;
+use crate::procs;
 
 /// A restarted agent that fails before it serves is retried this often
 /// before the holder gives up (and the shells end with it).
@@ -266,7 +266,7 @@ fn run_agent(
 /// found gone (its agent reaped it and died before saying so) or replaced by
 /// a later process with its pid counts as ended.
 fn send_inventory(st: &mut State, sock: &OwnedFd) {
-    let procs = pty::live_procs();
+    let procs = procs::live_procs();
     for (id, h) in st.held.iter_mut() {
         if h.exited.is_none() && !procs.iter().any(|p| p.pid == h.pid && p.start() == h.start) {
             h.exited = Some(None);

@@ -238,7 +238,7 @@ impl OutputLog {
 
     /// Like [`OutputLog::append`], for `n` bytes waiting in the pipe
     /// `pipe_r`, which the kernel moves into the segment files without them
-    /// passing through this process (see [`crate::spliced_output`]).
+    /// passing through this process (see [`super::spliced_output`]).
     pub fn append_spliced(
         &mut self,
         pipe_r: std::os::fd::BorrowedFd<'_>,
@@ -250,7 +250,7 @@ impl OutputLog {
             let room = self.segment_bytes - self.index.last_len().unwrap_or(0);
             let k = (room as usize).min(n);
             if let Some(f) = self.current.as_ref() {
-                crate::spliced_output::splice_to_file(pipe_r, f, k)?;
+                super::spliced_output::splice_to_file(pipe_r, f, k)?;
             }
             self.index.grow_last(k as u64);
             n -= k;

@@ -8,8 +8,20 @@
 //! - writer: blocking writes of client input to the PTY, from a bounded queue.
 //! - waiter: `waitpid` on the child; then ends what the child left in its
 //!   session, waits for the reader to drain, and reports the end.
+//!
+//! Its parts: [`pty`] spawning into a PTY; [`ring`], [`output_log`],
+//! [`screen`] the output as memory, disk and emulated screen, with
+//! [`screen_worker`] keeping screens caught up; [`spliced_output`] the
+//! lossless output path under a holder; [`start`] `terminal.start`.
 
-use std::any::Any;
+pub mod output_log;
+pub mod pty;
+pub mod ring;
+pub mod screen;
+pub mod screen_worker;
+pub mod spliced_output;
+pub mod start;
+
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -23,15 +35,19 @@ use nix::sys::signal::Signal;
 use portable_pty::MasterPty;
 use tokio::sync::watch;
 
+use self::output_log::{LogRead, OutputLog, read_located};
+use self::pty::SpawnSpec;
+use self::ring::{Lapped, Ring};
+use self::screen::Screen;
+use self::screen_worker::{CatchUp, ScreenWorker};
+use self::spliced_output::OutputPipe;
 use crate::db::{self, SessionRow};
-use crate::holder::{HeldFds, HeldSession};
-use crate::output_log::{LogRead, OutputLog, read_located};
-use crate::pty::{self, SpawnSpec};
+use crate::holder::{HeldFds, HeldSession, HolderLink};
+use crate::lock::lock;
+use crate::procs;
 use crate::ratelimit::TokenBucket;
-use crate::ring::{Lapped, Ring};
-use crate::screen::Screen;
-use crate::session::{Meta, Services, Session, lock, now_ms};
-use crate::spliced_output::OutputPipe;
+use crate::registry::{Entry, Registry};
+use crate::session::{ClientError, Meta, Services, Session, now_ms};
 
 /// Largest payload in one output frame.
 pub const MAX_CHUNK: usize = 128 * 1024;
@@ -39,8 +55,6 @@ pub const MAX_CHUNK: usize = 128 * 1024;
 const INPUT_QUEUE: usize = 256;
 /// Most output the emulator parses to catch up for one snapshot.
 pub const CATCH_UP_MAX: u64 = 4 << 20;
-/// Grace between SIGTERM and SIGKILL when stopping.
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -56,8 +70,40 @@ pub struct Progress {
     pub ended: bool,
 }
 
-/// An error for the client: a stable code and what went wrong.
-pub type ClientError = (ErrorCode, String);
+/// A registry entry that may be a terminal session.
+pub trait AsTerminal: Entry + From<Arc<TerminalSession>> {
+    fn terminal(&self) -> Option<&Arc<TerminalSession>>;
+}
+
+/// What the terminal kind shares between its running sessions.
+pub struct Terminals {
+    /// Keeps the emulated screens caught up in the background.
+    pub screen_worker: ScreenWorker,
+    /// The holder that keeps terminals across agent restarts, when there is one.
+    pub holder: Option<Arc<HolderLink>>,
+    pub services: Arc<Services>,
+    pub limits: Limits,
+    /// Canonical workspace root: programs start in directories under it.
+    pub root: PathBuf,
+    /// Output logs live in `<logs_dir>/<session id>/`.
+    pub logs_dir: PathBuf,
+    /// Set for every program started (the Claude pane's config dir, so that
+    /// `claude` in a terminal shares its login and history).
+    pub shell_env: Vec<(String, String)>,
+}
+
+/// The terminal session `id` in `registry`, or the error to send.
+pub fn find<E: AsTerminal>(
+    registry: &Registry<E>,
+    id: &SessionId,
+) -> Result<Arc<TerminalSession>, ClientError> {
+    registry.find(id)?.terminal().cloned().ok_or_else(|| {
+        (
+            ErrorCode::WrongSessionType,
+            format!("session {id} is not a terminal"),
+        )
+    })
+}
 
 /// The PTY master: as portable-pty opened it, or as the holder handed it back.
 enum Master {
@@ -121,6 +167,8 @@ pub struct TerminalSession {
     progress: watch::Sender<Progress>,
     screen: Mutex<Screen>,
     screen_queued: AtomicBool,
+    /// The kind's shared parts; none for a session restored ended.
+    terminals: Option<Arc<Terminals>>,
     running: Mutex<Option<Running>>,
     /// Taken by the writer thread when it starts.
     input_rx: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
@@ -159,6 +207,7 @@ impl TerminalSession {
     /// holder, the session's descriptors go to it before any output is read.
     pub fn start(
         services: Arc<Services>,
+        terminals: Arc<Terminals>,
         id: SessionId,
         spec: StartSpec,
         limits: Limits,
@@ -201,11 +250,11 @@ impl TerminalSession {
             end_offset: 0,
         };
         let pid = spawned.pid;
-        let start = pty::Proc::of(pid).map_or(0, |p| p.start());
+        let start = procs::Proc::of(pid).map_or(0, |p| p.start());
         // With a holder, the output goes PTY -> pipe -> log (kernel-side)
         // and the session's row is written before the holder takes it, so a
         // successor agent finds both.
-        let held = match (&services.holder, spawned.master_fd, &log) {
+        let held = match (&terminals.holder, spawned.master_fd, &log) {
             (Some(holder), Some(fd), Some(_)) => {
                 let pipe = OutputPipe::new()?;
                 let r = row.clone();
@@ -238,6 +287,7 @@ impl TerminalSession {
         };
         let session = Self::running(
             services.clone(),
+            terminals,
             id,
             meta,
             limits,
@@ -271,6 +321,7 @@ impl TerminalSession {
     /// (and what the pipe still held) ends.
     pub fn adopt(
         services: Arc<Services>,
+        terminals: Arc<Terminals>,
         row: &SessionRow,
         held: HeldSession,
         limits: Limits,
@@ -301,6 +352,7 @@ impl TerminalSession {
         pty::set_nonblocking(fd)?;
         let session = Self::running(
             services.clone(),
+            terminals,
             id,
             meta,
             limits,
@@ -328,6 +380,7 @@ impl TerminalSession {
     #[allow(clippy::too_many_arguments)]
     fn running(
         services: Arc<Services>,
+        terminals: Arc<Terminals>,
         id: SessionId,
         meta: Meta,
         limits: Limits,
@@ -351,6 +404,7 @@ impl TerminalSession {
             progress: watch::Sender::new(Progress { end, ended: false }),
             screen: Mutex::new(Screen::new(rows, cols, oldest)),
             screen_queued: AtomicBool::new(false),
+            terminals: Some(terminals),
             running: Mutex::new(Some(Running {
                 master,
                 fd,
@@ -421,21 +475,21 @@ impl TerminalSession {
                 let code = match exit {
                     Exit::Child(pid) => pty::wait_exit(pid),
                     Exit::Known(code) => code,
-                    Exit::Holder => match &s.services.holder {
+                    Exit::Holder => match s.holder() {
                         Some(h) => h.wait_exit(s.id.as_str()),
                         None => None,
                     },
                 };
                 // Like a terminal window closing: what the program left behind goes too.
-                pty::kill_session(pid, Signal::SIGHUP);
+                procs::kill_session(pid, Signal::SIGHUP);
                 if reader_done_rx
                     .recv_timeout(Duration::from_millis(500))
                     .is_err()
                 {
-                    pty::kill_session(pid, Signal::SIGKILL);
+                    procs::kill_session(pid, Signal::SIGKILL);
                     let _ = reader_done_rx.recv_timeout(Duration::from_secs(2));
                 }
-                pty::kill_session(pid, Signal::SIGKILL);
+                procs::kill_session(pid, Signal::SIGKILL);
                 s.finish(code);
             })?;
         Ok(())
@@ -471,6 +525,7 @@ impl TerminalSession {
             progress: watch::Sender::new(Progress { end, ended: true }),
             screen: Mutex::new(Screen::new(rows, cols, oldest)),
             screen_queued: AtomicBool::new(false),
+            terminals: None,
             running: Mutex::new(None),
             input_rx: Mutex::new(None),
             pid: None,
@@ -550,7 +605,7 @@ impl TerminalSession {
         }
     }
 
-    /// The read side with a holder: see [`crate::spliced_output`].
+    /// The read side with a holder: see [`spliced_output`].
     fn read_loop_spliced(self: &Arc<Self>, fd: Option<i32>, pipe: &OutputPipe) {
         let Some(fd) = fd else { return };
         // SAFETY: the master stays open while the session runs (in
@@ -631,8 +686,10 @@ impl TerminalSession {
         self.progress.send_modify(|p| p.end = end);
         self.services.metrics.output_bytes.inc_by(data.len() as u64);
         self.services.touch();
-        if !self.screen_queued.swap(true, Ordering::AcqRel) {
-            self.services.screen_worker.queue(self);
+        if let Some(t) = &self.terminals
+            && !self.screen_queued.swap(true, Ordering::AcqRel)
+        {
+            t.screen_worker.queue(self);
         }
     }
 
@@ -662,7 +719,7 @@ impl TerminalSession {
         });
         // After the end is queued for the database: a successor agent finds
         // either the session in the holder or its end in the database.
-        if let Some(h) = &self.services.holder {
+        if let Some(h) = self.holder() {
             h.release(self.id.as_str());
         }
         self.services.event(
@@ -683,6 +740,10 @@ impl TerminalSession {
         tracing::info!(session = %self.id, ?exit_code, "session ended");
     }
 
+    fn holder(&self) -> Option<&Arc<HolderLink>> {
+        self.terminals.as_ref()?.holder.as_ref()
+    }
+
     pub fn pid(&self) -> Option<i32> {
         self.pid
     }
@@ -693,10 +754,6 @@ impl TerminalSession {
 
     pub fn progress(&self) -> Progress {
         *self.progress.borrow()
-    }
-
-    pub fn attached(&self) -> &AtomicU32 {
-        &self.attached
     }
 
     pub(crate) fn oldest_and_end(&self) -> (u64, u64) {
@@ -873,7 +930,7 @@ impl TerminalSession {
     /// Parses up to the end as it stood when called, in small slices so that a
     /// snapshot never waits long for the lock, and gives up as soon as output
     /// resumes (the next pause queues the session again).
-    pub(crate) fn catch_up_screen_in_background(&self) {
+    fn catch_up_screen_in_background(&self) {
         self.screen_queued.store(false, Ordering::Release);
         let target = self.progress().end;
         loop {
@@ -946,6 +1003,16 @@ impl TerminalSession {
     }
 }
 
+impl CatchUp for TerminalSession {
+    fn output_end(&self) -> u64 {
+        self.progress().end
+    }
+
+    fn catch_up_in_background(&self) {
+        self.catch_up_screen_in_background();
+    }
+}
+
 impl Session for TerminalSession {
     fn id(&self) -> &SessionId {
         &self.id
@@ -976,7 +1043,7 @@ impl Session for TerminalSession {
             .and_then(|r| r.master.process_group_leader());
         info.foreground = group
             .filter(|g| Some(*g) != self.pid)
-            .and_then(pty::command_name);
+            .and_then(procs::command_name);
         info
     }
 
@@ -990,30 +1057,18 @@ impl Session for TerminalSession {
             return;
         }
         lock(&self.stop_reason).get_or_insert_with(|| reason.to_owned());
-        pty::kill_session(pid, Signal::SIGHUP);
-        pty::kill_session(pid, Signal::SIGTERM);
-        let mut rx = self.progress.subscribe();
-        let escalate = async move {
-            let ended = tokio::time::timeout(STOP_GRACE, rx.wait_for(|p| p.ended)).await;
-            if ended.is_err() {
-                tracing::warn!(pid, "session ignored SIGTERM; killing it");
-                pty::kill_session(pid, Signal::SIGKILL);
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn(escalate);
-            }
-            Err(_) => {
-                std::thread::spawn(move || {
-                    std::thread::sleep(STOP_GRACE);
-                    pty::kill_session(pid, Signal::SIGKILL);
-                });
-            }
-        }
+        procs::kill_session(pid, Signal::SIGHUP);
+        procs::kill_session(pid, Signal::SIGTERM);
+        procs::stop_in_steps(
+            pid,
+            self.progress.subscribe(),
+            |p| p.ended,
+            &[Signal::SIGKILL],
+            async {},
+        );
     }
 
-    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
-        self
+    fn attachments(&self) -> &AtomicU32 {
+        &self.attached
     }
 }

@@ -113,7 +113,7 @@ mod tests {
         // The line discipline may hand it over in pieces.
         let mut moved = 0;
         while moved < 7 {
-            crate::pty::poll_fd(pty.master.as_raw_fd(), libc::POLLIN, 5000);
+            crate::terminal::pty::poll_fd(pty.master.as_raw_fd(), libc::POLLIN, 5000);
             moved += pipe.fill_from(pty.master.as_fd(), 1 << 16).unwrap();
         }
         assert_eq!(pipe.pending().unwrap(), 7, "onlcr made it hello\\r\\n");

@@ -14,33 +14,41 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use crate::terminal::TerminalSession;
+/// What the worker needs of a session: where its output ends, and a way to
+/// parse up to there.
+pub trait CatchUp: Send + Sync + 'static {
+    /// The end of the output produced so far.
+    fn output_end(&self) -> u64;
+    /// Parses what the emulator has not seen yet, in bounded slices.
+    fn catch_up_in_background(&self);
+}
 
 /// How long a session's output must stand still before it is parsed.
 const QUIET: Duration = Duration::from_millis(50);
 
 #[derive(Clone)]
 pub struct ScreenWorker {
-    tx: mpsc::Sender<Weak<TerminalSession>>,
+    tx: mpsc::Sender<Weak<dyn CatchUp>>,
 }
 
 impl ScreenWorker {
     pub fn start() -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<Weak<TerminalSession>>();
+        let (tx, rx) = mpsc::channel::<Weak<dyn CatchUp>>();
         std::thread::Builder::new()
             .name("screen".into())
             .spawn(move || run(rx))?;
         Ok(ScreenWorker { tx })
     }
 
-    pub fn queue(&self, s: &Arc<TerminalSession>) {
-        let _ = self.tx.send(Arc::downgrade(s));
+    pub fn queue(&self, s: &Arc<impl CatchUp>) {
+        let w: Weak<dyn CatchUp> = Arc::downgrade(s) as Weak<dyn CatchUp>;
+        let _ = self.tx.send(w);
     }
 }
 
-fn run(rx: mpsc::Receiver<Weak<TerminalSession>>) {
+fn run(rx: mpsc::Receiver<Weak<dyn CatchUp>>) {
     // Dirty sessions by address, with the output end seen at the last look.
-    let mut dirty: HashMap<usize, (Weak<TerminalSession>, u64)> = HashMap::new();
+    let mut dirty: HashMap<usize, (Weak<dyn CatchUp>, u64)> = HashMap::new();
     let mut next_look = Instant::now() + QUIET;
     loop {
         let got = if dirty.is_empty() {
@@ -50,7 +58,9 @@ fn run(rx: mpsc::Receiver<Weak<TerminalSession>>) {
         };
         match got {
             Ok(w) => {
-                dirty.entry(w.as_ptr() as usize).or_insert((w, u64::MAX));
+                dirty
+                    .entry(w.as_ptr() as *const () as usize)
+                    .or_insert((w, u64::MAX));
                 if dirty.len() == 1 {
                     next_look = Instant::now() + QUIET;
                 }
@@ -64,13 +74,13 @@ fn run(rx: mpsc::Receiver<Weak<TerminalSession>>) {
         next_look = Instant::now() + QUIET;
         dirty.retain(|_, (w, seen)| {
             let Some(s) = w.upgrade() else { return false };
-            let end = s.progress().end;
+            let end = s.output_end();
             if end != *seen {
                 // Still producing: look again later.
                 *seen = end;
                 return true;
             }
-            s.catch_up_screen_in_background();
+            s.catch_up_in_background();
             false
         });
     }
