@@ -22,6 +22,20 @@ pub struct Recent {
     pods: Mutex<HashMap<String, (Arc<Pod>, Instant)>>,
     tokens: Mutex<HashMap<String, String>>,
     statuses: Mutex<HashMap<String, (WorkspaceStatus, Instant)>>,
+    /// A digest of the status this process last wrote, per workspace, kept
+    /// while the workspace exists: a status that differs was written by
+    /// someone else and is put right.
+    status_digests: Mutex<HashMap<String, u64>>,
+    /// The Pod (uid) whose agent accepted its token, per workspace.
+    token_checks: Mutex<HashMap<String, String>>,
+}
+
+/// A digest of a status as it reads back from the apiserver.
+pub fn status_digest(status: &WorkspaceStatus) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(status).unwrap_or_default().hash(&mut h);
+    h.finish()
 }
 
 /// Drops entries older than [`CACHE_LAG`]: by then the caches know.
@@ -83,6 +97,20 @@ impl Recent {
         }
     }
 
+    /// Whether the agent of the Pod `uid` was asked about its token already.
+    pub fn token_checked(&self, workspace: &str, uid: &str) -> bool {
+        self.token_checks
+            .lock()
+            .map(|m| m.get(workspace).is_some_and(|u| u == uid))
+            .unwrap_or(false)
+    }
+
+    pub fn record_token_checked(&self, workspace: &str, uid: &str) {
+        if let Ok(mut m) = self.token_checks.lock() {
+            m.insert(workspace.to_string(), uid.to_string());
+        }
+    }
+
     /// The cache has the Secret now: the remembered token is not needed.
     pub fn forget_token(&self, workspace: &str) {
         if let Ok(mut m) = self.tokens.lock() {
@@ -106,6 +134,19 @@ impl Recent {
             sweep(&mut m);
             m.insert(workspace.to_string(), (written.clone(), Instant::now()));
         }
+        self.expect_status(workspace, written);
+    }
+
+    /// The status about to be written: its watch event may come before the reply.
+    pub fn expect_status(&self, workspace: &str, status: &WorkspaceStatus) {
+        if let Ok(mut m) = self.status_digests.lock() {
+            m.insert(workspace.to_string(), status_digest(status));
+        }
+    }
+
+    /// The digest of the status this process last wrote for the workspace.
+    pub fn status_digest(&self, workspace: &str) -> Option<u64> {
+        self.status_digests.lock().ok()?.get(workspace).copied()
     }
 
     /// Drops everything about a deleted workspace (`ns/name`) and its children.
@@ -120,6 +161,12 @@ impl Recent {
         }
         self.forget_token(workspace);
         if let Ok(mut m) = self.statuses.lock() {
+            m.remove(workspace);
+        }
+        if let Ok(mut m) = self.status_digests.lock() {
+            m.remove(workspace);
+        }
+        if let Ok(mut m) = self.token_checks.lock() {
             m.remove(workspace);
         }
     }

@@ -1,0 +1,168 @@
+//! The observe step: what the reconcile saw of the Pod and the claim, and
+//! what is wrong with them.
+
+use std::sync::Arc;
+
+use dispatch_api::crd::{VolumeStatus, Workspace, names};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::runtime::events::{Event, EventType};
+
+use crate::children::cached;
+use crate::controller::{Context, key};
+use crate::reconcile::apply::Applied;
+use crate::status::{APPLY_FAILED, Problem, VOLUME_DELETING, VOLUME_REPLACED};
+
+/// What one reconcile saw.
+pub struct Seen {
+    pub pod: Option<Arc<Pod>>,
+    pub problems: Vec<Problem>,
+    pub volume: Option<VolumeStatus>,
+    /// A problem that may pass by itself: look again soon.
+    pub retry: bool,
+    /// When the agent was last in use, if it was asked.
+    pub last_activity: Option<Time>,
+}
+
+pub async fn observe(ws: &Workspace, ctx: &Context, applied: &Applied) -> Seen {
+    let ns = ws.namespace().unwrap_or_default();
+    let name = ws.name_any();
+    let k = key(ws);
+    let pod = applied
+        .pod
+        .clone()
+        .map(Arc::new)
+        .or_else(|| cached(&ctx.pods, &ns, &names::pod(&name)))
+        .or_else(|| applied.lagging.then(|| ctx.recent.pod(&k)).flatten());
+    let mut problems: Vec<Problem> = applied
+        .failures
+        .iter()
+        .filter(|f| f.refused())
+        .map(|f| Problem::new(APPLY_FAILED, f.summary()))
+        .collect();
+
+    let claim: Option<Arc<PersistentVolumeClaim>> = applied
+        .created_claim
+        .clone()
+        .map(Arc::new)
+        .or_else(|| cached(&ctx.pvcs, &ns, &names::pvc(&name)));
+    let previous = ws.status.as_ref().and_then(|s| s.volume.clone());
+    let volume = claim.as_deref().map(|c| volume_status(ws, c, previous.as_ref()));
+    if let Some(c) = &claim
+        && c.metadata.deletion_timestamp.is_some()
+    {
+        problems.push(Problem::new(
+            VOLUME_DELETING,
+            format!(
+                "the volume claim {} is being deleted: the workspace's files go with it once its Pod stops",
+                c.name_any()
+            ),
+        ));
+    }
+    let replaced = volume
+        .as_ref()
+        .or(previous.as_ref())
+        .and_then(|v| v.replaced_in_generation);
+    if replaced.is_some() && replaced == ws.metadata.generation {
+        problems.push(Problem::new(
+            VOLUME_REPLACED,
+            "the volume claim that held the workspace's files was deleted; the workspace runs on a new, empty one",
+        ));
+    }
+    let newly_replaced = matches!(
+        (
+            previous.as_ref().and_then(|p| p.claim_uid.as_deref()),
+            volume.as_ref().and_then(|v| v.claim_uid.as_deref()),
+        ),
+        (Some(before), Some(now)) if before != now
+    );
+    if newly_replaced {
+        warn(ws, ctx, VOLUME_REPLACED, "the volume claim holding the workspace's files was deleted; a new, empty one was made").await;
+    }
+    Seen {
+        pod,
+        problems,
+        volume,
+        retry: false,
+        last_activity: None,
+    }
+}
+
+/// The claim as the status records it: which one it is, its size, and the
+/// generation in which it replaced a deleted one.
+fn volume_status(
+    ws: &Workspace,
+    claim: &PersistentVolumeClaim,
+    previous: Option<&VolumeStatus>,
+) -> VolumeStatus {
+    let uid = claim.metadata.uid.clone();
+    let before = previous.and_then(|p| p.claim_uid.clone());
+    let replaced_in_generation = match (&before, &uid) {
+        (Some(b), Some(u)) if b != u => ws.metadata.generation,
+        _ => previous.and_then(|p| p.replaced_in_generation),
+    };
+    VolumeStatus {
+        claim_uid: uid,
+        size: claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref()?.requests.as_ref()?.get("storage"))
+            .map(|q| q.0.clone()),
+        replaced_in_generation,
+    }
+}
+
+/// A Warning Event on the Workspace.
+pub async fn warn(ws: &Workspace, ctx: &Context, reason: &str, message: &str) {
+    tracing::warn!(workspace = %key(ws), reason, message, "workspace degraded");
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: reason.into(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx
+        .recorder
+        .publish(&ev, &kube::Resource::object_ref(ws, &()))
+        .await
+    {
+        tracing::warn!(error = %e, "could not publish an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws(generation: i64) -> Workspace {
+        let mut w: Workspace = serde_yaml::from_str(
+            "apiVersion: dispatch.dev/v1alpha1\nkind: Workspace\nmetadata: {name: a, namespace: n}\nspec: {owner: al}\n",
+        )
+        .unwrap();
+        w.metadata.generation = Some(generation);
+        w
+    }
+
+    fn claim(uid: &str) -> PersistentVolumeClaim {
+        serde_yaml::from_str(&format!(
+            "metadata: {{name: ws-a-data, uid: {uid}}}\nspec: {{resources: {{requests: {{storage: 2Gi}}}}}}\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_claim_with_another_uid_replaced_the_one_with_the_files() {
+        let first = volume_status(&ws(1), &claim("u1"), None);
+        assert_eq!(first.claim_uid.as_deref(), Some("u1"));
+        assert_eq!(first.size.as_deref(), Some("2Gi"));
+        assert_eq!(first.replaced_in_generation, None);
+        let same = volume_status(&ws(2), &claim("u1"), Some(&first));
+        assert_eq!(same, first);
+        let new = volume_status(&ws(3), &claim("u2"), Some(&first));
+        assert_eq!(new.replaced_in_generation, Some(3));
+        let later = volume_status(&ws(4), &claim("u2"), Some(&new));
+        assert_eq!(later.replaced_in_generation, Some(3), "remembered");
+    }
+}
