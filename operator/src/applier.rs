@@ -6,7 +6,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
 use crate::children::{Child, marked_edited, object_key};
@@ -99,7 +99,11 @@ impl Applier<'_> {
     {
         let object = object_key(desired);
         let want = applied_hash(desired.meta()).map(String::from);
-        let edited = seen.is_some_and(marked_edited);
+        let edited = seen.is_some_and(|m| {
+            marked_edited(m)
+                || lost_labels(m, desired.meta())
+                || self.recent.generation_moved(&object, m.generation)
+        });
         if !self.full
             && !edited
             && let Some(want) = &want
@@ -115,7 +119,7 @@ impl Applier<'_> {
         if seen.is_none() {
             match create(api, desired).await {
                 Ok(created) => {
-                    self.remember(&object, want.as_deref());
+                    self.remember(&object, want.as_deref(), &created);
                     return Ok(Some(created));
                 }
                 // It exists after all (the cache lags): apply it.
@@ -130,7 +134,7 @@ impl Applier<'_> {
         }
         match server_side_apply(api, desired).await {
             Ok(applied) => {
-                self.remember(&object, want.as_deref());
+                self.remember(&object, want.as_deref(), &applied);
                 Ok(Some(applied))
             }
             Err(ApplyError::Kube(kube::Error::Api(e)))
@@ -140,7 +144,7 @@ impl Applier<'_> {
                 let created = replace(api, desired)
                     .await
                     .map_err(|e| ChildError::kube(&object, e))?;
-                self.remember(&object, want.as_deref());
+                self.remember(&object, want.as_deref(), &created);
                 Ok(Some(created))
             }
             Err(ApplyError::Kube(e)) => Err(ChildError::kube(&object, e)),
@@ -148,11 +152,24 @@ impl Applier<'_> {
         }
     }
 
-    fn remember(&self, object: &str, hash: Option<&str>) {
+    fn remember<K: Resource>(&self, object: &str, hash: Option<&str>, written: &K) {
         if let Some(h) = hash {
             self.recent.record_applied(object, h);
         }
+        self.recent
+            .record_generation(object, written.meta().generation);
     }
+}
+
+/// Whether a label we set is missing or different (a hand edit that only
+/// removed something leaves no trace in managedFields).
+fn lost_labels(seen: &ObjectMeta, desired: &ObjectMeta) -> bool {
+    let have = seen.labels.as_ref();
+    desired
+        .labels
+        .iter()
+        .flatten()
+        .any(|(k, v)| have.and_then(|h| h.get(k)) != Some(v))
 }
 
 async fn create<K: Child + Serialize>(api: &Api<K>, desired: &K) -> Result<K, kube::Error> {
@@ -241,6 +258,8 @@ async fn fold_ownership<K: Child>(api: &Api<K>, name: &str) -> Result<(), kube::
 }
 
 /// A JSON patch (RFC 6902) from a list of operations.
-pub fn json_patch<T: serde::de::DeserializeOwned>(ops: serde_json::Value) -> Result<T, kube::Error> {
+pub fn json_patch<T: serde::de::DeserializeOwned>(
+    ops: serde_json::Value,
+) -> Result<T, kube::Error> {
     serde_json::from_value(ops).map_err(kube::Error::SerdeError)
 }

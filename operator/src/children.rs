@@ -166,7 +166,10 @@ mod tests {
             "repaired since"
         );
         assert!(
-            !edited_by_others(&[entry(me, 10, None), entry("kubelet", 20, Some("status"))], me),
+            !edited_by_others(
+                &[entry(me, 10, None), entry("kubelet", 20, Some("status"))],
+                me
+            ),
             "status is not ours"
         );
         assert!(edited_by_others(&[entry("kubectl", 10, None)], me));

@@ -160,8 +160,7 @@ pub async fn run(
     let ns = namespace.as_deref();
     let recent = Arc::new(Recent::default());
     let (pods, pod_stream) = children::watch::<Pod>(&client, ns, recent.clone(), MANAGER);
-    let (secrets, secret_stream) =
-        children::watch::<Secret>(&client, ns, recent.clone(), MANAGER);
+    let (secrets, secret_stream) = children::watch::<Secret>(&client, ns, recent.clone(), MANAGER);
     let (pvcs, pvc_stream) =
         children::watch::<PersistentVolumeClaim>(&client, ns, recent.clone(), MANAGER);
     let (services, svc_stream) =

@@ -25,10 +25,18 @@ pub struct Recent {
     /// A digest of the status this process last wrote, per workspace, kept
     /// while the workspace exists: a status that differs was written by
     /// someone else and is put right.
-    status_digests: Mutex<HashMap<String, u64>>,
+    status_digests: Mutex<HashMap<String, [u64; STATUS_HISTORY]>>,
     /// The Pod (uid) whose agent accepted its token, per workspace.
     token_checks: Mutex<HashMap<String, String>>,
+    /// The metadata.generation each child had after this process last wrote
+    /// it: a different one in the cache means someone else changed its spec
+    /// (a removal leaves no trace in managedFields).
+    generations: Mutex<HashMap<String, i64>>,
 }
+
+/// How many of its last status writes this process recognises as its own (a
+/// cache that lags shows one of them).
+const STATUS_HISTORY: usize = 4;
 
 /// A digest of a status as it reads back from the apiserver.
 pub fn status_digest(status: &WorkspaceStatus) -> u64 {
@@ -69,6 +77,26 @@ impl Recent {
         if let Ok(mut m) = self.applied.lock() {
             m.remove(object);
         }
+        if let Ok(mut m) = self.generations.lock() {
+            m.remove(object);
+        }
+    }
+
+    /// The generation `object` had after our write (if it has generations).
+    pub fn record_generation(&self, object: &str, generation: Option<i64>) {
+        if let (Some(g), Ok(mut m)) = (generation, self.generations.lock()) {
+            m.insert(object.to_string(), g);
+        }
+    }
+
+    /// Whether `object`'s spec changed since our last write (a generation we
+    /// did not write); unknown is no.
+    pub fn generation_moved(&self, object: &str, seen: Option<i64>) -> bool {
+        let Some(seen) = seen else { return false };
+        self.generations
+            .lock()
+            .map(|m| m.get(object).is_some_and(|g| *g < seen))
+            .unwrap_or(false)
     }
 
     /// The Pod as the apiserver returned it, if applied less than [`CACHE_LAG`] ago.
@@ -139,22 +167,36 @@ impl Recent {
 
     /// The status about to be written: its watch event may come before the reply.
     pub fn expect_status(&self, workspace: &str, status: &WorkspaceStatus) {
+        let d = status_digest(status);
         if let Ok(mut m) = self.status_digests.lock() {
-            m.insert(workspace.to_string(), status_digest(status));
+            let h = m
+                .entry(workspace.to_string())
+                .or_insert([d; STATUS_HISTORY]);
+            if h[0] != d {
+                h.rotate_right(1);
+                h[0] = d;
+            }
         }
     }
 
     /// The digest of the status this process last wrote for the workspace.
     pub fn status_digest(&self, workspace: &str) -> Option<u64> {
-        self.status_digests.lock().ok()?.get(workspace).copied()
+        Some(self.status_digests.lock().ok()?.get(workspace)?[0])
+    }
+
+    /// Whether `status` is one this process wrote lately (else someone else did).
+    pub fn wrote_status(&self, workspace: &str, status: &WorkspaceStatus) -> bool {
+        let d = status_digest(status);
+        self.status_digests
+            .lock()
+            .map(|m| m.get(workspace).is_some_and(|h| h.contains(&d)))
+            .unwrap_or(false)
     }
 
     /// Drops everything about a deleted workspace (`ns/name`) and its children.
     pub fn forget_workspace(&self, workspace: &str, children: &[String]) {
-        if let Ok(mut m) = self.applied.lock() {
-            for c in children {
-                m.remove(c);
-            }
+        for c in children {
+            self.forget_applied(c);
         }
         if let Ok(mut m) = self.pods.lock() {
             m.remove(workspace);
@@ -185,6 +227,30 @@ mod tests {
         assert!(!r.applied("Pod/ns/a", "h2"));
         r.forget_workspace("ns/a", &["Pod/ns/a".to_string()]);
         assert!(!r.applied("Pod/ns/a", "h1"));
+    }
+
+    #[test]
+    fn a_status_read_back_has_the_digest_it_was_written_with() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let s = WorkspaceStatus {
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "AgentReady".into(),
+                message: String::new(),
+                observed_generation: Some(1),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::now()),
+            }],
+            last_activity: Some(Time(k8s_openapi::jiff::Timestamp::now())),
+            ..Default::default()
+        };
+        let back: WorkspaceStatus =
+            serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(status_digest(&back), status_digest(&s));
+        let r = Recent::default();
+        r.record_status("ns/a", &s);
+        assert!(r.wrote_status("ns/a", &back));
+        assert!(!r.wrote_status("ns/a", &WorkspaceStatus::default()));
     }
 
     #[test]

@@ -136,7 +136,10 @@ async fn invalid_specs_are_refused_with_clear_messages() {
     ok(kubectl_apply(&cp, &ws("plain", "  owner: alice\n")));
     refused(
         &cp,
-        &ws("plain", "  owner: alice\n  storage: {storageClassName: fast}\n"),
+        &ws(
+            "plain",
+            "  owner: alice\n  storage: {storageClassName: fast}\n",
+        ),
         "storage.storageClassName cannot be set or removed after creation",
     );
     refused(
@@ -152,7 +155,10 @@ async fn invalid_specs_are_refused_with_clear_messages() {
     );
     ok(kubectl_apply(
         &cp,
-        &ws("long", "  owner: al\n  idleTimeout: 99999h99999h99999h99999h\n"),
+        &ws(
+            "long",
+            "  owner: al\n  idleTimeout: 99999h99999h99999h99999h\n",
+        ),
     ));
 
     // A grow the claim never followed (status.volume.size, written by the

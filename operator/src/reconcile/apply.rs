@@ -171,7 +171,14 @@ pub async fn children(ws: &Workspace, ctx: &Context, c: &Children, token: &Token
         .await;
     out.note(r);
 
-    let r = pod(ws, ctx, &mut applier, c.pod.as_ref(), token_ok.then_some(token)).await;
+    let r = pod(
+        ws,
+        ctx,
+        &mut applier,
+        c.pod.as_ref(),
+        token_ok.then_some(token),
+    )
+    .await;
     if let Some(Some(p)) = out.note(r) {
         let mut slim = p.clone();
         slim_pod(&mut slim);
@@ -235,10 +242,9 @@ async fn pod(
             remove(pod, "its token changed").await.map(|()| None)
         }
         (Some(want), current) => {
-            debug_assert!(
-                token.is_none_or(|t| pod_token_digest(&want.metadata)
-                    == Some(token_digest(&t.value).as_str()))
-            );
+            debug_assert!(token.is_none_or(
+                |t| pod_token_digest(&want.metadata) == Some(token_digest(&t.value).as_str())
+            ));
             applier
                 .apply(
                     &pods,

@@ -121,7 +121,11 @@ async fn patch_finalizers(
         Api::namespaced(ctx.client.clone(), &ws.namespace().unwrap_or_default());
     let patch = json_patch(ops).map_err(Error::Finalizer)?;
     match api
-        .patch(&ws.name_any(), &PatchParams::default(), &Patch::Json::<()>(patch))
+        .patch(
+            &ws.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(patch),
+        )
         .await
     {
         Ok(_) => Ok(()),

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dispatch_api::crd::{WorkspacePhase, Workspace};
+use dispatch_api::crd::{Workspace, WorkspacePhase};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -78,7 +78,7 @@ fn refused(seen: &mut Seen) {
     seen.retry = true;
 }
 
-/// For a workspace without an idle timeout: once per Pod (until it passes),
+/// For a workspace without an idle timeout: once per Pod and token (until it passes),
 /// after its status is written, whether its agent accepts the token.
 /// `true` when it refuses it (`seen` then says so).
 pub async fn token_refused(ws: &Workspace, ctx: &Context, seen: &mut Seen, token: &Token) -> bool {
@@ -92,6 +92,8 @@ pub async fn token_refused(ws: &Workspace, ctx: &Context, seen: &mut Seen, token
         return false;
     };
     let k = key(ws);
+    // Asked again when the Pod or the token changes.
+    let uid = format!("{uid}/{}", crate::desired::token_digest(&token.value));
     if ctx.recent.token_checked(&k, &uid) {
         return false;
     }
@@ -125,9 +127,13 @@ async fn suspend(ws: &Workspace, ctx: &Context, timeout: Duration) -> Result<(),
     let api: Api<Workspace> =
         Api::namespaced(ctx.client.clone(), &ws.namespace().unwrap_or_default());
     let patch = serde_json::json!({"spec": {"suspended": true}});
-    api.patch(&ws.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::Idle)?;
+    api.patch(
+        &ws.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::Idle)?;
     tracing::info!(workspace = %key(ws), ?timeout, "suspended for idleness");
     let ev = Event {
         type_: EventType::Normal,

@@ -48,7 +48,9 @@ pub async fn observe(ws: &Workspace, ctx: &Context, applied: &Applied) -> Seen {
         .map(Arc::new)
         .or_else(|| cached(&ctx.pvcs, &ns, &names::pvc(&name)));
     let previous = ws.status.as_ref().and_then(|s| s.volume.clone());
-    let volume = claim.as_deref().map(|c| volume_status(ws, c, previous.as_ref()));
+    let volume = claim
+        .as_deref()
+        .map(|c| volume_status(ws, c, previous.as_ref()));
     if let Some(c) = &claim
         && c.metadata.deletion_timestamp.is_some()
     {
@@ -64,7 +66,11 @@ pub async fn observe(ws: &Workspace, ctx: &Context, applied: &Applied) -> Seen {
         .as_ref()
         .or(previous.as_ref())
         .and_then(|v| v.replaced_in_generation);
-    if replaced.is_some() && replaced == ws.metadata.generation {
+    // Shown through the next spec change too (typically the resume that
+    // starts the workspace on the new claim), so that it is seen there.
+    if let (Some(r), Some(g)) = (replaced, ws.metadata.generation)
+        && g <= r.saturating_add(1)
+    {
         problems.push(Problem::new(
             VOLUME_REPLACED,
             "the volume claim that held the workspace's files was deleted; the workspace runs on a new, empty one",
@@ -78,7 +84,13 @@ pub async fn observe(ws: &Workspace, ctx: &Context, applied: &Applied) -> Seen {
         (Some(before), Some(now)) if before != now
     );
     if newly_replaced {
-        warn(ws, ctx, VOLUME_REPLACED, "the volume claim holding the workspace's files was deleted; a new, empty one was made").await;
+        warn(
+            ws,
+            ctx,
+            VOLUME_REPLACED,
+            "the volume claim holding the workspace's files was deleted; a new, empty one was made",
+        )
+        .await;
     }
     Seen {
         pod,

@@ -3,9 +3,9 @@
 
 use dispatch_api::crd::{Workspace, WorkspaceStatus};
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 
 use crate::controller::{Context, key};
 use crate::desired::Invalid;
@@ -81,11 +81,11 @@ fn already_degraded(ws: &Workspace, reason: &str) -> bool {
 
 async fn write(ws: &Workspace, ctx: &Context, next: &WorkspaceStatus) -> Result<(), Error> {
     let k = key(ws);
-    if ws
-        .status
-        .as_ref()
-        .is_some_and(|cur| !status::differs(cur, next))
-        || ctx.recent.status_written(&k, next)
+    let current = ws.status.as_ref();
+    // The cache may lag our last write; a status someone else wrote is never trusted.
+    let ours = current.is_none_or(|cur| ctx.recent.wrote_status(&k, cur));
+    if current.is_some_and(|cur| !status::differs(cur, next))
+        || (ours && ctx.recent.status_written(&k, next))
     {
         return Ok(());
     }
