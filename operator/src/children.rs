@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
+use dispatch_api::crd::TOKEN_KEY;
 use futures_util::{Stream, TryStreamExt};
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
@@ -93,6 +97,60 @@ pub trait Child:
 {
     /// Drops what the reconcile never reads, so 1,000 workspaces stay small.
     fn slim(&mut self) {}
+}
+
+/// The cache keeps of a Pod only what the reconcile reads (annotations, uid,
+/// deletion, node, status).
+impl Child for Pod {
+    fn slim(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            *spec = k8s_openapi::api::core::v1::PodSpec {
+                node_name: spec.node_name.take(),
+                ..Default::default()
+            };
+        }
+    }
+}
+
+/// Of a token Secret only its token matters.
+impl Child for Secret {
+    fn slim(&mut self) {
+        if let Some(data) = self.data.as_mut() {
+            data.retain(|k, _| k == TOKEN_KEY);
+        }
+    }
+}
+
+/// Of a claim: its size (spec) and whether it is bound.
+impl Child for PersistentVolumeClaim {
+    fn slim(&mut self) {
+        if let Some(status) = self.status.as_mut() {
+            status.conditions = None;
+            status.modify_volume_status = None;
+        }
+    }
+}
+
+impl Child for Service {}
+impl Child for NetworkPolicy {}
+impl Child for PartialObjectMeta<Service> {}
+impl Child for PartialObjectMeta<NetworkPolicy> {}
+
+/// The token in a token Secret ("" when it has none).
+pub fn token_of(secret: &Secret) -> String {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(TOKEN_KEY))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .unwrap_or_default()
+}
+
+/// Slims an applied Pod as the cache would keep it.
+pub fn slim_pod(pod: &mut Pod) {
+    pod.managed_fields_mut().clear();
+    pod.annotations_mut().remove(LAST_APPLIED);
+    Child::slim(pod);
 }
 
 /// The cache of one kind of child and the stream of its changes.

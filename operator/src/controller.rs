@@ -2,11 +2,10 @@
 //! Workspaces' watch, and kube's controller running the reconcile
 //! pipeline ([`crate::reconcile`]) on them.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dispatch_api::crd::{LABEL_WORKSPACE, TOKEN_KEY, Workspace, names};
+use dispatch_api::crd::{LABEL_WORKSPACE, Workspace};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -14,65 +13,19 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
 pub use crate::applier::MANAGER;
-use crate::children::{self, Child, LAST_APPLIED};
+use crate::children::{self, LAST_APPLIED};
 use crate::config::WorkspaceDefaults;
+pub use crate::context::{Context, backoff, key};
 use crate::idle::ActivityClient;
 use crate::metrics::Metrics;
 use crate::recent::Recent;
 use crate::reconcile::{self, Error};
 use crate::watch_filter;
-
-/// What every reconcile shares: the client, the caches of children, metrics,
-/// and what this process remembers per workspace.
-pub struct Context {
-    pub client: Client,
-    pub defaults: WorkspaceDefaults,
-    pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
-    pub activity: ActivityClient,
-    pub pods: Store<Pod>,
-    pub secrets: Store<Secret>,
-    pub pvcs: Store<PersistentVolumeClaim>,
-    pub services: Store<PartialObjectMeta<Service>>,
-    pub policies: Store<PartialObjectMeta<NetworkPolicy>>,
-    pub recent: Arc<Recent>,
-    /// When each workspace's children were last applied in full.
-    pub full_applies: Mutex<HashMap<String, Instant>>,
-    /// Failed reconciles in a row, per workspace (for the backoff).
-    pub failures: Mutex<HashMap<String, u32>>,
-}
-
-impl Context {
-    /// Forgets everything about a deleted workspace (`ns/name`).
-    pub fn forget(&self, key: &str) {
-        self.metrics.set_phase(key, None);
-        if let Ok(mut m) = self.full_applies.lock() {
-            m.remove(key);
-        }
-        if let Ok(mut m) = self.failures.lock() {
-            m.remove(key);
-        }
-        let (ns, name) = key.split_once('/').unwrap_or(("", key));
-        let children = [
-            format!("Secret/{ns}/{}", names::token_secret(name)),
-            format!("PersistentVolumeClaim/{ns}/{}", names::pvc(name)),
-            format!("Service/{ns}/{}", names::service(name)),
-            format!("NetworkPolicy/{ns}/{}", names::network_policy(name)),
-            format!("Pod/{ns}/{}", names::pod(name)),
-        ];
-        self.recent.forget_workspace(key, &children);
-    }
-}
-
-/// `ns/name` of a Workspace.
-pub fn key(ws: &Workspace) -> String {
-    format!("{}/{}", ws.namespace().unwrap_or_default(), ws.name_any())
-}
 
 /// How the controller runs.
 pub struct Settings {
@@ -84,43 +37,6 @@ pub struct Settings {
     /// This replica's name in Events.
     pub instance: String,
 }
-
-/// The cache keeps of a Pod only what the reconcile reads (annotations, uid,
-/// deletion, node, status).
-impl Child for Pod {
-    fn slim(&mut self) {
-        if let Some(spec) = self.spec.as_mut() {
-            *spec = k8s_openapi::api::core::v1::PodSpec {
-                node_name: spec.node_name.take(),
-                ..Default::default()
-            };
-        }
-    }
-}
-
-/// Of a token Secret only its token matters.
-impl Child for Secret {
-    fn slim(&mut self) {
-        if let Some(data) = self.data.as_mut() {
-            data.retain(|k, _| k == TOKEN_KEY);
-        }
-    }
-}
-
-/// Of a claim: its size (spec) and whether it is bound.
-impl Child for PersistentVolumeClaim {
-    fn slim(&mut self) {
-        if let Some(status) = self.status.as_mut() {
-            status.conditions = None;
-            status.modify_volume_status = None;
-        }
-    }
-}
-
-impl Child for Service {}
-impl Child for NetworkPolicy {}
-impl Child for PartialObjectMeta<Service> {}
-impl Child for PartialObjectMeta<NetworkPolicy> {}
 
 /// The Workspace a child belongs to: its controller reference, and its
 /// workspace label (a retained claim has no owner; a hand edit may drop
@@ -262,21 +178,6 @@ pub async fn run(
         .await;
 }
 
-/// Failures back off exponentially per Workspace: 0.5 s, 1 s, 2 s ... 5 min.
-pub fn backoff(ctx: &Context, key: &str) -> Duration {
-    let n = ctx
-        .failures
-        .lock()
-        .map(|mut f| {
-            let n = f.entry(key.to_string()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        })
-        .unwrap_or(1);
-    Duration::from_millis(500u64.saturating_mul(1u64 << n.min(10).saturating_sub(1)))
-        .min(Duration::from_secs(300))
-}
-
 fn error_policy(
     ws: Arc<Workspace>,
     err: &Error,
@@ -286,23 +187,6 @@ fn error_policy(
     let delay = backoff(&ctx, &key(&ws));
     tracing::warn!(workspace = %key(&ws), error = %err, retry_in = ?delay, "reconcile failed");
     kube::runtime::controller::Action::requeue(delay)
-}
-
-/// The token in a token Secret ("" when it has none).
-pub fn token_of(secret: &Secret) -> String {
-    secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(TOKEN_KEY))
-        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        .unwrap_or_default()
-}
-
-/// Slims an applied Pod as the cache would keep it.
-pub fn slim_pod(pod: &mut Pod) {
-    pod.managed_fields_mut().clear();
-    pod.annotations_mut().remove(LAST_APPLIED);
-    Child::slim(pod);
 }
 
 #[cfg(test)]

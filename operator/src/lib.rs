@@ -5,6 +5,7 @@
 pub mod applier;
 pub mod children;
 pub mod config;
+pub mod context;
 pub mod controller;
 pub mod crdgen;
 pub mod desired;

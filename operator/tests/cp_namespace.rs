@@ -36,7 +36,7 @@ async fn start_chart_operator(cp: &ControlPlane) -> Operator {
     let kubeconfig = cp
         .write_token_kubeconfig("operator", &token)
         .expect("kubeconfig");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatch-operator"));
+    let mut cmd = Command::new(operator_bin());
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     for e in c.env.iter().flatten() {

@@ -11,7 +11,8 @@ use kube::{Resource, ResourceExt};
 
 use crate::applier::{Applier, ChildError, MANAGER, OnInvalid, delete_exact};
 use crate::children::cached;
-use crate::controller::{Context, key, slim_pod, token_of};
+use crate::children::{slim_pod, token_of};
+use crate::context::{Context, key};
 use crate::desired::{self, Children, applied_hash, pod_token_digest, token_digest};
 use crate::reconcile::FULL_APPLY_EVERY;
 use crate::status;

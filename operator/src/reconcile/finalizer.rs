@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::applier::json_patch;
 use crate::children::cached;
-use crate::controller::{Context, key};
+use crate::context::{Context, key};
 use crate::reconcile::Error;
 
 fn has_finalizer(ws: &Workspace) -> bool {

@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
-use crate::controller::{Context, key};
+use crate::context::{Context, key};
 use crate::desired::Validated;
 use crate::idle::{self, ActivityError, Verdict};
 use crate::reconcile::apply::Token;

@@ -20,7 +20,7 @@ use std::time::Instant;
 use dispatch_api::crd::Workspace;
 use kube::runtime::controller::Action;
 
-use crate::controller::{Context, backoff, key};
+use crate::context::{Context, backoff, key};
 use crate::desired;
 use crate::recent::CACHE_LAG;
 

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType};
 
 use crate::children::cached;
-use crate::controller::{Context, key};
+use crate::context::{Context, key};
 use crate::reconcile::apply::Applied;
 use crate::status::{APPLY_FAILED, Problem, VOLUME_DELETING, VOLUME_REPLACED};
 

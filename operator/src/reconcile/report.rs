@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 
-use crate::controller::{Context, key};
+use crate::context::{Context, key};
 use crate::desired::Invalid;
 use crate::reconcile::Error;
 use crate::reconcile::observe::{Seen, warn};

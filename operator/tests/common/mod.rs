@@ -31,6 +31,15 @@ pub fn agent_bin() -> PathBuf {
     bin
 }
 
+/// The operator binary: DISPATCH_OPERATOR_BIN (to try another build, e.g.
+/// to see a test fail without a fix), else the one cargo built.
+pub fn operator_bin() -> PathBuf {
+    std::env::var_os("DISPATCH_OPERATOR_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dispatch-operator")))
+}
+
 /// Polls `f` every 100 ms until it holds; fails the test after `timeout`.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
 where
@@ -107,7 +116,7 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(cp: &ControlPlane, extra: &[&str]) -> Operator {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatch-operator"));
+        let mut cmd = Command::new(operator_bin());
         cmd.args([
             "--listen",
             "127.0.0.1:0",
