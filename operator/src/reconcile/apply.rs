@@ -187,10 +187,11 @@ pub async fn children(ws: &Workspace, ctx: &Context, c: &Children, token: &Token
         out.pod = Some(p);
     }
 
-    if full && out.failures.is_empty() {
-        if let Ok(mut m) = ctx.full_applies.lock() {
-            m.insert(k, Instant::now());
-        }
+    if full
+        && out.failures.is_empty()
+        && let Ok(mut m) = ctx.full_applies.lock()
+    {
+        m.insert(k, Instant::now());
     }
     out.lagging = applier.lagging;
     out
