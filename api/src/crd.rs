@@ -15,7 +15,9 @@ pub use crate::protocol::PermissionMode;
 
 /// API group of the resource.
 pub const GROUP: &str = "dispatch.dev";
-/// Finalizer the operator puts on every Workspace so that deletion is orderly.
+/// Finalizer the operator puts on a Workspace only while deleting it would
+/// take a claim it should keep (`retainOnDelete`) that still names it as
+/// owner; otherwise deletion is garbage collection and never waits for it.
 pub const FINALIZER: &str = "dispatch.dev/cleanup";
 /// Label on every child: the name of the Workspace it belongs to.
 pub const LABEL_WORKSPACE: &str = "dispatch.dev/workspace";
