@@ -100,9 +100,9 @@ impl Applier<'_> {
         let object = object_key(desired);
         let want = applied_hash(desired.meta()).map(String::from);
         let edited = seen.is_some_and(|m| {
-            marked_edited(m)
+            (marked_edited(m) && !self.recent.unchanged_since_written(&object, m))
                 || lost_labels(m, desired.meta())
-                || self.recent.generation_moved(&object, m.generation)
+                || self.recent.generation_moved(&object, m)
         });
         if !self.full
             && !edited
@@ -156,8 +156,7 @@ impl Applier<'_> {
         if let Some(h) = hash {
             self.recent.record_applied(object, h);
         }
-        self.recent
-            .record_generation(object, written.meta().generation);
+        self.recent.record_written(object, written.meta());
     }
 }
 

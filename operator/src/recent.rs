@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use dispatch_api::crd::WorkspaceStatus;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::status;
 
@@ -31,7 +32,13 @@ pub struct Recent {
     /// The metadata.generation each child had after this process last wrote
     /// it: a different one in the cache means someone else changed its spec
     /// (a removal leaves no trace in managedFields).
-    generations: Mutex<HashMap<String, i64>>,
+    generations: Mutex<HashMap<String, Written>>,
+}
+
+/// A child as our last write left it.
+struct Written {
+    generation: Option<i64>,
+    resource_version: Option<String>,
 }
 
 /// How many of its last status writes this process recognises as its own (a
@@ -82,20 +89,45 @@ impl Recent {
         }
     }
 
-    /// The generation `object` had after our write (if it has generations).
-    pub fn record_generation(&self, object: &str, generation: Option<i64>) {
-        if let (Some(g), Ok(mut m)) = (generation, self.generations.lock()) {
-            m.insert(object.to_string(), g);
+    /// What `object` was after our last write to it.
+    pub fn record_written(&self, object: &str, meta: &ObjectMeta) {
+        if let Ok(mut m) = self.generations.lock() {
+            m.insert(
+                object.to_string(),
+                Written {
+                    generation: meta.generation,
+                    resource_version: meta.resource_version.clone(),
+                },
+            );
         }
     }
 
     /// Whether `object`'s spec changed since our last write (a generation we
     /// did not write); unknown is no.
-    pub fn generation_moved(&self, object: &str, seen: Option<i64>) -> bool {
-        let Some(seen) = seen else { return false };
+    pub fn generation_moved(&self, object: &str, seen: &ObjectMeta) -> bool {
+        let Some(seen) = seen.generation else {
+            return false;
+        };
         self.generations
             .lock()
-            .map(|m| m.get(object).is_some_and(|g| *g < seen))
+            .map(|m| {
+                m.get(object)
+                    .and_then(|w| w.generation)
+                    .is_some_and(|g| g < seen)
+            })
+            .unwrap_or(false)
+    }
+
+    /// Whether the cache shows `object` exactly as our last write left it
+    /// (then an old foreign write in its managedFields was already answered).
+    pub fn unchanged_since_written(&self, object: &str, seen: &ObjectMeta) -> bool {
+        self.generations
+            .lock()
+            .map(|m| {
+                m.get(object).is_some_and(|w| {
+                    w.resource_version.is_some() && w.resource_version == seen.resource_version
+                })
+            })
             .unwrap_or(false)
     }
 
@@ -251,6 +283,27 @@ mod tests {
         r.record_status("ns/a", &s);
         assert!(r.wrote_status("ns/a", &back));
         assert!(!r.wrote_status("ns/a", &WorkspaceStatus::default()));
+    }
+
+    #[test]
+    fn a_child_is_known_as_our_write_left_it() {
+        let r = Recent::default();
+        let meta = |g: i64, rv: &str| ObjectMeta {
+            generation: Some(g),
+            resource_version: Some(rv.into()),
+            ..Default::default()
+        };
+        assert!(
+            !r.generation_moved("Pod/n/a", &meta(2, "5")),
+            "unknown is no"
+        );
+        r.record_written("Pod/n/a", &meta(2, "5"));
+        assert!(r.unchanged_since_written("Pod/n/a", &meta(2, "5")));
+        assert!(!r.unchanged_since_written("Pod/n/a", &meta(2, "6")));
+        assert!(!r.generation_moved("Pod/n/a", &meta(2, "6")));
+        assert!(r.generation_moved("Pod/n/a", &meta(3, "7")));
+        r.forget_applied("Pod/n/a");
+        assert!(!r.generation_moved("Pod/n/a", &meta(3, "7")));
     }
 
     #[test]
