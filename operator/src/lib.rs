@@ -1,6 +1,9 @@
 //! `dispatch-operator`: reconciles `Workspace` resources into isolated agent
-//! Pods. Pure parts (`desired`, `status`, `idle::decide`) are apart from the
-//! I/O (`controller`, `leader`, `http`) so they are unit-tested without a cluster.
+//! Pods. Pure parts (`desired`, `status`, `idle::decide`, `ownership`) are
+//! apart from the I/O so they are unit-tested without a cluster:
+//! `controller` wires the watches (`children`: one generic watch per kind of
+//! child) to the pipeline (`reconcile`: one module per step), which writes
+//! children through `applier`; `leader` elects, `http` serves metrics.
 
 pub mod applier;
 pub mod children;

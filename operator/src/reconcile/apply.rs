@@ -13,7 +13,7 @@ use crate::applier::{Applier, ChildError, MANAGER, OnInvalid, delete_exact};
 use crate::children::cached;
 use crate::children::{slim_pod, token_of};
 use crate::context::{Context, key};
-use crate::desired::{self, Children, applied_hash, pod_token_digest, token_digest};
+use crate::desired::{self, Children, applied_hash, pod_token_digest};
 use crate::reconcile::FULL_APPLY_EVERY;
 use crate::status;
 
@@ -244,9 +244,6 @@ async fn pod(
             remove(pod, "its token changed").await.map(|()| None)
         }
         (Some(want), current) => {
-            debug_assert!(token.is_none_or(
-                |t| pod_token_digest(&want.metadata) == Some(token_digest(&t.value).as_str())
-            ));
             applier
                 .apply(
                     &pods,

@@ -86,7 +86,8 @@ async fn pipeline(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
     };
     let token = apply::token(ws, ctx);
     let children = desired::desired(ws, &ctx.defaults, &token.value);
-    finalizer::keep_only_where_needed(ws, ctx).await?;
+    // A finalizer that cannot be put on or taken off holds up nothing else.
+    let finalizer = finalizer::keep_only_where_needed(ws, ctx).await;
     let applied = apply::children(ws, ctx, &children, &token).await;
     let mut seen = observe::observe(ws, ctx, &applied).await;
     let idle = idle::check(ws, ctx, &validated, &mut seen, &token).await?;
@@ -105,6 +106,7 @@ async fn pipeline(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
             .join("; ");
         return Err(Error::Apply(summary));
     }
+    finalizer?;
     if seen.retry {
         // Something is wrong outside the spec (an agent refusing its token):
         // look again soon, less often while it stays wrong.
