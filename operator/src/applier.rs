@@ -36,6 +36,14 @@ pub enum ChildError {
         #[source]
         source: kube::Error,
     },
+    /// Folding its field ownership failed: someone wrote it meanwhile (the
+    /// patch tests the resourceVersion). Transient, never the spec's fault.
+    #[error("{object}: field ownership: {source}")]
+    Ownership {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("{object}: cannot be serialized: {source}")]
     Serialize {
         object: String,
@@ -59,7 +67,7 @@ impl ChildError {
                 source: kube::Error::Api(e),
                 ..
             } => (400..500).contains(&e.code) && e.code != 409 && e.code != 429,
-            ChildError::Kube { .. } => false,
+            ChildError::Kube { .. } | ChildError::Ownership { .. } => false,
             ChildError::Serialize { .. } => true,
         }
     }
@@ -126,11 +134,16 @@ impl Applier<'_> {
                 Err(kube::Error::Api(e)) if e.code == 409 => {}
                 Err(e) => return Err(ChildError::kube(&object, e)),
             }
-        } else if seen.and_then(applied_hash) != want.as_deref() || edited {
-            // A change: the child may have been created, not applied.
+        } else if seen.and_then(applied_hash) != want.as_deref() {
+            // A change: the child may have been created, not applied. (An
+            // edit by others needs no fold: the forced apply takes back
+            // whatever of ours they changed.)
             fold_ownership(api, &desired.name_any())
                 .await
-                .map_err(|e| ChildError::kube(&object, e))?;
+                .map_err(|source| ChildError::Ownership {
+                    object: object.clone(),
+                    source,
+                })?;
         }
         match server_side_apply(api, desired).await {
             Ok(applied) => {

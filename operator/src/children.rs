@@ -121,12 +121,15 @@ impl Child for Secret {
     }
 }
 
-/// Of a claim: its size (spec) and whether it is bound.
+/// Of a claim only its size (the rest of its spec and its status are never read).
 impl Child for PersistentVolumeClaim {
     fn slim(&mut self) {
-        if let Some(status) = self.status.as_mut() {
-            status.conditions = None;
-            status.modify_volume_status = None;
+        self.status = None;
+        if let Some(spec) = self.spec.as_mut() {
+            *spec = k8s_openapi::api::core::v1::PersistentVolumeClaimSpec {
+                resources: spec.resources.take(),
+                ..Default::default()
+            };
         }
     }
 }

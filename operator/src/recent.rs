@@ -32,13 +32,20 @@ pub struct Recent {
     /// The metadata.generation each child had after this process last wrote
     /// it: a different one in the cache means someone else changed its spec
     /// (a removal leaves no trace in managedFields).
-    generations: Mutex<HashMap<String, Written>>,
+    generations: Mutex<HashMap<u64, Written>>,
 }
 
-/// A child as our last write left it.
+/// A child as our last write left it (digests, so 5,000 children stay small).
 struct Written {
     generation: Option<i64>,
-    resource_version: Option<String>,
+    resource_version: u64,
+}
+
+fn digest(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
 }
 
 /// How many of its last status writes this process recognises as its own (a
@@ -85,18 +92,21 @@ impl Recent {
             m.remove(object);
         }
         if let Ok(mut m) = self.generations.lock() {
-            m.remove(object);
+            m.remove(&digest(object));
         }
     }
 
     /// What `object` was after our last write to it.
     pub fn record_written(&self, object: &str, meta: &ObjectMeta) {
+        let Some(rv) = meta.resource_version.as_deref() else {
+            return;
+        };
         if let Ok(mut m) = self.generations.lock() {
             m.insert(
-                object.to_string(),
+                digest(object),
                 Written {
                     generation: meta.generation,
-                    resource_version: meta.resource_version.clone(),
+                    resource_version: digest(rv),
                 },
             );
         }
@@ -111,7 +121,7 @@ impl Recent {
         self.generations
             .lock()
             .map(|m| {
-                m.get(object)
+                m.get(&digest(object))
                     .and_then(|w| w.generation)
                     .is_some_and(|g| g < seen)
             })
@@ -124,8 +134,8 @@ impl Recent {
         self.generations
             .lock()
             .map(|m| {
-                m.get(object).is_some_and(|w| {
-                    w.resource_version.is_some() && w.resource_version == seen.resource_version
+                m.get(&digest(object)).is_some_and(|w| {
+                    seen.resource_version.as_deref().map(digest) == Some(w.resource_version)
                 })
             })
             .unwrap_or(false)
