@@ -121,23 +121,12 @@ impl Child for Secret {
     }
 }
 
-/// Of a claim only its size (the rest of its spec and its status are never read).
-impl Child for PersistentVolumeClaim {
-    fn slim(&mut self) {
-        self.status = None;
-        if let Some(spec) = self.spec.as_mut() {
-            *spec = k8s_openapi::api::core::v1::PersistentVolumeClaimSpec {
-                resources: spec.resources.take(),
-                ..Default::default()
-            };
-        }
-    }
-}
-
+impl Child for PersistentVolumeClaim {}
 impl Child for Service {}
 impl Child for NetworkPolicy {}
 impl Child for PartialObjectMeta<Service> {}
 impl Child for PartialObjectMeta<NetworkPolicy> {}
+impl Child for PartialObjectMeta<PersistentVolumeClaim> {}
 
 /// The token in a token Secret ("" when it has none).
 pub fn token_of(secret: &Secret) -> String {

@@ -27,7 +27,7 @@ pub struct Context {
     pub activity: ActivityClient,
     pub pods: Store<Pod>,
     pub secrets: Store<Secret>,
-    pub pvcs: Store<PersistentVolumeClaim>,
+    pub pvcs: Store<PartialObjectMeta<PersistentVolumeClaim>>,
     pub services: Store<PartialObjectMeta<Service>>,
     pub policies: Store<PartialObjectMeta<NetworkPolicy>>,
     pub recent: Arc<Recent>,

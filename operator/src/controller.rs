@@ -77,8 +77,12 @@ pub async fn run(
     let recent = Arc::new(Recent::default());
     let (pods, pod_stream) = children::watch::<Pod>(&client, ns, recent.clone(), MANAGER);
     let (secrets, secret_stream) = children::watch::<Secret>(&client, ns, recent.clone(), MANAGER);
-    let (pvcs, pvc_stream) =
-        children::watch::<PersistentVolumeClaim>(&client, ns, recent.clone(), MANAGER);
+    let (pvcs, pvc_stream) = children::watch::<PartialObjectMeta<PersistentVolumeClaim>>(
+        &client,
+        ns,
+        recent.clone(),
+        MANAGER,
+    );
     let (services, svc_stream) =
         children::watch::<PartialObjectMeta<Service>>(&client, ns, recent.clone(), MANAGER);
     let (policies, np_stream) =

@@ -54,8 +54,8 @@ pub fn token(ws: &Workspace, ctx: &Context) -> Token {
 pub struct Applied {
     /// The Pod as written, when it was.
     pub pod: Option<Pod>,
-    /// The claim as created, when it was.
-    pub created_claim: Option<PersistentVolumeClaim>,
+    /// The claim as written, when it was.
+    pub claim: Option<PersistentVolumeClaim>,
     /// A skip relied on a recent write rather than the caches.
     pub lagging: bool,
     /// Children that are not what they should be.
@@ -141,10 +141,8 @@ pub async fn children(ws: &Workspace, ctx: &Context, c: &Children, token: &Token
                 OnInvalid::Report,
             )
             .await;
-        if let Some(Some(written)) = out.note(r)
-            && seen_claim.is_none()
-        {
-            out.created_claim = Some(written);
+        if let Some(Some(written)) = out.note(r) {
+            out.claim = Some(written);
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use dispatch_api::crd::{VolumeStatus, Workspace, names};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType};
 
@@ -42,23 +42,26 @@ pub async fn observe(ws: &Workspace, ctx: &Context, applied: &Applied) -> Seen {
         .map(|f| Problem::new(APPLY_FAILED, f.summary()))
         .collect();
 
-    let claim: Option<Arc<PersistentVolumeClaim>> = applied
-        .created_claim
-        .clone()
-        .map(Arc::new)
-        .or_else(|| cached(&ctx.pvcs, &ns, &names::pvc(&name)));
+    let claim: Option<ObjectMeta> = applied
+        .claim
+        .as_ref()
+        .map(|c| c.metadata.clone())
+        .or_else(|| cached(&ctx.pvcs, &ns, &names::pvc(&name)).map(|c| c.metadata.clone()));
     let previous = ws.status.as_ref().and_then(|s| s.volume.clone());
+    // The size the claim asks for is known from our last successful write
+    // of it (the cache keeps no spec); a refused grow leaves it as it was.
+    let size = applied.claim.as_ref().and_then(claim_size);
     let volume = claim
-        .as_deref()
-        .map(|c| volume_status(ws, c, previous.as_ref()));
+        .as_ref()
+        .map(|c| volume_status(ws, c.uid.clone(), size, previous.as_ref()));
     if let Some(c) = &claim
-        && c.metadata.deletion_timestamp.is_some()
+        && c.deletion_timestamp.is_some()
     {
         problems.push(Problem::new(
             VOLUME_DELETING,
             format!(
                 "the volume claim {} is being deleted: the workspace's files go with it once its Pod stops",
-                c.name_any()
+                c.name.as_deref().unwrap_or_default()
             ),
         ));
     }
@@ -105,10 +108,10 @@ pub async fn observe(ws: &Workspace, ctx: &Context, applied: &Applied) -> Seen {
 /// generation in which it replaced a deleted one.
 fn volume_status(
     ws: &Workspace,
-    claim: &PersistentVolumeClaim,
+    uid: Option<String>,
+    size: Option<String>,
     previous: Option<&VolumeStatus>,
 ) -> VolumeStatus {
-    let uid = claim.metadata.uid.clone();
     let before = previous.and_then(|p| p.claim_uid.clone());
     let replaced_in_generation = match (&before, &uid) {
         (Some(b), Some(u)) if b != u => ws.metadata.generation,
@@ -116,13 +119,22 @@ fn volume_status(
     };
     VolumeStatus {
         claim_uid: uid,
-        size: claim
-            .spec
-            .as_ref()
-            .and_then(|s| s.resources.as_ref()?.requests.as_ref()?.get("storage"))
-            .map(|q| q.0.clone()),
+        size: size.or_else(|| previous.and_then(|p| p.size.clone())),
         replaced_in_generation,
     }
+}
+
+/// The storage a claim asks for.
+fn claim_size(claim: &PersistentVolumeClaim) -> Option<String> {
+    claim
+        .spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+        .map(|q| q.0.clone())
 }
 
 /// A Warning Event on the Workspace.
@@ -157,24 +169,30 @@ mod tests {
         w
     }
 
-    fn claim(uid: &str) -> PersistentVolumeClaim {
-        serde_yaml::from_str(&format!(
-            "metadata: {{name: ws-a-data, uid: {uid}}}\nspec: {{resources: {{requests: {{storage: 2Gi}}}}}}\n"
-        ))
-        .unwrap()
+    fn uid(u: &str) -> Option<String> {
+        Some(u.into())
     }
 
     #[test]
     fn a_claim_with_another_uid_replaced_the_one_with_the_files() {
-        let first = volume_status(&ws(1), &claim("u1"), None);
+        let first = volume_status(&ws(1), uid("u1"), Some("2Gi".into()), None);
         assert_eq!(first.claim_uid.as_deref(), Some("u1"));
         assert_eq!(first.size.as_deref(), Some("2Gi"));
         assert_eq!(first.replaced_in_generation, None);
-        let same = volume_status(&ws(2), &claim("u1"), Some(&first));
-        assert_eq!(same, first);
-        let new = volume_status(&ws(3), &claim("u2"), Some(&first));
+        let same = volume_status(&ws(2), uid("u1"), None, Some(&first));
+        assert_eq!(same, first, "the size is kept until the claim is written");
+        let new = volume_status(&ws(3), uid("u2"), Some("2Gi".into()), Some(&first));
         assert_eq!(new.replaced_in_generation, Some(3));
-        let later = volume_status(&ws(4), &claim("u2"), Some(&new));
+        let later = volume_status(&ws(4), uid("u2"), None, Some(&new));
         assert_eq!(later.replaced_in_generation, Some(3), "remembered");
+    }
+
+    #[test]
+    fn the_size_is_what_the_written_claim_asks_for() {
+        let c: PersistentVolumeClaim = serde_yaml::from_str(
+            "metadata: {name: ws-a-data}\nspec: {resources: {requests: {storage: 5Gi}}}\n",
+        )
+        .unwrap();
+        assert_eq!(claim_size(&c).as_deref(), Some("5Gi"));
     }
 }
