@@ -188,6 +188,15 @@ impl Recent {
         }
     }
 
+    /// The status this process wrote less than [`CACHE_LAG`] ago (the cache
+    /// may not show it yet).
+    pub fn last_status(&self, workspace: &str) -> Option<WorkspaceStatus> {
+        let m = self.statuses.lock().ok()?;
+        m.get(workspace)
+            .filter(|(_, t)| t.elapsed() < CACHE_LAG)
+            .map(|(s, _)| s.clone())
+    }
+
     /// Whether `next` is what this process last wrote as the workspace's status.
     pub fn status_written(&self, workspace: &str, next: &WorkspaceStatus) -> bool {
         self.statuses

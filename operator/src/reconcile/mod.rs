@@ -89,7 +89,7 @@ async fn pipeline(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
     // A finalizer that cannot be put on or taken off holds up nothing else.
     let finalizer = finalizer::keep_only_where_needed(ws, ctx).await;
     let applied = apply::children(ws, ctx, &children, &token).await;
-    let mut seen = observe::observe(ws, ctx, &applied).await;
+    let mut seen = observe::observe(ws, ctx, &applied, &children.pvc).await;
     let idle = idle::check(ws, ctx, &validated, &mut seen, &token).await?;
     report::status(ws, ctx, &seen).await?;
     if validated.idle_timeout.is_none() && idle::token_refused(ws, ctx, &mut seen, &token).await {

@@ -11,6 +11,7 @@ use kube::runtime::events::{Event, EventType};
 
 use crate::children::cached;
 use crate::context::{Context, key};
+use crate::desired::applied_hash;
 use crate::reconcile::apply::Applied;
 use crate::status::{APPLY_FAILED, Problem, VOLUME_DELETING, VOLUME_REPLACED};
 
@@ -25,7 +26,13 @@ pub struct Seen {
     pub last_activity: Option<Time>,
 }
 
-pub async fn observe(ws: &Workspace, ctx: &Context, applied: &Applied) -> Seen {
+/// `want_claim` is the claim as it should be.
+pub async fn observe(
+    ws: &Workspace,
+    ctx: &Context,
+    applied: &Applied,
+    want_claim: &PersistentVolumeClaim,
+) -> Seen {
     let ns = ws.namespace().unwrap_or_default();
     let name = ws.name_any();
     let k = key(ws);
@@ -42,18 +49,32 @@ pub async fn observe(ws: &Workspace, ctx: &Context, applied: &Applied) -> Seen {
         .map(|f| Problem::new(APPLY_FAILED, f.summary()))
         .collect();
 
+    let cached_claim = cached(&ctx.pvcs, &ns, &names::pvc(&name));
     let claim: Option<ObjectMeta> = applied
         .claim
         .as_ref()
         .map(|c| c.metadata.clone())
-        .or_else(|| cached(&ctx.pvcs, &ns, &names::pvc(&name)).map(|c| c.metadata.clone()));
-    let previous = ws.status.as_ref().and_then(|s| s.volume.clone());
-    // The size the claim asks for is known from our last successful write
-    // of it (the cache keeps no spec); a refused grow leaves it as it was.
-    let size = applied.claim.as_ref().and_then(claim_size);
+        .or_else(|| cached_claim.as_ref().map(|c| c.metadata.clone()));
+    // What we wrote last is fresher than a cache that may lag it.
+    let ours = ctx.recent.last_status(&k).and_then(|s| s.volume);
+    let previous = ours
+        .clone()
+        .or_else(|| ws.status.as_ref().and_then(|s| s.volume.clone()));
+    // The size the claim asks for (the cache keeps no spec): as written now,
+    // or as desired when the cached claim carries the desired hash; a
+    // refused grow leaves it as it was.
+    let current = cached_claim
+        .as_ref()
+        .is_some_and(|c| applied_hash(&c.metadata) == applied_hash(&want_claim.metadata));
+    let size = applied
+        .claim
+        .as_ref()
+        .and_then(claim_size)
+        .or_else(|| current.then(|| claim_size(want_claim)).flatten());
     let volume = claim
         .as_ref()
-        .map(|c| volume_status(ws, c.uid.clone(), size, previous.as_ref()));
+        .map(|c| volume_status(ws, c.uid.clone(), size, previous.as_ref()))
+        .or(ours);
     if let Some(c) = &claim
         && c.deletion_timestamp.is_some()
     {
