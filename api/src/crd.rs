@@ -15,7 +15,9 @@ pub use crate::protocol::PermissionMode;
 
 /// API group of the resource.
 pub const GROUP: &str = "dispatch.dev";
-/// Finalizer the operator puts on every Workspace so that deletion is orderly.
+/// Finalizer the operator puts on a Workspace only while deleting it would
+/// take a claim it should keep (`retainOnDelete`) that still names it as
+/// owner; otherwise deletion is garbage collection and never waits for it.
 pub const FINALIZER: &str = "dispatch.dev/cleanup";
 /// Label on every child: the name of the Workspace it belongs to.
 pub const LABEL_WORKSPACE: &str = "dispatch.dev/workspace";
@@ -33,6 +35,15 @@ pub const AGENT_PORT: u16 = 8080;
 /// DNS labels (63).
 pub const MAX_NAME_LEN: usize = 54;
 
+/// CEL: the new `storage.size` is at least the old one, or at least the size
+/// the claim asks for now.
+const SIZE_NEVER_SHRINKS: &str = "!has(self.spec.storage) || !has(self.spec.storage.size) || !isQuantity(self.spec.storage.size) || !has(oldSelf.spec.storage) || !has(oldSelf.spec.storage.size) || !isQuantity(oldSelf.spec.storage.size) || quantity(self.spec.storage.size).compareTo(quantity(oldSelf.spec.storage.size)) >= 0 || (has(self.status) && has(self.status.volume) && has(self.status.volume.size) && isQuantity(self.status.volume.size) && quantity(self.spec.storage.size).compareTo(quantity(self.status.volume.size)) >= 0)";
+
+/// A Go duration with at most five digits before each unit: enough for any
+/// idle timeout, and its sum never overflows (which would leave CEL with only
+/// a type-conversion message).
+const DURATION_PATTERN: &str = r"^([0-9]{1,5}([.][0-9]{1,9})?(ns|us|µs|ms|s|m|h))+$";
+
 /// What the user asks for: whose workspace it is, what runs in it, how much
 /// it may use, and whether it runs at all.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -49,9 +60,16 @@ pub const MAX_NAME_LEN: usize = 54;
     printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner", description = "Who the workspace belongs to"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the agent answers"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.size() <= 54 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label (lower-case letters, digits and '-') of at most 54 characters")
+    validation = Rule::new("self.metadata.name.size() <= 54 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label (lower-case letters, digits and '-') of at most 54 characters"),
+    // Shrinking is refused, except back down to what the claim itself asks
+    // for: a grow the claim could not follow (its class cannot expand) can
+    // then be undone without deleting the workspace.
+    validation = Rule::new(SIZE_NEVER_SHRINKS).message("storage.size may grow but not shrink below the size of the workspace's volume claim (status.volume.size)")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("(has(self.storage) && has(self.storage.storageClassName)) == (has(oldSelf.storage) && has(oldSelf.storage.storageClassName))").message("storage.storageClassName cannot be set or removed after creation")
+)]
 pub struct WorkspaceSpec {
     /// The user the workspace belongs to; the gateway shows it only to them.
     /// Letters, digits, '.', '_' and '-' (a Kubernetes label value). Cannot change.
@@ -98,11 +116,11 @@ pub struct WorkspaceSpec {
     /// running Claude turn, or terminal input or output. A Go duration such as
     /// "30m" or "1h30m", at least "1s". Unset: never suspended for idleness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(max = 32),
-        regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$")
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new(format!("self.matches('{DURATION_PATTERN}')")).message("idleTimeout must be a duration such as 30m or 1h30m, with at most 5 digits before each unit"),
+        validation = Rule::new(format!("!self.matches('{DURATION_PATTERN}') || duration(self) >= duration('1s')")).message("idleTimeout must be a duration of at least 1s, such as 30m or 1h30m")
     )]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("idleTimeout must be a duration of at least 1s, such as 30m or 1h30m"))]
     pub idle_timeout: Option<String>,
 
     /// Defaults for new Claude Code sessions in this workspace.
@@ -114,17 +132,18 @@ pub struct WorkspaceSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Requested size, a Kubernetes quantity such as "10Gi". May grow, not shrink.
-    /// Unset: the operator's default.
+    /// Requested size, a Kubernetes quantity such as "10Gi". May grow, not
+    /// shrink (except back to the claim's own size, `status.volume.size`, when
+    /// the claim could not grow). Unset: the operator's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     #[x_kube(
-        validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("storage.size must be a positive quantity such as 10Gi"),
-        validation = Rule::new("!isQuantity(self) || !isQuantity(oldSelf) || quantity(self).compareTo(quantity(oldSelf)) >= 0").message("storage.size may grow but not shrink")
+        validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("storage.size must be a positive quantity such as 10Gi")
     )]
     pub size: Option<String>,
 
-    /// StorageClass of the volume. Unset: the cluster's default class. Cannot change.
+    /// StorageClass of the volume. Unset: the cluster's default class. Cannot
+    /// change, be set or be removed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage.storageClassName is immutable"))]
@@ -255,6 +274,28 @@ pub struct WorkspaceStatus {
     /// Last time the operator saw the workspace in use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_activity: Option<Time>,
+    /// The volume claim that holds the workspace's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeStatus>,
+}
+
+/// The volume claim as the operator last saw it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    /// UID of the claim, so that a claim made anew (its files gone) is noticed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub claim_uid: Option<String>,
+    /// The size the claim asks for; it lags storage.size while a resize is
+    /// refused (a class that cannot expand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub size: Option<String>,
+    /// The generation in which the claim was made anew after the one that
+    /// held the files was deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_in_generation: Option<i64>,
 }
 
 /// Where a Workspace stands.

@@ -83,7 +83,8 @@ async fn create_directly(client: Client, ns: String, name: String) -> anyhow::Re
         suspended: false,
         invalid: None,
         pod: Some(&pod),
-        apply_error: None,
+        problems: &[],
+        volume: None,
     };
     let status = compute(&obs, None, Timestamp::now());
     let body = serde_json::json!({"status": status});

@@ -31,6 +31,11 @@ use crate::config::{Egress, WorkspaceDefaults};
 /// Annotation on every child: a hash of what the operator applied, so an
 /// unchanged child is not applied again and a changed Pod is replaced.
 pub const HASH_ANNOTATION: &str = "dispatch.dev/applied-hash";
+/// Annotation on the Pod: a digest of the token its Secret held when the Pod
+/// was made. The agent reads its token once, so a Pod whose digest differs
+/// from the Secret's token is replaced. Not part of the hash, so that adding
+/// it to Pods made by an older operator replaces none of them.
+pub const TOKEN_DIGEST_ANNOTATION: &str = "dispatch.dev/token-digest";
 /// Where the PVC is mounted, and the agent's workspace root.
 pub const WORKSPACE_DIR: &str = "/workspace";
 /// Where the token Secret is mounted.
@@ -189,8 +194,14 @@ pub fn desired(ws: &Workspace, defaults: &WorkspaceDefaults, token: &str) -> Chi
         ..Secret::default()
     };
     let storage = ws.spec.storage.clone().unwrap_or_default();
+    let mut claim_meta = meta(ws, names::pvc(&name));
+    if storage.retain_on_delete {
+        // No owner: garbage collection leaves a claim to keep when the
+        // Workspace goes, and deleting a Workspace never needs the operator.
+        claim_meta.owner_references = None;
+    }
     let pvc = PersistentVolumeClaim {
-        metadata: meta(ws, names::pvc(&name)),
+        metadata: claim_meta,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name: storage.storage_class_name.clone(),
@@ -240,7 +251,28 @@ pub fn desired(ws: &Workspace, defaults: &WorkspaceDefaults, token: &str) -> Chi
         network_policy,
     };
     stamp_hashes(&mut children);
+    if let Some(pod) = children.pod.as_mut() {
+        pod.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(TOKEN_DIGEST_ANNOTATION.into(), token_digest(token));
+    }
     children
+}
+
+/// A digest of the token that says whether two tokens differ and nothing
+/// about the token (the first 16 bytes of its SHA-256, hex).
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(token.as_bytes())[..16])
+}
+
+/// The token digest a Pod was made with, if it says.
+pub fn pod_token_digest(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()?
+        .get(TOKEN_DIGEST_ANNOTATION)
+        .map(String::as_str)
 }
 
 fn network_policy(ws: &Workspace, defaults: &WorkspaceDefaults) -> NetworkPolicy {
@@ -636,6 +668,17 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_to_keep_has_no_owner_to_be_collected_with() {
+        let w = ws(&MINIMAL.replace(
+            "{owner: alice}",
+            "{owner: alice, storage: {retainOnDelete: true}}",
+        ));
+        let c = desired(&w, &WorkspaceDefaults::default(), "tok");
+        assert!(c.pvc.metadata.owner_references.is_none());
+        assert!(c.pod.unwrap().metadata.owner_references.is_some());
+    }
+
+    #[test]
     fn suspended_workspace_has_no_pod_but_keeps_the_volume() {
         let w = ws(&MINIMAL.replace("{owner: alice}", "{owner: alice, suspended: true}"));
         let c = desired(&w, &WorkspaceDefaults::default(), "tok");
@@ -657,6 +700,20 @@ mod tests {
         assert_ne!(
             applied_hash(&a.pod.unwrap().metadata),
             applied_hash(&c.pod.unwrap().metadata)
+        );
+    }
+
+    #[test]
+    fn a_new_token_changes_the_pods_digest_not_its_hash() {
+        let d = WorkspaceDefaults::default();
+        let a = desired(&ws(MINIMAL), &d, "tok").pod.unwrap();
+        let b = desired(&ws(MINIMAL), &d, "other").pod.unwrap();
+        assert_eq!(applied_hash(&a.metadata), applied_hash(&b.metadata));
+        assert_ne!(pod_token_digest(&a.metadata), pod_token_digest(&b.metadata));
+        assert_eq!(
+            pod_token_digest(&a.metadata).map(str::len),
+            Some(32),
+            "a digest, not the token"
         );
     }
 

@@ -4,28 +4,48 @@
 //! resourceVersion read, so two candidates never both win.
 //! (kube-runtime 5 has no leader election of its own.)
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 
-/// Whether `holder` may take the lease now.
-pub fn may_acquire(spec: &LeaseSpec, me: &str, now: Timestamp) -> bool {
+/// What identifies one write of the Lease record: a renewal changes it.
+#[derive(Debug, Clone, PartialEq)]
+struct Record {
+    holder: Option<String>,
+    acquired: Option<MicroTime>,
+    renewed: Option<MicroTime>,
+    duration: Option<i32>,
+    transitions: Option<i32>,
+}
+
+impl Record {
+    fn of(spec: &LeaseSpec) -> Self {
+        Self {
+            holder: spec.holder_identity.clone(),
+            acquired: spec.acquire_time.clone(),
+            renewed: spec.renew_time.clone(),
+            duration: spec.lease_duration_seconds,
+            transitions: spec.lease_transitions,
+        }
+    }
+}
+
+/// Whether `me` may take the lease now. As client-go does, the holder's
+/// lease runs from when this candidate last saw the record change
+/// (`observed_at`, on its own monotonic clock), never from the holder's
+/// `renewTime`: clocks that disagree by more than the lease must not let
+/// two replicas lead at once.
+pub fn may_acquire(spec: &LeaseSpec, me: &str, observed_at: Instant, now: Instant) -> bool {
     let holder = spec.holder_identity.as_deref().unwrap_or("");
     if holder.is_empty() || holder == me {
         return true;
     }
-    let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
-        return true;
-    };
-    let secs = i64::from(spec.lease_duration_seconds.unwrap_or(15));
-    renewed
-        .0
-        .saturating_add(SignedDuration::from_secs(secs))
-        .map(|end| end < now)
-        .unwrap_or(true)
+    let secs = u64::try_from(spec.lease_duration_seconds.unwrap_or(15)).unwrap_or(15);
+    now.saturating_duration_since(observed_at) > Duration::from_secs(secs)
 }
 
 pub struct LeaderElector {
@@ -33,6 +53,8 @@ pub struct LeaderElector {
     name: String,
     identity: String,
     lease: Duration,
+    /// The record as last seen, and when it was first seen so.
+    observed: Mutex<Option<(Record, Instant)>>,
 }
 
 impl LeaderElector {
@@ -42,6 +64,7 @@ impl LeaderElector {
             name,
             identity,
             lease,
+            observed: Mutex::new(None),
         }
     }
 
@@ -78,7 +101,8 @@ impl LeaderElector {
             }
             Some(mut lease) => {
                 let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-                if !may_acquire(spec, &self.identity, now) {
+                let observed_at = self.observe(spec);
+                if !may_acquire(spec, &self.identity, observed_at, Instant::now()) {
                     return Ok(false);
                 }
                 if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
@@ -98,6 +122,22 @@ impl LeaderElector {
                     Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
                     Err(e) => Err(e),
                 }
+            }
+        }
+    }
+
+    /// Notes the record read; returns since when it has looked like this.
+    fn observe(&self, spec: &LeaseSpec) -> Instant {
+        let record = Record::of(spec);
+        let Ok(mut seen) = self.observed.lock() else {
+            return Instant::now();
+        };
+        match seen.as_ref() {
+            Some((r, at)) if *r == record => *at,
+            _ => {
+                let now = Instant::now();
+                *seen = Some((record, now));
+                now
             }
         }
     }
@@ -161,6 +201,7 @@ impl LeaderElector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::jiff::SignedDuration;
 
     fn spec(holder: Option<&str>, renewed_secs_ago: i64) -> LeaseSpec {
         LeaseSpec {
@@ -174,12 +215,25 @@ mod tests {
     }
 
     #[test]
-    fn free_own_or_expired_lease_may_be_taken() {
-        let now = Timestamp::now();
-        assert!(may_acquire(&spec(None, 1), "me", now));
-        assert!(may_acquire(&spec(Some(""), 1), "me", now));
-        assert!(may_acquire(&spec(Some("me"), 1), "me", now));
-        assert!(may_acquire(&spec(Some("other"), 20), "me", now));
-        assert!(!may_acquire(&spec(Some("other"), 5), "me", now));
+    fn free_own_or_unrenewed_lease_may_be_taken() {
+        let now = Instant::now();
+        let long_ago = now - Duration::from_secs(20);
+        assert!(may_acquire(&spec(None, 1), "me", now, now));
+        assert!(may_acquire(&spec(Some(""), 1), "me", now, now));
+        assert!(may_acquire(&spec(Some("me"), 1), "me", now, now));
+        assert!(may_acquire(&spec(Some("other"), 0), "me", long_ago, now));
+        assert!(!may_acquire(
+            &spec(Some("other"), 0),
+            "me",
+            now - Duration::from_secs(5),
+            now
+        ));
+    }
+
+    #[test]
+    fn a_holder_whose_clock_lags_still_holds_while_it_renews() {
+        // Its renewTime says an hour ago, but this candidate saw it change just now.
+        let now = Instant::now();
+        assert!(!may_acquire(&spec(Some("other"), 3600), "me", now, now));
     }
 }

@@ -1,8 +1,14 @@
 //! `dispatch-operator`: reconciles `Workspace` resources into isolated agent
-//! Pods. Pure parts (`desired`, `status`, `idle::decide`) are apart from the
-//! I/O (`controller`, `leader`, `http`) so they are unit-tested without a cluster.
+//! Pods. Pure parts (`desired`, `status`, `idle::decide`, `ownership`) are
+//! apart from the I/O so they are unit-tested without a cluster:
+//! `controller` wires the watches (`children`: one generic watch per kind of
+//! child) to the pipeline (`reconcile`: one module per step), which writes
+//! children through `applier`; `leader` elects, `http` serves metrics.
 
+pub mod applier;
+pub mod children;
 pub mod config;
+pub mod context;
 pub mod controller;
 pub mod crdgen;
 pub mod desired;
@@ -12,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod ownership;
 pub mod recent;
+pub mod reconcile;
 pub mod status;
 pub mod trim;
 pub mod watch_filter;

@@ -1,7 +1,7 @@
 //! The status a Workspace should show, computed from what the operator
 //! observed. Pure, so every phase and condition is unit-tested.
 
-use dispatch_api::crd::{AGENT_PORT, WorkspacePhase, WorkspaceStatus, names};
+use dispatch_api::crd::{AGENT_PORT, VolumeStatus, WorkspacePhase, WorkspaceStatus, names};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -22,9 +22,38 @@ pub struct Observed<'a> {
     pub invalid: Option<&'a Invalid>,
     /// The workspace Pod, if one exists.
     pub pod: Option<&'a Pod>,
-    /// A failure applying the children (e.g. the apiserver refused one).
-    pub apply_error: Option<&'a str>,
+    /// What is wrong though the spec is valid (a refused child, a claim being
+    /// deleted, an agent refusing its token); the first one names the reason.
+    pub problems: &'a [Problem],
+    /// The volume claim as seen (carried over from `previous` when `None`).
+    pub volume: Option<&'a VolumeStatus>,
 }
+
+/// Something wrong with a workspace whose spec is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// CamelCase, for the Degraded condition and Events.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A child refused by the apiserver.
+pub const APPLY_FAILED: &str = "ApplyFailed";
+/// The agent answers 401 to the token in its Secret.
+pub const TOKEN_REFUSED: &str = "TokenRefused";
+/// The volume claim is being deleted.
+pub const VOLUME_DELETING: &str = "VolumeDeleting";
+/// A new, empty claim replaced one that was deleted.
+pub const VOLUME_REPLACED: &str = "VolumeReplaced";
 
 /// Whether the Pod is up and its agent passed the readiness probe; then its IP.
 pub fn ready_pod_ip(pod: &Pod) -> Option<&str> {
@@ -99,6 +128,10 @@ pub fn compute(
         token_secret: Some(names::token_secret(obs.name)),
         observed_generation: obs.generation,
         last_activity: previous.and_then(|s| s.last_activity.clone()),
+        volume: obs
+            .volume
+            .cloned()
+            .or_else(|| previous.and_then(|s| s.volume.clone())),
     }
 }
 
@@ -134,8 +167,16 @@ fn decide<'a>(
             None,
         );
     }
-    let degraded = match obs.apply_error {
-        Some(e) => (true, "ApplyFailed", e.to_string()),
+    let degraded = match obs.problems.first() {
+        Some(first) => (
+            true,
+            first.reason,
+            obs.problems
+                .iter()
+                .map(|p| p.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
         None => healthy,
     };
     if obs.suspended {
@@ -158,7 +199,7 @@ fn decide<'a>(
     }
     match obs.pod {
         None => (
-            if obs.apply_error.is_some() {
+            if !obs.problems.is_empty() {
                 WorkspacePhase::Failed
             } else {
                 WorkspacePhase::Pending
@@ -297,7 +338,8 @@ mod tests {
             suspended: false,
             invalid: None,
             pod,
-            apply_error: None,
+            problems: &[],
+            volume: None,
         }
     }
 

@@ -2,6 +2,8 @@
 
 use dispatch_api::crd::Workspace;
 
+use crate::recent::status_digest;
+
 /// What of a Workspace calls for a reconcile: its spec (the generation) and
 /// its deletion. The operator's own finalizer and status patches change
 /// neither, so they no longer come back as reconciles that find nothing to
@@ -10,6 +12,21 @@ use dispatch_api::crd::Workspace;
 pub fn spec_or_deletion(ws: &Workspace) -> Option<u64> {
     let generation = u64::try_from(ws.metadata.generation?).ok()?;
     Some((generation << 1) | u64::from(ws.metadata.deletion_timestamp.is_some()))
+}
+
+/// [`spec_or_deletion`], and a status that is not the one this process last
+/// wrote (`written`, a [`status_digest`]): someone else wrote it, and it is
+/// put right at once. The operator's own status writes still pass unseen.
+pub fn worth_a_reconcile(ws: &Workspace, written: Option<u64>) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let base = spec_or_deletion(ws)?;
+    let foreign = match (&ws.status, written) {
+        (Some(s), Some(w)) if status_digest(s) != w => status_digest(s),
+        _ => 0,
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (base, foreign).hash(&mut h);
+    Some(h.finish())
 }
 
 #[cfg(test)]
@@ -45,5 +62,31 @@ mod tests {
         let mut deleting = ws();
         deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
         assert_ne!(spec_or_deletion(&deleting), base);
+    }
+
+    #[test]
+    fn a_status_someone_else_wrote_passes_our_own_does_not() {
+        let ours = WorkspaceStatus {
+            phase: Some(WorkspacePhase::Running),
+            ..WorkspaceStatus::default()
+        };
+        let mut w = ws();
+        w.status = Some(ours.clone());
+        let written = Some(status_digest(&ours));
+        let base = worth_a_reconcile(&w, written);
+        let mut again = w.clone();
+        again.metadata.resource_version = Some("100".into());
+        assert_eq!(worth_a_reconcile(&again, written), base);
+        let mut foreign = w.clone();
+        foreign.status = Some(WorkspaceStatus {
+            phase: Some(WorkspacePhase::Failed),
+            ..WorkspaceStatus::default()
+        });
+        assert_ne!(worth_a_reconcile(&foreign, written), base);
+        assert_eq!(
+            worth_a_reconcile(&foreign, None),
+            worth_a_reconcile(&w, None),
+            "nothing written yet: the status alone is no reason"
+        );
     }
 }

@@ -93,7 +93,10 @@ async fn workspace_lifecycle_on_a_real_control_plane() {
     ));
     let endpoint = running_endpoint(&wss, "demo").await;
     let ws = wss.get("demo").await.expect("demo");
-    assert!(ws.finalizers().iter().any(|f| f == "dispatch.dev/cleanup"));
+    assert!(
+        ws.finalizers().is_empty(),
+        "deleting it never waits for the operator"
+    );
     let pod = pods.get(&names::pod("demo")).await.expect("pod");
     assert!(owned_by(&pod.metadata, &ws));
     assert!(owned_by(
@@ -355,7 +358,7 @@ async fn workspace_lifecycle_on_a_real_control_plane() {
     );
     ok(kubectl(&cp, &["delete", "ws", "greedy", "-n", NS]));
 
-    // --- delete: the finalizer removes the children; the volume goes...
+    // --- delete: garbage collection removes the children; the volume goes...
     ok(kubectl(
         &cp,
         &["delete", "ws", "demo", "-n", NS, "--timeout=60s"],

@@ -132,6 +132,69 @@ async fn invalid_specs_are_refused_with_clear_messages() {
         ),
     ));
 
+    // A class cannot be added later either (the claim's class never changes).
+    ok(kubectl_apply(&cp, &ws("plain", "  owner: alice\n")));
+    refused(
+        &cp,
+        &ws(
+            "plain",
+            "  owner: alice\n  storage: {storageClassName: fast}\n",
+        ),
+        "storage.storageClassName cannot be set or removed after creation",
+    );
+    refused(
+        &cp,
+        &ws("good", "  owner: alice\n  storage: {size: 3Gi}\n"),
+        "storage.storageClassName cannot be set or removed after creation",
+    );
+    // A duration that matches the old pattern but overflows gets a clear message.
+    refused(
+        &cp,
+        &ws("a", "  owner: al\n  idleTimeout: 999999999h\n"),
+        "idleTimeout must be a duration such as 30m or 1h30m, with at most 5 digits",
+    );
+    ok(kubectl_apply(
+        &cp,
+        &ws(
+            "long",
+            "  owner: al\n  idleTimeout: 99999h99999h99999h99999h\n",
+        ),
+    ));
+
+    // A grow the claim never followed (status.volume.size, written by the
+    // operator, still says the old size) can be undone; below that, no.
+    ok(kubectl_apply(
+        &cp,
+        &ws("grown", "  owner: alice\n  storage: {size: 1Gi}\n"),
+    ));
+    ok(kubectl(
+        &cp,
+        &[
+            "patch",
+            "ws",
+            "grown",
+            "-n",
+            "default",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"volume":{"size":"1Gi"}}}"#,
+        ],
+    ));
+    ok(kubectl_apply(
+        &cp,
+        &ws("grown", "  owner: alice\n  storage: {size: 2Gi}\n"),
+    ));
+    ok(kubectl_apply(
+        &cp,
+        &ws("grown", "  owner: alice\n  storage: {size: 1Gi}\n"),
+    ));
+    refused(
+        &cp,
+        &ws("grown", "  owner: alice\n  storage: {size: 512Mi}\n"),
+        "may grow but not shrink",
+    );
+
     // `kubectl explain` has a description for the fields.
     let explain = ok(kubectl(
         &cp,

@@ -31,6 +31,15 @@ pub fn agent_bin() -> PathBuf {
     bin
 }
 
+/// The operator binary: DISPATCH_OPERATOR_BIN (to try another build, e.g.
+/// to see a test fail without a fix), else the one cargo built.
+pub fn operator_bin() -> PathBuf {
+    std::env::var_os("DISPATCH_OPERATOR_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_dispatch-operator")))
+}
+
 /// Polls `f` every 100 ms until it holds; fails the test after `timeout`.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
 where
@@ -107,21 +116,27 @@ pub struct Operator {
 
 impl Operator {
     pub fn start(cp: &ControlPlane, extra: &[&str]) -> Operator {
+        let mut cmd = Command::new(operator_bin());
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--lease-seconds",
+            "3",
+            "--agent-image",
+            "dispatch-agent:test",
+        ])
+        .args(extra)
+        .env("KUBECONFIG", cp.kubeconfig_path())
+        .env("RUST_LOG", "info,dispatch_operator=debug");
+        Operator::spawn(cp, cmd)
+    }
+
+    /// The operator binary as `cmd` has it set up (env, args).
+    pub fn spawn(cp: &ControlPlane, mut cmd: Command) -> Operator {
         static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log = cp.state_dir().join(format!("operator-{n}.log"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dispatch-operator"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--lease-seconds",
-                "3",
-                "--agent-image",
-                "dispatch-agent:test",
-            ])
-            .args(extra)
-            .env("KUBECONFIG", cp.kubeconfig_path())
-            .env("RUST_LOG", "info,dispatch_operator=debug")
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("operator log"))
             .spawn()
