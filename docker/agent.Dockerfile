@@ -45,4 +45,5 @@ ENV PATH=/opt/claude/node_modules/.bin:$PATH \
 USER 1000:1000
 WORKDIR /workspace
 EXPOSE 8080
-ENTRYPOINT ["/usr/local/bin/dispatch-agent"]
+# The holder keeps the terminals (their PTYs) across crashes of the agent, which it restarts.
+ENTRYPOINT ["/usr/local/bin/dispatch-agent", "--hold"]

@@ -391,6 +391,12 @@ fn pod_env(ws: &Workspace) -> Vec<EnvVar> {
             "DISPATCH_AGENT_TOKEN_FILE",
             format!("{TOKEN_DIR}/{TOKEN_KEY}"),
         ),
+        // The agent records it in its state on first start and refuses a volume that
+        // holds another workspace's state.
+        env(
+            "DISPATCH_WORKSPACE_ID",
+            format!("{}/{name}", ws.namespace().unwrap_or_default()),
+        ),
         env("DISPATCH_WORKSPACE_NAME", name),
         env("HOME", HOME_DIR),
         env("TMPDIR", "/tmp"),
@@ -653,6 +659,15 @@ mod tests {
             assert!(applied_hash(m).is_some());
         }
         assert_eq!(c.secret.data.as_ref().unwrap()[TOKEN_KEY].0, b"tok");
+    }
+
+    #[test]
+    fn the_agent_is_told_which_workspace_its_volume_belongs_to() {
+        let c = desired(&ws(MINIMAL), &WorkspaceDefaults::default(), "tok");
+        let spec = c.pod.unwrap().spec.unwrap();
+        let env = spec.containers[0].env.as_ref().unwrap();
+        let id = env.iter().find(|e| e.name == "DISPATCH_WORKSPACE_ID");
+        assert_eq!(id.and_then(|e| e.value.as_deref()), Some("team/demo"));
     }
 
     #[test]
