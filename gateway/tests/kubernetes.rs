@@ -298,7 +298,7 @@ async fn kubectl_apply_to_terminal_suspend_and_resume_through_two_gateways() {
     wait_phase(gw1, BOB_KEY, "bobs", "Running").await;
     shell_run(gw1, BOB_KEY, "bobs", "echo bob-$((2*3))", "bob-6").await;
 
-    // Delete through the gateway: the resource goes (operator finalizer).
+    // Delete through the gateway: the resource goes (its children by garbage collection).
     let auth = bearer(BOB_KEY);
     let r = http(
         &gw0.host,
