@@ -45,5 +45,4 @@ ENV PATH=/opt/claude/node_modules/.bin:$PATH \
 USER 1000:1000
 WORKDIR /workspace
 EXPOSE 8080
-# The holder keeps the terminals (their PTYs) across crashes of the agent, which it restarts.
-ENTRYPOINT ["/usr/local/bin/dispatch-agent", "--hold"]
+ENTRYPOINT ["/usr/local/bin/dispatch-agent"]
