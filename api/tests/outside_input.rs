@@ -112,7 +112,7 @@ proptest! {
 
     #[test]
     fn frames_with_a_plausible_header_decode_or_are_refused(
-        kind in 0u8..5,
+        kind in 0u8..6,
         n in any::<u8>(),
         rest in prop::collection::vec(any::<u8>(), 0..120),
     ) {
@@ -120,7 +120,7 @@ proptest! {
         bytes.extend_from_slice(&rest);
         match Frame::decode(&bytes) {
             Ok(f) => {
-                prop_assert!(matches!(f.kind, FrameKind::Output | FrameKind::Snapshot | FrameKind::Input));
+                prop_assert!(matches!(f.kind, FrameKind::Output | FrameKind::Snapshot | FrameKind::Input | FrameKind::Range));
                 prop_assert_eq!(f.payload.len(), bytes.len() - header_len(n as usize));
             }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
