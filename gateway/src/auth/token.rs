@@ -81,6 +81,11 @@ impl TokenSigner {
     /// Checks signature (in constant time) and expiry against `now` (Unix ms).
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let (body, sig_hex) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        // Only the form `issue` writes: with upper-case hex accepted too, one token would have
+        // many spellings, and anything keyed by the token's text could be sidestepped.
+        if sig_hex.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(TokenError::Malformed);
+        }
         let sig = hex::decode(sig_hex).map_err(|_| TokenError::Malformed)?;
         let mut mac = self.mac();
         mac.update(body.as_bytes());
@@ -145,6 +150,19 @@ mod tests {
         // Another key's token.
         let (foreign, _) = TokenSigner::new(b"another key").issue("alice", 1_000);
         assert_eq!(s.verify(&foreign, 0), Err(TokenError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_has_one_spelling() {
+        let s = signer();
+        let (tok, _) = s.issue("alice", 1_000);
+        let (body, sig) = tok
+            .rsplit_once('.')
+            .expect("issued tokens have a signature");
+        let shouted = format!("{body}.{}", sig.to_ascii_uppercase());
+        assert_ne!(shouted, tok, "the signature has hex letters to shout");
+        assert_eq!(s.verify(&shouted, 0), Err(TokenError::Malformed));
+        assert!(s.verify(&tok, 0).is_ok());
     }
 
     #[test]
