@@ -41,7 +41,15 @@ fn mock_apiserver(
     refuse: &'static [&'static str],
     ws: &Workspace,
 ) -> (Client, Arc<Mutex<Vec<Call>>>) {
-    let ws = serde_json::to_string(ws).expect("workspace json");
+    mock_apiserver_of(refuse, Some(ws))
+}
+
+/// As [`mock_apiserver`]; with `ws` None the Workspace is gone (404).
+fn mock_apiserver_of(
+    refuse: &'static [&'static str],
+    ws: Option<&Workspace>,
+) -> (Client, Arc<Mutex<Vec<Call>>>) {
+    let ws = ws.map(|ws| serde_json::to_string(ws).expect("workspace json"));
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let seen = calls.clone();
@@ -65,7 +73,15 @@ fn mock_apiserver(
                     .to_string(),
                 )
             } else if path.contains("/workspaces/") {
-                (200, ws.clone())
+                match &ws {
+                    Some(ws) => (200, ws.clone()),
+                    None => (
+                        404,
+                        serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "message": "workspaces \"w\" not found", "reason": "NotFound", "code": 404})
+                        .to_string(),
+                    ),
+                }
             } else if method == "DELETE" {
                 (
                     200,
@@ -232,5 +248,21 @@ async fn the_finalizer_of_an_older_operator_is_taken_off() {
     assert_eq!(
         ops[1],
         serde_json::json!({"op": "remove", "path": "/metadata/finalizers/0"})
+    );
+}
+
+#[tokio::test]
+async fn a_workspace_deleted_while_it_is_reconciled_is_not_a_failure() {
+    // The cache still shows it; the apiserver no longer has it.
+    let ws = workspace("");
+    let (client, log) = mock_apiserver_of(&[], None);
+    let ctx = context(client, &ws, vec![]);
+    let result = reconcile(Arc::new(ws), ctx).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(
+        calls(&log)
+            .iter()
+            .any(|x| x.is("PATCH", "/workspaces/w/status")),
+        "the status write was tried and met the 404"
     );
 }

@@ -92,13 +92,24 @@ async fn write(ws: &Workspace, ctx: &Context, next: &WorkspaceStatus) -> Result<
     let api: Api<Workspace> =
         Api::namespaced(ctx.client.clone(), &ws.namespace().unwrap_or_default());
     ctx.recent.expect_status(&k, next);
-    api.patch_status(
-        &ws.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&status::merge_patch(next)),
-    )
-    .await
-    .map_err(Error::Status)?;
-    ctx.recent.record_status(&k, next);
-    Ok(())
+    match api
+        .patch_status(
+            &ws.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&status::merge_patch(next)),
+        )
+        .await
+    {
+        Ok(_) => {
+            ctx.recent.record_status(&k, next);
+            Ok(())
+        }
+        // Deleted since the cache showed it (with no finalizer of ours to wait for): there is
+        // nobody left to report to, and the watch will drop it. Not a failure to retry.
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            tracing::debug!(workspace = %k, "deleted while being reconciled");
+            Ok(())
+        }
+        Err(e) => Err(Error::Status(e)),
+    }
 }
