@@ -7,16 +7,11 @@
 // Any missing part (CLI, model server, binaries, UI build) fails the test.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { ARTIFACTS, launchBrowser, randomKey, randomTag, ROOT, shot, startGateway, until } from "./harness.mjs";
-
-const TARGET = process.env.CARGO_TARGET_DIR ?? join(process.env.DISPATCH_CACHE ?? join(homedir(), ".cache/dispatch"), "target");
-const MODEL_SERVER_BIN = process.env.DISPATCH_MODEL_SERVER_BIN ?? join(TARGET, "debug/dispatch-model-server");
-const CLAUDE_BIN = process.env.DISPATCH_CLAUDE_BIN ?? join(ROOT, "tools/claude/node_modules/.bin/claude");
+import { launchBrowser, randomKey, randomTag, shot, startGateway, until } from "./harness.mjs";
+import { CLAUDE_BIN, startModelServer } from "./model-server.mjs";
 
 const alice = { user: "alice", key: `alice-${randomKey()}` };
 const workspace = `cl-${randomTag()}`;
@@ -32,50 +27,6 @@ let browser;
 let page;
 const consoleErrors = [];
 
-/** Starts dispatch-model-server with `turns`; resolves with its base URL and a stop function. */
-async function startModelServer(turns) {
-  if (!existsSync(MODEL_SERVER_BIN)) throw new Error(`dispatch-model-server not found at ${MODEL_SERVER_BIN}: cargo build -p dispatch-model-server`);
-  const dir = mkdtempSync(join(tmpdir(), "dispatch-model-"));
-  const script = join(dir, "turns.json");
-  writeFileSync(script, JSON.stringify({ turns }));
-  const child = spawn(MODEL_SERVER_BIN, ["--listen", "127.0.0.1:0", "--script", script], { stdio: ["ignore", "pipe", "pipe"] });
-  child.stderr.pipe(createWriteStream(join(ARTIFACTS, "model-server-claude.log")));
-  const url = await new Promise((resolve, reject) => {
-    let buf = "";
-    const timer = setTimeout(() => reject(new Error("the model server printed no listening line within 20 s")), 20_000);
-    child.stdout.on("data", (c) => {
-      buf += c.toString();
-      const m = buf.match(/^DISPATCH_MODEL_SERVER_LISTENING (http:\/\/127\.0\.0\.1:\d+)\s*$/m);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`the model server exited (${code}) before listening`));
-    });
-  });
-  return {
-    url,
-    async addTurns(more) {
-      const r = await fetch(`${url}/control/turns`, { method: "POST", body: JSON.stringify(more) });
-      assert.equal(r.status, 200, await r.text());
-    },
-    async requests() {
-      const r = await fetch(`${url}/control/requests`);
-      return r.json();
-    },
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        await exited;
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 const pane = () => page.locator('[data-testid="claude-pane"]:visible');
 const assistantTexts = () => pane().locator('[data-testid="claude-assistant"] .md').allInnerTexts();
@@ -97,7 +48,7 @@ describe("Claude pane in Chromium", () => {
       { text: ANSWER, delay_ms: 60 },
       { tool_use: { name: "Bash", input: { command: COMMAND, description: "Write proof.txt" } } },
       { text: DONE },
-    ]);
+    ], "model-server-claude");
     gw = await startGateway({
       users: [alice],
       name: "gateway-claude",

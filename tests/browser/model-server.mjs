@@ -44,6 +44,11 @@ export async function startModelServer(turns, name = "model-server") {
       const r = await fetch(`${url}/control/turns`, { method: "POST", body: JSON.stringify(more) });
       assert.equal(r.status, 200, await r.text());
     },
+    /** Every request the model server was sent, as it recorded them. */
+    async requests() {
+      const r = await fetch(`${url}/control/requests`);
+      return r.json();
+    },
     /** The CLI's requests for model answers (not its token counts and the like). */
     async messageRequests() {
       const r = await fetch(`${url}/control/requests`);
