@@ -35,6 +35,9 @@ flock 7
 # 1048576 open files cannot be set here).
 export STORAGE_DRIVER=overlay
 BUILDAH=(buildah --root "$IMAGES/storage" --runroot "$IMAGES/run")
+# Working containers left by a build that was killed hold their layers: nothing else builds
+# here while we hold the lock.
+"${BUILDAH[@]}" rm --all >/dev/null 2>&1 || true
 ULIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 
 # --- 1. base -------------------------------------------------------------------------
@@ -127,8 +130,11 @@ else
     n="${n%%:*}"
     "${BUILDAH[@]}" push -q "$ref" "docker-archive:$out/$n.tar:$ref"
   done
-  # Old tags go: only the newest set is kept.
+  # Old tags go, archives and images alike: only the newest set is kept (each is ~1.3 GB).
   find "$IMAGES" -maxdepth 1 -mindepth 1 -type d -regex '.*/[0-9a-f]\{16\}' ! -name "$tag" -exec rm -rf {} +
+  "${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}}' |
+    grep -E '^localhost/dispatch-(agent|gateway|operator):' | grep -v ":$tag\$" |
+    xargs -r "${BUILDAH[@]}" rmi -f >/dev/null 2>&1 || true
   "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
   touch "$out/.done"
 fi
