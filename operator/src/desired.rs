@@ -510,7 +510,10 @@ fn pod(ws: &Workspace, d: &WorkspaceDefaults) -> Pod {
             mount("tmp", "/tmp", false),
             mount("home", HOME_DIR, false),
         ]),
-        readiness_probe: Some(probe("/readyz", 2, 3)),
+        // Ready is what a person waits for after `kubectl apply` (the gateway connects only to
+        // a ready agent), and it lands on the first probe tick after the agent listens: every
+        // second, the kubelet's finest step, not the default ten.
+        readiness_probe: Some(probe("/readyz", 1, 3)),
         liveness_probe: Some(probe("/healthz", 10, 6)),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),

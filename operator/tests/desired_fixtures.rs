@@ -73,14 +73,14 @@ fn pod_is_locked_down() {
     assert_eq!(mounts["/tmp"], Some(false));
     assert_eq!(mounts["/home/dispatch"], Some(false));
     assert_eq!(mounts["/var/run/dispatch/token"], Some(true));
-    let probe = agent(&c)
-        .readiness_probe
-        .as_ref()
-        .unwrap()
-        .http_get
-        .as_ref()
-        .unwrap();
+    let readiness = agent(&c).readiness_probe.as_ref().unwrap();
+    let probe = readiness.http_get.as_ref().unwrap();
     assert_eq!(probe.path.as_deref(), Some("/readyz"));
+    assert_eq!(
+        readiness.period_seconds,
+        Some(1),
+        "cold start waits for this tick"
+    );
 }
 
 #[test]
