@@ -11,12 +11,12 @@ use dispatch_api::frame::{FrameKind, encode_header_into, header_len};
 use dispatch_api::protocol::MAX_READ_BYTES;
 use dispatch_api::{ErrorCode, ServerMessage, SessionId};
 
+use crate::agent::Agent;
 use crate::claude::history;
 use crate::registry::Entry;
 use crate::session::ClientError;
 use crate::session::Session;
 use crate::sessions::AnySession;
-use crate::state::AgentState;
 use crate::terminal::{DiskChunk, TerminalSession};
 
 /// Longest session name, as for `terminal.start`'s title.
@@ -132,13 +132,13 @@ pub fn rename_conversation(
 /// its transcript too, so the history shows the same. Returns the
 /// `session.renamed` announcement.
 pub async fn rename(
-    state: &Arc<AgentState>,
+    state: &Arc<Agent>,
     id: &SessionId,
     title: &str,
 ) -> Result<ServerMessage, ClientError> {
     let title = check_title(title)?;
     let s = state
-        .registry
+        .sessions
         .get(id)
         .ok_or_else(|| (ErrorCode::NoSuchSession, format!("no session {id}")))?;
     s.session().set_title(title.clone());

@@ -23,11 +23,11 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::agent::Agent;
 use crate::event_log_bounds::ConnectionBudget;
 use crate::registry::Entry;
 use crate::session::ClientError;
 use crate::session::{Attached, Services, Session};
-use crate::state::AgentState;
 use crate::terminal::start::{TerminalRequest, check_size};
 use crate::terminal::{DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
 
@@ -35,7 +35,7 @@ use crate::terminal::{DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
 const ATTACH_QUEUE: usize = 4;
 
 /// Tells a client over `--max-connections` why, and closes its socket.
-pub async fn refuse_over_limit(mut socket: WebSocket, state: Arc<AgentState>) {
+pub async fn refuse_over_limit(mut socket: WebSocket, state: Arc<Agent>) {
     let max = state.config.max_connections;
     state.services.metrics.error(ErrorCode::RateLimited);
     tracing::warn!(max, "connection refused: at the connection limit");
@@ -61,11 +61,7 @@ pub async fn refuse_over_limit(mut socket: WebSocket, state: Arc<AgentState>) {
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves one client while it holds `_slot`, one of `--max-connections`.
-pub async fn serve(
-    socket: WebSocket,
-    state: Arc<AgentState>,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-) {
+pub async fn serve(socket: WebSocket, state: Arc<Agent>, _slot: tokio::sync::OwnedSemaphorePermit) {
     let (sink, mut stream) = socket.split();
     let out = Out(Arc::new(tokio::sync::Mutex::new(sink)));
     state.services.metrics.connections.inc();
@@ -212,7 +208,7 @@ impl Heartbeat {
 }
 
 struct Conn {
-    state: Arc<AgentState>,
+    state: Arc<Agent>,
     out: Out,
     attachments: HashMap<SessionId, JoinHandle<()>>,
     /// Sessions this connection started (it had `session.created` as a reply).
@@ -299,7 +295,7 @@ impl Conn {
                         let Ok(id) = SessionId::new(f.id) else {
                             return;
                         };
-                        let r = crate::terminal::find(&self.state.registry, &id)
+                        let r = crate::terminal::find(self.state.sessions.registry(), &id)
                             .and_then(|s| s.write(f.payload.to_vec()));
                         if let Err(e) = r {
                             self.error(e, Some(id.to_string())).await;
@@ -340,7 +336,7 @@ impl Conn {
                 };
                 match crate::terminal::start::start(
                     &self.state.terminals,
-                    &self.state.registry,
+                    self.state.sessions.registry(),
                     req,
                 )
                 .await
@@ -374,13 +370,13 @@ impl Conn {
                 }
             }
             ClientMessage::TerminalWrite { id, data } => {
-                let r = crate::terminal::find(&self.state.registry, &id)
+                let r = crate::terminal::find(self.state.sessions.registry(), &id)
                     .and_then(|s| s.write(data.into_bytes()));
                 return self.reply_err(r, &id).await;
             }
             ClientMessage::TerminalResize { id, cols, rows } => {
                 let r = check_size(cols, rows)
-                    .and_then(|()| crate::terminal::find(&self.state.registry, &id))
+                    .and_then(|()| crate::terminal::find(self.state.sessions.registry(), &id))
                     .and_then(|s| s.resize(cols, rows));
                 if r.is_ok() {
                     // Other viewers learn that someone else sized it.
@@ -394,7 +390,7 @@ impl Conn {
                 return self.reply_err(r, &id).await;
             }
             ClientMessage::SessionRead { id, from, to } => {
-                let r = match crate::terminal::find(&self.state.registry, &id) {
+                let r = match crate::terminal::find(self.state.sessions.registry(), &id) {
                     Ok(t) => crate::session_requests::read(t, from, to).await,
                     Err(e) => Err(e),
                 };
@@ -441,14 +437,14 @@ impl Conn {
             ClientMessage::SessionDetach { id } => {
                 if self.end_attachment(&id).await {
                     Ok(())
-                } else if self.state.registry.get(&id).is_none() {
+                } else if self.state.sessions.get(&id).is_none() {
                     Err((ErrorCode::NoSuchSession, format!("no session {id}")))
                 } else {
                     Ok(())
                 }
             }
             ClientMessage::SessionStop { id } => {
-                let r = match self.state.registry.get(&id) {
+                let r = match self.state.sessions.get(&id) {
                     None => Err((ErrorCode::NoSuchSession, format!("no session {id}"))),
                     Some(e) if !e.session().is_running() => {
                         Err((ErrorCode::SessionEnded, format!("session {id} has ended")))
@@ -463,7 +459,7 @@ impl Conn {
             }
             ClientMessage::SessionList {} => {
                 self.send(ServerMessage::SessionList {
-                    sessions: self.state.session_infos(),
+                    sessions: self.state.sessions.infos(),
                 })
                 .await;
                 Ok(())
@@ -498,7 +494,9 @@ impl Conn {
         m: ClientMessage,
         client_ref: Option<String>,
     ) -> Result<(), ClientError> {
-        for reply in crate::claude::handle(&self.state.claude, &self.state.registry, m).await? {
+        for reply in
+            crate::claude::handle(&self.state.claude, self.state.sessions.registry(), m).await?
+        {
             match reply {
                 crate::claude::Reply::Send(m) => self.send(*m).await,
                 crate::claude::Reply::Started(s) => {
@@ -545,12 +543,12 @@ impl Conn {
     }
 
     fn attach(&mut self, id: &SessionId, since: Option<u64>) -> Result<(), ClientError> {
-        if let Ok(c) = crate::claude::find(&self.state.registry, id) {
+        if let Ok(c) = crate::claude::find(self.state.sessions.registry(), id) {
             self.log_event(Some(id), "attach", since.map(|s| format!("since {s}")));
             self.attach_claude(c, since);
             return Ok(());
         }
-        let t = crate::terminal::find(&self.state.registry, id)?;
+        let t = crate::terminal::find(self.state.sessions.registry(), id)?;
         let plan = match since {
             Some(s) => Some(t.plan_replay(s)?),
             None => None,
