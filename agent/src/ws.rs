@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use dispatch_api::frame::{Frame, FrameKind, encode_header_into, header_len};
+use dispatch_api::frame::{Frame, FrameBuf, FrameKind};
 use dispatch_api::protocol::AttachMode;
 use dispatch_api::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId};
 use futures_util::stream::SplitSink;
@@ -570,10 +570,8 @@ impl Conn {
 }
 
 fn snapshot_frame(id: &SessionId, offset: u64, snap: &[u8]) -> Message {
-    let mut out = Vec::with_capacity(header_len(id.as_str().len()) + snap.len());
-    encode_header_into(FrameKind::Snapshot, id.as_str(), offset, &mut out);
-    out.extend_from_slice(snap);
-    Message::Binary(out.into())
+    let f = FrameBuf::of(FrameKind::Snapshot, id, offset, snap);
+    Message::Binary(f.into_bytes().into())
 }
 
 async fn take_snapshot(s: &Arc<TerminalSession>) -> Option<(u64, Vec<u8>)> {
@@ -641,7 +639,7 @@ async fn run_attachment(
                 Err(_) if replaying || p.ended => {
                     let (s2, c) = (s.clone(), cursor);
                     match tokio::task::spawn_blocking(move || s2.disk_frame(c, MAX_CHUNK)).await {
-                        Ok(DiskChunk::Frame(f, _)) => Some(f),
+                        Ok(DiskChunk::Frame(f)) => Some(f),
                         _ => None,
                     }
                 }
@@ -649,11 +647,11 @@ async fn run_attachment(
             };
             match frame {
                 Some(f) => {
-                    let n = (f.len() - header_len(id.as_str().len())) as u64;
-                    if !out.send(Message::Binary(f.into())).await {
+                    let end = f.end();
+                    if !out.send(Message::Binary(f.into_bytes().into())).await {
                         return;
                     }
-                    cursor += n;
+                    cursor = end;
                 }
                 None => {
                     // Fell behind what is kept: start over from the screen.

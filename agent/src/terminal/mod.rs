@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use dispatch_api::frame::{FrameKind, encode_header_into, header_len};
+use dispatch_api::frame::{FrameBuf, FrameKind};
 use dispatch_api::{ErrorCode, ServerMessage, SessionId, SessionInfo, SessionKind};
 use nix::sys::signal::Signal;
 use portable_pty::MasterPty;
@@ -197,7 +197,7 @@ pub struct ReplayPlan {
 
 /// A read from disk for a subscriber catching up.
 pub enum DiskChunk {
-    Frame(Vec<u8>, usize),
+    Frame(FrameBuf),
     AtEnd,
     Gone { oldest: u64 },
 }
@@ -872,17 +872,16 @@ impl TerminalSession {
 
     /// An output frame of up to `max` bytes from `from`, copied straight from
     /// the ring into the frame; `None` when there is nothing new.
-    pub fn ring_frame(&self, from: u64, max: usize) -> Result<Option<Vec<u8>>, Lapped> {
+    pub fn ring_frame(&self, from: u64, max: usize) -> Result<Option<FrameBuf>, Lapped> {
         let ring = lock(&self.ring);
         let (a, b) = ring.slices(from, max)?;
         if a.is_empty() {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(header_len(self.id.as_str().len()) + a.len() + b.len());
-        encode_header_into(FrameKind::Output, self.id.as_str(), from, &mut out);
-        out.extend_from_slice(a);
-        out.extend_from_slice(b);
-        Ok(Some(out))
+        let mut f = FrameBuf::new(FrameKind::Output, &self.id, from, a.len() + b.len());
+        f.push(a);
+        f.push(b);
+        Ok(Some(f))
     }
 
     /// An output frame read from the on-disk log (blocking).
@@ -895,10 +894,9 @@ impl TerminalSession {
                 oldest: lock(&self.ring).start(),
             };
         };
-        let mut out = Vec::with_capacity(header_len(self.id.as_str().len()) + max.min(MAX_CHUNK));
-        encode_header_into(FrameKind::Output, self.id.as_str(), from, &mut out);
-        match read_located(&dir, loc, max, &mut out) {
-            Ok(LogRead::Bytes(n)) => DiskChunk::Frame(out, n),
+        let mut f = FrameBuf::new(FrameKind::Output, &self.id, from, max.min(MAX_CHUNK));
+        match f.fill(|payload| read_located(&dir, loc, max, payload)) {
+            Ok(LogRead::Bytes(_)) => DiskChunk::Frame(f),
             Ok(LogRead::AtEnd) => DiskChunk::AtEnd,
             Ok(LogRead::Gone { oldest }) => DiskChunk::Gone { oldest },
             Err(e) => {
