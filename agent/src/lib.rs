@@ -10,7 +10,7 @@
 //! [`claude`] Claude sessions; [`procs`] finding and ending process trees;
 //! [`db`] SQLite; [`event_log_bounds`] what the event log
 //! keeps; [`workspace_identity`] which workspace the state belongs to;
-//! [`metrics`]; [`paths`]; [`ratelimit`]; [`holder`] shells that outlive the
+//! [`outbox`] what attachments send to a client; [`metrics`]; [`paths`]; [`ratelimit`]; [`holder`] shells that outlive the
 //! agent; [`leftovers`] what sessions of a crashed run left running.
 
 pub mod agent;
@@ -24,6 +24,7 @@ pub mod http;
 pub mod leftovers;
 pub mod lock;
 pub mod metrics;
+pub mod outbox;
 pub mod paths;
 pub mod procs;
 pub mod ratelimit;

@@ -1,22 +1,16 @@
-//! One WebSocket connection: JSON control messages and binary frames in; out,
-//! control replies and each attached session's frames, all sent through one
-//! fairly-locked sink ([`Out`]).
-//!
-//! Each attachment is a task with a cursor (the next offset to send). It reads
-//! straight from the session's ring into a frame and sends it; at most one frame
-//! per subscriber is in flight. When the client is slow, the send waits, the
-//! ring moves on, and the next read finds the cursor lapped: the subscriber gets
-//! `session.resync` and a snapshot instead of an ever-growing backlog. Sessions
-//! never wait for subscribers, and attachments take turns at the socket, so a
-//! flood in one session adds at most one frame of delay to another's echo.
+//! One WebSocket connection: it parses JSON control messages and binary
+//! frames, routes them to the sessions, and sends control replies and each
+//! attached session's frames through one fairly-locked sink ([`Out`]), the
+//! [`Outbox`] the attachments (`terminal::attach`, `claude::attach`) write
+//! to. Attachments take turns at the socket, so a flood in one session adds
+//! at most one frame of delay to another's echo.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use dispatch_api::frame::{Frame, FrameBuf, FrameKind};
-use dispatch_api::protocol::AttachMode;
+use dispatch_api::frame::{Frame, FrameKind};
 use dispatch_api::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
@@ -25,11 +19,11 @@ use tokio::task::JoinHandle;
 
 use crate::agent::Agent;
 use crate::event_log_bounds::ConnectionBudget;
+use crate::outbox::{Outbox, Outgoing};
 use crate::registry::Entry;
-use crate::session::ClientError;
-use crate::session::{Attached, Services, Session};
+use crate::session::{ClientError, Session};
 use crate::terminal::start::{TerminalRequest, check_size};
-use crate::terminal::{DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
+use crate::terminal::{ReplayPlan, TerminalSession};
 
 /// Claude events queued per attachment before its task waits for the socket.
 const ATTACH_QUEUE: usize = 4;
@@ -524,13 +518,13 @@ impl Conn {
     fn attach_claude(&mut self, s: Arc<crate::claude::ClaudeSession>, since: Option<u64>) {
         // Claude events come through a small queue that a forwarder drains
         // into the socket.
-        let (tx, mut rx) = mpsc::channel(ATTACH_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(ATTACH_QUEUE);
         let out = self.out.clone();
         let id = s.id().clone();
         let task = tokio::spawn(async move {
             let forward = async move {
                 while let Some(m) = rx.recv().await {
-                    if !out.send(m).await {
+                    if !Outbox::send(&out, m).await {
                         break;
                     }
                 }
@@ -561,132 +555,9 @@ impl Conn {
     /// Starts (or restarts) the attachment task; `plan` None means a snapshot.
     fn attach_terminal(&mut self, s: Arc<TerminalSession>, plan: Option<ReplayPlan>) {
         let id = s.id().clone();
-        let services = self.state.services.clone();
-        let task = tokio::spawn(run_attachment(s, plan, self.out.clone(), services));
+        let task = tokio::spawn(crate::terminal::attach::run(s, plan, self.out.clone()));
         if let Some(old) = self.attachments.insert(id, task) {
             old.abort();
-        }
-    }
-}
-
-fn snapshot_frame(id: &SessionId, offset: u64, snap: &[u8]) -> Message {
-    let f = FrameBuf::of(FrameKind::Snapshot, id, offset, snap);
-    Message::Binary(f.into_bytes().into())
-}
-
-async fn take_snapshot(s: &Arc<TerminalSession>) -> Option<(u64, Vec<u8>)> {
-    let s = s.clone();
-    tokio::task::spawn_blocking(move || s.snapshot()).await.ok()
-}
-
-/// Streams one session to one client: the start the client asked for, then
-/// live output, then `session.ended`. Returns when the client's connection
-/// goes (the queue closes) or the session has ended and everything was sent.
-async fn run_attachment(
-    s: Arc<TerminalSession>,
-    plan: Option<ReplayPlan>,
-    out: Out,
-    services: Arc<Services>,
-) {
-    let _counted = Attached::new(&s);
-    let id = s.id().clone();
-    let mut rx = s.subscribe();
-    let (mut cursor, mut replaying) = match plan {
-        Some(p) => {
-            let m = ServerMessage::SessionAttached {
-                id: id.clone(),
-                mode: AttachMode::Replay,
-                offset: p.from,
-                lost_before: p.lost_before,
-                info: s.info(),
-            };
-            if !out.send(text(&m)).await {
-                return;
-            }
-            (p.from, true)
-        }
-        None => {
-            let Some((offset, snap)) = take_snapshot(&s).await else {
-                return;
-            };
-            let m = ServerMessage::SessionAttached {
-                id: id.clone(),
-                mode: AttachMode::Snapshot,
-                offset,
-                lost_before: None,
-                info: s.info(),
-            };
-            if !out
-                .send2(text(&m), snapshot_frame(&id, offset, &snap))
-                .await
-            {
-                return;
-            }
-            (offset, false)
-        }
-    };
-    loop {
-        let p = *rx.borrow_and_update();
-        if cursor < p.end {
-            let frame = match s.ring_frame(cursor, MAX_CHUNK) {
-                Ok(Some(f)) => {
-                    replaying = false;
-                    Some(f)
-                }
-                Ok(None) => None,
-                // Replaying, or draining the tail of a session that ended:
-                // what the ring no longer has is on disk.
-                Err(_) if replaying || p.ended => {
-                    let (s2, c) = (s.clone(), cursor);
-                    match tokio::task::spawn_blocking(move || s2.disk_frame(c, MAX_CHUNK)).await {
-                        Ok(DiskChunk::Frame(f)) => Some(f),
-                        _ => None,
-                    }
-                }
-                Err(_) => None,
-            };
-            match frame {
-                Some(f) => {
-                    let end = f.end();
-                    if !out.send(Message::Binary(f.into_bytes().into())).await {
-                        return;
-                    }
-                    cursor = end;
-                }
-                None => {
-                    // Fell behind what is kept: start over from the screen.
-                    services.metrics.resyncs.inc();
-                    let Some((offset, snap)) = take_snapshot(&s).await else {
-                        return;
-                    };
-                    let m = ServerMessage::SessionResync {
-                        id: id.clone(),
-                        offset,
-                    };
-                    if !out
-                        .send2(text(&m), snapshot_frame(&id, offset, &snap))
-                        .await
-                    {
-                        return;
-                    }
-                    cursor = offset;
-                    replaying = false;
-                }
-            }
-            continue;
-        }
-        if p.ended {
-            let info = s.info();
-            let m = ServerMessage::SessionEnded {
-                id: id.clone(),
-                exit_code: info.exit_code,
-                reason: info.end_reason,
-            };
-            out.send(text(&m)).await;
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
         }
     }
 }
@@ -698,6 +569,24 @@ async fn run_attachment(
 /// session and a quiet one take turns: an echo waits for at most one frame.
 #[derive(Clone)]
 struct Out(Arc<tokio::sync::Mutex<SplitSink<WebSocket, Message>>>);
+
+/// How an outgoing message goes on the wire: JSON text or a binary frame.
+fn encode(m: Outgoing) -> Message {
+    match m {
+        Outgoing::Message(m) => text(&m),
+        Outgoing::Frame(f) => Message::Binary(f.into_bytes().into()),
+    }
+}
+
+impl Outbox for Out {
+    async fn send(&self, m: Outgoing) -> bool {
+        Out::send(self, encode(m)).await
+    }
+
+    async fn send2(&self, a: Outgoing, b: Outgoing) -> bool {
+        Out::send2(self, encode(a), encode(b)).await
+    }
+}
 
 impl Out {
     async fn send(&self, m: Message) -> bool {

@@ -9,11 +9,13 @@
 //! - waiter: `waitpid` on the child; then ends what the child left in its
 //!   session, waits for the reader to drain, and reports the end.
 //!
-//! Its parts: [`pty`] spawning into a PTY; [`ring`], [`output_log`],
+//! Its parts: [`attach`] streaming a session to one client; [`pty`]
+//! spawning into a PTY; [`ring`], [`output_log`],
 //! [`screen`] the output as memory, disk and emulated screen, with
 //! [`screen_worker`] keeping screens caught up; [`spliced_output`] the
 //! lossless output path under a holder; [`start`] `terminal.start`.
 
+pub mod attach;
 pub mod output_log;
 pub mod pty;
 pub mod ring;
@@ -998,6 +1000,44 @@ impl TerminalSession {
 
     pub fn log_dir(&self) -> Option<&Path> {
         self.log_dir.as_deref()
+    }
+}
+
+#[cfg(test)]
+impl TerminalSession {
+    /// A session whose output the test feeds ([`Self::push_output`]) as the
+    /// PTY reader would, and ends ([`Self::finish`]) as the waiter would; no
+    /// program runs. With `log_dir`, its output is logged there too.
+    pub(crate) fn fed(
+        services: Arc<Services>,
+        id: &str,
+        ring_bytes: usize,
+        log_dir: Option<PathBuf>,
+    ) -> Arc<Self> {
+        let log = log_dir
+            .as_ref()
+            .map(|d| OutputLog::create(d, 1 << 30).expect("output log"));
+        Arc::new(TerminalSession {
+            id: SessionId::new(id).expect("session id"),
+            services,
+            meta: Mutex::new(Meta::started("t".into(), ".".into(), 0, Some((80, 24)))),
+            ring: Mutex::new(Ring::new(ring_bytes, 0)),
+            log: Mutex::new(log),
+            log_dir,
+            progress: watch::Sender::new(Progress {
+                end: 0,
+                ended: false,
+            }),
+            screen: Mutex::new(Screen::new(24, 80, 0)),
+            screen_queued: AtomicBool::new(false),
+            terminals: None,
+            running: Mutex::new(None),
+            input_rx: Mutex::new(None),
+            pid: None,
+            bucket: Mutex::new(TokenBucket::new(0, 0, Instant::now())),
+            attached: AtomicU32::new(0),
+            stop_reason: Mutex::new(None),
+        })
     }
 }
 
