@@ -63,6 +63,7 @@ async fn ws_upgrade(State(state): State<Arc<Agent>>, ws: WebSocketUpgrade) -> Re
     let slot = state.connection_slots.clone().try_acquire_owned();
     ws.max_message_size(hard)
         .max_frame_size(hard)
+        .read_buffer_size(crate::ws::READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             match slot {
                 Ok(slot) => crate::ws::serve(socket, state, slot).await,

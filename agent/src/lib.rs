@@ -6,6 +6,7 @@
 //! [`sessions`] the sessions service (the kinds as one enum, restore,
 //! stop-all); [`registry`] sessions by id and the gate new ones pass (one at
 //! a time, within the limit); [`session`] what all kinds share; [`lock`];
+//! [`memory`] giving freed memory back to the system;
 //! [`terminal`] PTY sessions (PTY, ring, output log, emulated screen);
 //! [`claude`] Claude sessions; [`procs`] finding and ending process trees;
 //! [`db`] SQLite; [`event_log_bounds`] what the event log
@@ -23,6 +24,7 @@ pub mod holder;
 pub mod http;
 pub mod leftovers;
 pub mod lock;
+pub mod memory;
 pub mod metrics;
 pub mod outbox;
 pub mod paths;

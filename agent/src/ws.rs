@@ -49,6 +49,13 @@ pub async fn refuse_over_limit(mut socket: WebSocket, state: Arc<Agent>) {
     let _ = socket.send(Message::Close(Some(close))).await;
 }
 
+/// Bytes read from a client's socket at a time. Clients send keystrokes and
+/// requests; a bigger message takes more reads. tungstenite zero-fills this
+/// much of its buffer before each read and keeps it while the connection
+/// lives: at its default (128 KiB) 500 connections cost 65 MiB, and every
+/// keystroke a 128 KiB memset.
+pub const READ_BUFFER_BYTES: usize = 4 << 10;
+
 /// How long, at shutdown, a connection's attachments may take to send their
 /// sessions' last bytes and `session.ended` (generous: CI machines are
 /// loaded; a client that reads is done in milliseconds).
@@ -140,6 +147,7 @@ pub async fn serve(socket: WebSocket, state: Arc<Agent>, _slot: tokio::sync::Own
     drop(conn);
     out.close().await;
     state.services.metrics.connections.dec();
+    crate::memory::trim_soon();
 }
 
 /// What to tell a client whose message was over the WebSocket's hard limit

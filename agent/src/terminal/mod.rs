@@ -708,11 +708,7 @@ impl TerminalSession {
             *lock(&self.ring) = Ring::new(1, end);
             // Hand the freed ring back to the system rather than keep it in
             // the allocator's free lists.
-            #[cfg(target_env = "gnu")]
-            // SAFETY: malloc_trim only releases free memory.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            crate::memory::trim();
         }
         let id = self.id.as_str().to_owned();
         let r = reason.clone();
