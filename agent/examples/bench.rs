@@ -310,6 +310,34 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// WebSockets opened at once for the memory figures.
+const CONNECTIONS: usize = 500;
+
+/// The agent's RSS (KiB) idle, with `n` WebSockets open (each has had its
+/// `hello`), and a moment after they all closed, on an agent of its own.
+async fn rss_around_connections(bin: &Path, ws: &Path, n: usize) -> (u64, u64, u64) {
+    let (agent, _) = start_agent(bin, ws, &["--max-connections", "1000"]);
+    while http_status(&agent.addr, "/readyz").await != Some(200) {}
+    let pid = agent.child.id();
+    let before = rss_kib(pid);
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut ws = connect(&agent.addr).await;
+        next_json(&mut ws, "hello").await;
+        conns.push(ws);
+    }
+    let open = rss_kib(pid);
+    for mut ws in conns {
+        let _ = ws.close(None).await;
+        // Until the agent's side is closed too.
+        while let Some(Ok(_)) = ws.next().await {}
+    }
+    // The agent gives back its memory after the last connection has gone:
+    // a moment for it to notice.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    (before, open, rss_kib(pid))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = args();
@@ -364,7 +392,9 @@ async fn main() {
         rss_kib(one.child.id())
     };
 
-    // throughput
+    let (rss_conns_before, rss_conns_open, rss_conns_closed) =
+        rss_around_connections(&a.agent_bin, &tmp.path().join("conns"), CONNECTIONS).await;
+
     // throughput: alternate runs (the machine is shared), best of each
     let mut floor_runs = Vec::new();
     let mut agent_runs = Vec::new();
@@ -496,6 +526,12 @@ async fn main() {
     println!(
         "  RSS after the 256 MiB runs   {:7.1} MiB  (16 MiB ring; one idle session left)",
         rss_after as f64 / 1024.0
+    );
+    println!(
+        "  RSS, {CONNECTIONS} WebSockets         {:7.1} MiB before, {:.1} MiB open, {:.1} MiB after they closed",
+        rss_conns_before as f64 / 1024.0,
+        rss_conns_open as f64 / 1024.0,
+        rss_conns_closed as f64 / 1024.0
     );
     println!(
         "  exec to /readyz 200, p50    {:7.1} ms   (target <= 50 ms; of 10 starts on fresh workspaces)",

@@ -13,9 +13,9 @@ use axum::{Json, Router};
 use dispatch_api::ErrorCode;
 use dispatch_api::rest::ApiError;
 
-use crate::state::AgentState;
+use crate::agent::Agent;
 
-pub fn router(state: Arc<AgentState>) -> Router {
+pub fn router(state: Arc<Agent>) -> Router {
     let protected = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/sessions", get(sessions))
@@ -29,7 +29,7 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .with_state(state)
 }
 
-async fn require_token(State(state): State<Arc<AgentState>>, req: Request, next: Next) -> Response {
+async fn require_token(State(state): State<Arc<Agent>>, req: Request, next: Next) -> Response {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -49,7 +49,7 @@ async fn require_token(State(state): State<Arc<AgentState>>, req: Request, next:
     next.run(req).await
 }
 
-async fn ws_upgrade(State(state): State<Arc<AgentState>>, ws: WebSocketUpgrade) -> Response {
+async fn ws_upgrade(State(state): State<Arc<Agent>>, ws: WebSocketUpgrade) -> Response {
     // Messages over `max_frame_bytes` get a `too_large` reply and the
     // connection carries on; the transport limit is higher so that they can be
     // read at all, and bounds what one message can cost.
@@ -63,6 +63,7 @@ async fn ws_upgrade(State(state): State<Arc<AgentState>>, ws: WebSocketUpgrade) 
     let slot = state.connection_slots.clone().try_acquire_owned();
     ws.max_message_size(hard)
         .max_frame_size(hard)
+        .read_buffer_size(crate::ws::READ_BUFFER_BYTES)
         .on_upgrade(move |socket| async move {
             match slot {
                 Ok(slot) => crate::ws::serve(socket, state, slot).await,
@@ -71,11 +72,11 @@ async fn ws_upgrade(State(state): State<Arc<AgentState>>, ws: WebSocketUpgrade) 
         })
 }
 
-async fn sessions(State(state): State<Arc<AgentState>>) -> Response {
-    Json(state.session_infos()).into_response()
+async fn sessions(State(state): State<Arc<Agent>>) -> Response {
+    Json(state.sessions.infos()).into_response()
 }
 
-async fn activity(State(state): State<Arc<AgentState>>) -> Response {
+async fn activity(State(state): State<Arc<Agent>>) -> Response {
     Json(state.activity()).into_response()
 }
 
@@ -83,7 +84,7 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<Arc<AgentState>>) -> Response {
+async fn readyz(State(state): State<Arc<Agent>>) -> Response {
     let shutting_down = *state.shutdown.borrow();
     let body = serde_json::json!({
         "ready": !shutting_down,
@@ -98,7 +99,7 @@ async fn readyz(State(state): State<Arc<AgentState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn metrics(State(state): State<Arc<AgentState>>) -> Response {
+async fn metrics(State(state): State<Arc<Agent>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,

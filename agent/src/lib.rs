@@ -2,17 +2,19 @@
 //! serves them over a WebSocket (see `dispatch_api` for the protocol).
 //!
 //! Module map: [`config`] flags; [`auth`] the bearer token; [`http`] routes;
-//! [`ws`] one client connection; [`state`] the agent and session creation;
-//! [`registry`] sessions by id and the gate new ones pass (one at a time,
-//! within the limit); [`sessions`] the kinds as one enum; [`session`] what
-//! all kinds share; [`lock`];
+//! [`ws`] one client connection; [`agent`] the agent as opened at start;
+//! [`sessions`] the sessions service (the kinds as one enum, restore,
+//! stop-all); [`registry`] sessions by id and the gate new ones pass (one at
+//! a time, within the limit); [`session`] what all kinds share; [`lock`];
+//! [`memory`] giving freed memory back to the system;
 //! [`terminal`] PTY sessions (PTY, ring, output log, emulated screen);
 //! [`claude`] Claude sessions; [`procs`] finding and ending process trees;
 //! [`db`] SQLite; [`event_log_bounds`] what the event log
 //! keeps; [`workspace_identity`] which workspace the state belongs to;
-//! [`metrics`]; [`paths`]; [`ratelimit`]; [`holder`] shells that outlive the
+//! [`outbox`] what attachments send to a client; [`metrics`]; [`paths`]; [`ratelimit`]; [`holder`] shells that outlive the
 //! agent; [`leftovers`] what sessions of a crashed run left running.
 
+pub mod agent;
 pub mod auth;
 pub mod claude;
 pub mod config;
@@ -22,7 +24,9 @@ pub mod holder;
 pub mod http;
 pub mod leftovers;
 pub mod lock;
+pub mod memory;
 pub mod metrics;
+pub mod outbox;
 pub mod paths;
 pub mod procs;
 pub mod ratelimit;
@@ -30,23 +34,21 @@ pub mod registry;
 pub mod session;
 pub mod session_requests;
 pub mod sessions;
-pub mod state;
 pub mod terminal;
 pub mod workspace_identity;
 pub mod ws;
 
 use std::io::Write;
-use std::sync::Arc;
 
+pub use agent::Agent;
 pub use config::Config;
-pub use state::AgentState;
 
 /// Binds, announces the address on stdout, and serves until SIGTERM or
 /// SIGINT; then stops the sessions and returns.
 pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
     let stop = shutdown_signal();
     let inherited = config.listen_fd.map(inherited_listener).transpose()?;
-    let state = AgentState::open(config, token)?;
+    let state = Agent::open(config, token)?;
     let listener = match inherited {
         Some(l) => tokio::net::TcpListener::from_std(l)?,
         None => tokio::net::TcpListener::bind(state.config.listen).await?,
@@ -68,7 +70,7 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
         .with_graceful_shutdown(async move {
             stop.await;
             tracing::info!("shutting down: stopping sessions");
-            st.stop_all("agent stopped").await;
+            st.sessions.stop_all("agent stopped").await;
             let _ = st.shutdown.send(true);
         })
         .await?;
@@ -134,7 +136,3 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         }
     }
 }
-
-/// For code (the Claude sessions) that needs the state reachable from a
-/// session.
-pub type SharedState = Arc<AgentState>;

@@ -7,16 +7,16 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use dispatch_api::frame::{FrameKind, encode_header_into, header_len};
+use dispatch_api::frame::{FrameBuf, FrameKind};
 use dispatch_api::protocol::MAX_READ_BYTES;
 use dispatch_api::{ErrorCode, ServerMessage, SessionId};
 
+use crate::agent::Agent;
 use crate::claude::history;
 use crate::registry::Entry;
 use crate::session::ClientError;
 use crate::session::Session;
 use crate::sessions::AnySession;
-use crate::state::AgentState;
 use crate::terminal::{DiskChunk, TerminalSession};
 
 /// Longest session name, as for `terminal.start`'s title.
@@ -56,46 +56,40 @@ fn read_blocking(
 ) -> Result<(ServerMessage, Vec<u8>), ClientError> {
     let (oldest, end) = t.oldest_and_end();
     let (mut from, to) = plan_read(from, to, oldest, end)?;
-    let id = t.id().as_str();
-    let mut payload: Vec<u8> = Vec::with_capacity((to - from) as usize);
+    let mut range = FrameBuf::new(FrameKind::Range, t.id(), from, (to - from) as usize);
     let mut cursor = from;
     // The disk log holds everything the ring does and more (it is written
     // first); a session without a log falls back to the ring.
     while cursor < to {
         let want = (to - cursor) as usize;
         let chunk = match t.disk_frame(cursor, want) {
-            DiskChunk::Frame(f, n) => Some(f[header_len(id.len())..][..n.min(want)].to_vec()),
-            DiskChunk::Gone { oldest } if payload.is_empty() && oldest > cursor => {
+            DiskChunk::Frame(f) => Some(f),
+            DiskChunk::Gone { oldest } if range.payload().is_empty() && oldest > cursor => {
                 // Retention moved on while we looked: answer from what is left.
                 cursor = oldest.min(to);
                 from = cursor;
+                range = FrameBuf::new(FrameKind::Range, t.id(), from, (to - from) as usize);
                 continue;
             }
-            _ => t
-                .ring_frame(cursor, want)
-                .ok()
-                .flatten()
-                .map(|f| f[header_len(id.len())..].to_vec()),
+            _ => t.ring_frame(cursor, want).ok().flatten(),
         };
         match chunk {
-            Some(b) if !b.is_empty() => {
+            Some(f) if !f.payload().is_empty() => {
+                let b = &f.payload()[..f.payload().len().min(want)];
                 cursor += b.len() as u64;
-                payload.extend_from_slice(&b);
+                range.push(b);
             }
             _ => break,
         }
     }
-    let mut frame = Vec::with_capacity(header_len(id.len()) + payload.len());
-    encode_header_into(FrameKind::Range, id, from, &mut frame);
-    frame.extend_from_slice(&payload);
     let reply = ServerMessage::SessionRange {
         id: t.id().clone(),
         from,
-        to: from + payload.len() as u64,
+        to: range.end(),
         oldest,
         end,
     };
-    Ok((reply, frame))
+    Ok((reply, range.into_bytes()))
 }
 
 /// A session name: trimmed, not empty, at most [`MAX_TITLE`] bytes, no
@@ -132,13 +126,13 @@ pub fn rename_conversation(
 /// its transcript too, so the history shows the same. Returns the
 /// `session.renamed` announcement.
 pub async fn rename(
-    state: &Arc<AgentState>,
+    state: &Arc<Agent>,
     id: &SessionId,
     title: &str,
 ) -> Result<ServerMessage, ClientError> {
     let title = check_title(title)?;
     let s = state
-        .registry
+        .sessions
         .get(id)
         .ok_or_else(|| (ErrorCode::NoSuchSession, format!("no session {id}")))?;
     s.session().set_title(title.clone());

@@ -1,41 +1,35 @@
-//! One WebSocket connection: JSON control messages and binary frames in; out,
-//! control replies and each attached session's frames, all sent through one
-//! fairly-locked sink ([`Out`]).
-//!
-//! Each attachment is a task with a cursor (the next offset to send). It reads
-//! straight from the session's ring into a frame and sends it; at most one frame
-//! per subscriber is in flight. When the client is slow, the send waits, the
-//! ring moves on, and the next read finds the cursor lapped: the subscriber gets
-//! `session.resync` and a snapshot instead of an ever-growing backlog. Sessions
-//! never wait for subscribers, and attachments take turns at the socket, so a
-//! flood in one session adds at most one frame of delay to another's echo.
+//! One WebSocket connection: it parses JSON control messages and binary
+//! frames, routes them to the sessions, and sends control replies and each
+//! attached session's frames through one fairly-locked sink ([`Out`]), the
+//! [`Outbox`] the attachments (`terminal::attach`, `claude::attach`) write
+//! to. Attachments take turns at the socket, so a flood in one session adds
+//! at most one frame of delay to another's echo.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
-use dispatch_api::frame::{Frame, FrameKind, encode_header_into, header_len};
-use dispatch_api::protocol::AttachMode;
+use dispatch_api::frame::{Frame, FrameKind};
 use dispatch_api::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::agent::Agent;
 use crate::event_log_bounds::ConnectionBudget;
+use crate::outbox::{Outbox, Outgoing};
 use crate::registry::Entry;
-use crate::session::ClientError;
-use crate::session::{Attached, Services, Session};
-use crate::state::AgentState;
+use crate::session::{ClientError, Session};
 use crate::terminal::start::{TerminalRequest, check_size};
-use crate::terminal::{DiskChunk, MAX_CHUNK, ReplayPlan, TerminalSession};
+use crate::terminal::{ReplayPlan, TerminalSession};
 
 /// Claude events queued per attachment before its task waits for the socket.
 const ATTACH_QUEUE: usize = 4;
 
 /// Tells a client over `--max-connections` why, and closes its socket.
-pub async fn refuse_over_limit(mut socket: WebSocket, state: Arc<AgentState>) {
+pub async fn refuse_over_limit(mut socket: WebSocket, state: Arc<Agent>) {
     let max = state.config.max_connections;
     state.services.metrics.error(ErrorCode::RateLimited);
     tracing::warn!(max, "connection refused: at the connection limit");
@@ -55,17 +49,20 @@ pub async fn refuse_over_limit(mut socket: WebSocket, state: Arc<AgentState>) {
     let _ = socket.send(Message::Close(Some(close))).await;
 }
 
+/// Bytes read from a client's socket at a time. Clients send keystrokes and
+/// requests; a bigger message takes more reads. tungstenite zero-fills this
+/// much of its buffer before each read and keeps it while the connection
+/// lives: at its default (128 KiB) 500 connections cost 65 MiB, and every
+/// keystroke a 128 KiB memset.
+pub const READ_BUFFER_BYTES: usize = 4 << 10;
+
 /// How long, at shutdown, a connection's attachments may take to send their
 /// sessions' last bytes and `session.ended` (generous: CI machines are
 /// loaded; a client that reads is done in milliseconds).
 pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves one client while it holds `_slot`, one of `--max-connections`.
-pub async fn serve(
-    socket: WebSocket,
-    state: Arc<AgentState>,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-) {
+pub async fn serve(socket: WebSocket, state: Arc<Agent>, _slot: tokio::sync::OwnedSemaphorePermit) {
     let (sink, mut stream) = socket.split();
     let out = Out(Arc::new(tokio::sync::Mutex::new(sink)));
     state.services.metrics.connections.inc();
@@ -150,6 +147,7 @@ pub async fn serve(
     drop(conn);
     out.close().await;
     state.services.metrics.connections.dec();
+    crate::memory::trim_soon();
 }
 
 /// What to tell a client whose message was over the WebSocket's hard limit
@@ -212,7 +210,7 @@ impl Heartbeat {
 }
 
 struct Conn {
-    state: Arc<AgentState>,
+    state: Arc<Agent>,
     out: Out,
     attachments: HashMap<SessionId, JoinHandle<()>>,
     /// Sessions this connection started (it had `session.created` as a reply).
@@ -299,7 +297,7 @@ impl Conn {
                         let Ok(id) = SessionId::new(f.id) else {
                             return;
                         };
-                        let r = crate::terminal::find(&self.state.registry, &id)
+                        let r = crate::terminal::find(self.state.sessions.registry(), &id)
                             .and_then(|s| s.write(f.payload.to_vec()));
                         if let Err(e) = r {
                             self.error(e, Some(id.to_string())).await;
@@ -340,7 +338,7 @@ impl Conn {
                 };
                 match crate::terminal::start::start(
                     &self.state.terminals,
-                    &self.state.registry,
+                    self.state.sessions.registry(),
                     req,
                 )
                 .await
@@ -374,13 +372,13 @@ impl Conn {
                 }
             }
             ClientMessage::TerminalWrite { id, data } => {
-                let r = crate::terminal::find(&self.state.registry, &id)
+                let r = crate::terminal::find(self.state.sessions.registry(), &id)
                     .and_then(|s| s.write(data.into_bytes()));
                 return self.reply_err(r, &id).await;
             }
             ClientMessage::TerminalResize { id, cols, rows } => {
                 let r = check_size(cols, rows)
-                    .and_then(|()| crate::terminal::find(&self.state.registry, &id))
+                    .and_then(|()| crate::terminal::find(self.state.sessions.registry(), &id))
                     .and_then(|s| s.resize(cols, rows));
                 if r.is_ok() {
                     // Other viewers learn that someone else sized it.
@@ -394,7 +392,7 @@ impl Conn {
                 return self.reply_err(r, &id).await;
             }
             ClientMessage::SessionRead { id, from, to } => {
-                let r = match crate::terminal::find(&self.state.registry, &id) {
+                let r = match crate::terminal::find(self.state.sessions.registry(), &id) {
                     Ok(t) => crate::session_requests::read(t, from, to).await,
                     Err(e) => Err(e),
                 };
@@ -441,14 +439,14 @@ impl Conn {
             ClientMessage::SessionDetach { id } => {
                 if self.end_attachment(&id).await {
                     Ok(())
-                } else if self.state.registry.get(&id).is_none() {
+                } else if self.state.sessions.get(&id).is_none() {
                     Err((ErrorCode::NoSuchSession, format!("no session {id}")))
                 } else {
                     Ok(())
                 }
             }
             ClientMessage::SessionStop { id } => {
-                let r = match self.state.registry.get(&id) {
+                let r = match self.state.sessions.get(&id) {
                     None => Err((ErrorCode::NoSuchSession, format!("no session {id}"))),
                     Some(e) if !e.session().is_running() => {
                         Err((ErrorCode::SessionEnded, format!("session {id} has ended")))
@@ -463,7 +461,7 @@ impl Conn {
             }
             ClientMessage::SessionList {} => {
                 self.send(ServerMessage::SessionList {
-                    sessions: self.state.session_infos(),
+                    sessions: self.state.sessions.infos(),
                 })
                 .await;
                 Ok(())
@@ -498,7 +496,9 @@ impl Conn {
         m: ClientMessage,
         client_ref: Option<String>,
     ) -> Result<(), ClientError> {
-        for reply in crate::claude::handle(&self.state.claude, &self.state.registry, m).await? {
+        for reply in
+            crate::claude::handle(&self.state.claude, self.state.sessions.registry(), m).await?
+        {
             match reply {
                 crate::claude::Reply::Send(m) => self.send(*m).await,
                 crate::claude::Reply::Started(s) => {
@@ -526,13 +526,13 @@ impl Conn {
     fn attach_claude(&mut self, s: Arc<crate::claude::ClaudeSession>, since: Option<u64>) {
         // Claude events come through a small queue that a forwarder drains
         // into the socket.
-        let (tx, mut rx) = mpsc::channel(ATTACH_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(ATTACH_QUEUE);
         let out = self.out.clone();
         let id = s.id().clone();
         let task = tokio::spawn(async move {
             let forward = async move {
                 while let Some(m) = rx.recv().await {
-                    if !out.send(m).await {
+                    if !Outbox::send(&out, m).await {
                         break;
                     }
                 }
@@ -545,12 +545,12 @@ impl Conn {
     }
 
     fn attach(&mut self, id: &SessionId, since: Option<u64>) -> Result<(), ClientError> {
-        if let Ok(c) = crate::claude::find(&self.state.registry, id) {
+        if let Ok(c) = crate::claude::find(self.state.sessions.registry(), id) {
             self.log_event(Some(id), "attach", since.map(|s| format!("since {s}")));
             self.attach_claude(c, since);
             return Ok(());
         }
-        let t = crate::terminal::find(&self.state.registry, id)?;
+        let t = crate::terminal::find(self.state.sessions.registry(), id)?;
         let plan = match since {
             Some(s) => Some(t.plan_replay(s)?),
             None => None,
@@ -563,134 +563,9 @@ impl Conn {
     /// Starts (or restarts) the attachment task; `plan` None means a snapshot.
     fn attach_terminal(&mut self, s: Arc<TerminalSession>, plan: Option<ReplayPlan>) {
         let id = s.id().clone();
-        let services = self.state.services.clone();
-        let task = tokio::spawn(run_attachment(s, plan, self.out.clone(), services));
+        let task = tokio::spawn(crate::terminal::attach::run(s, plan, self.out.clone()));
         if let Some(old) = self.attachments.insert(id, task) {
             old.abort();
-        }
-    }
-}
-
-fn snapshot_frame(id: &SessionId, offset: u64, snap: &[u8]) -> Message {
-    let mut out = Vec::with_capacity(header_len(id.as_str().len()) + snap.len());
-    encode_header_into(FrameKind::Snapshot, id.as_str(), offset, &mut out);
-    out.extend_from_slice(snap);
-    Message::Binary(out.into())
-}
-
-async fn take_snapshot(s: &Arc<TerminalSession>) -> Option<(u64, Vec<u8>)> {
-    let s = s.clone();
-    tokio::task::spawn_blocking(move || s.snapshot()).await.ok()
-}
-
-/// Streams one session to one client: the start the client asked for, then
-/// live output, then `session.ended`. Returns when the client's connection
-/// goes (the queue closes) or the session has ended and everything was sent.
-async fn run_attachment(
-    s: Arc<TerminalSession>,
-    plan: Option<ReplayPlan>,
-    out: Out,
-    services: Arc<Services>,
-) {
-    let _counted = Attached::new(&s);
-    let id = s.id().clone();
-    let mut rx = s.subscribe();
-    let (mut cursor, mut replaying) = match plan {
-        Some(p) => {
-            let m = ServerMessage::SessionAttached {
-                id: id.clone(),
-                mode: AttachMode::Replay,
-                offset: p.from,
-                lost_before: p.lost_before,
-                info: s.info(),
-            };
-            if !out.send(text(&m)).await {
-                return;
-            }
-            (p.from, true)
-        }
-        None => {
-            let Some((offset, snap)) = take_snapshot(&s).await else {
-                return;
-            };
-            let m = ServerMessage::SessionAttached {
-                id: id.clone(),
-                mode: AttachMode::Snapshot,
-                offset,
-                lost_before: None,
-                info: s.info(),
-            };
-            if !out
-                .send2(text(&m), snapshot_frame(&id, offset, &snap))
-                .await
-            {
-                return;
-            }
-            (offset, false)
-        }
-    };
-    loop {
-        let p = *rx.borrow_and_update();
-        if cursor < p.end {
-            let frame = match s.ring_frame(cursor, MAX_CHUNK) {
-                Ok(Some(f)) => {
-                    replaying = false;
-                    Some(f)
-                }
-                Ok(None) => None,
-                // Replaying, or draining the tail of a session that ended:
-                // what the ring no longer has is on disk.
-                Err(_) if replaying || p.ended => {
-                    let (s2, c) = (s.clone(), cursor);
-                    match tokio::task::spawn_blocking(move || s2.disk_frame(c, MAX_CHUNK)).await {
-                        Ok(DiskChunk::Frame(f, _)) => Some(f),
-                        _ => None,
-                    }
-                }
-                Err(_) => None,
-            };
-            match frame {
-                Some(f) => {
-                    let n = (f.len() - header_len(id.as_str().len())) as u64;
-                    if !out.send(Message::Binary(f.into())).await {
-                        return;
-                    }
-                    cursor += n;
-                }
-                None => {
-                    // Fell behind what is kept: start over from the screen.
-                    services.metrics.resyncs.inc();
-                    let Some((offset, snap)) = take_snapshot(&s).await else {
-                        return;
-                    };
-                    let m = ServerMessage::SessionResync {
-                        id: id.clone(),
-                        offset,
-                    };
-                    if !out
-                        .send2(text(&m), snapshot_frame(&id, offset, &snap))
-                        .await
-                    {
-                        return;
-                    }
-                    cursor = offset;
-                    replaying = false;
-                }
-            }
-            continue;
-        }
-        if p.ended {
-            let info = s.info();
-            let m = ServerMessage::SessionEnded {
-                id: id.clone(),
-                exit_code: info.exit_code,
-                reason: info.end_reason,
-            };
-            out.send(text(&m)).await;
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
         }
     }
 }
@@ -702,6 +577,24 @@ async fn run_attachment(
 /// session and a quiet one take turns: an echo waits for at most one frame.
 #[derive(Clone)]
 struct Out(Arc<tokio::sync::Mutex<SplitSink<WebSocket, Message>>>);
+
+/// How an outgoing message goes on the wire: JSON text or a binary frame.
+fn encode(m: Outgoing) -> Message {
+    match m {
+        Outgoing::Message(m) => text(&m),
+        Outgoing::Frame(f) => Message::Binary(f.into_bytes().into()),
+    }
+}
+
+impl Outbox for Out {
+    async fn send(&self, m: Outgoing) -> bool {
+        Out::send(self, encode(m)).await
+    }
+
+    async fn send2(&self, a: Outgoing, b: Outgoing) -> bool {
+        Out::send2(self, encode(a), encode(b)).await
+    }
+}
 
 impl Out {
     async fn send(&self, m: Message) -> bool {

@@ -126,6 +126,70 @@ pub fn encode_header_into(kind: FrameKind, id: &str, offset: u64, out: &mut Vec<
     out.extend_from_slice(&offset.to_be_bytes());
 }
 
+/// A frame encoded as it goes on the wire, its payload added after the
+/// header in as many pieces as its source gives (a ring buffer's two slices,
+/// a file read) without another copy; the payload stays at hand for the
+/// writer (its length moves a cursor on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameBuf {
+    bytes: Vec<u8>,
+    header: usize,
+    offset: u64,
+}
+
+impl FrameBuf {
+    /// A frame with its header written and room for `payload_capacity` bytes.
+    pub fn new(kind: FrameKind, id: &SessionId, offset: u64, payload_capacity: usize) -> Self {
+        let header = header_len(id.as_str().len());
+        let mut bytes = Vec::with_capacity(header + payload_capacity);
+        encode_header_into(kind, id.as_str(), offset, &mut bytes);
+        FrameBuf {
+            bytes,
+            header,
+            offset,
+        }
+    }
+
+    /// A frame of `payload`, copied once.
+    pub fn of(kind: FrameKind, id: &SessionId, offset: u64, payload: &[u8]) -> Self {
+        let mut f = FrameBuf::new(kind, id, offset, payload.len());
+        f.push(payload);
+        f
+    }
+
+    pub fn push(&mut self, payload: &[u8]) {
+        self.bytes.extend_from_slice(payload);
+    }
+
+    /// Lets `fill` append payload (say, a read from a file into the vector).
+    /// What it does to the header is undone: only the payload can change.
+    pub fn fill<R>(&mut self, fill: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let mut payload = self.bytes.split_off(self.header);
+        let r = fill(&mut payload);
+        self.bytes.truncate(self.header);
+        self.bytes.append(&mut payload);
+        r
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[self.header..]
+    }
+
+    /// The stream offset just past the payload.
+    pub fn end(&self) -> u64 {
+        self.offset + self.payload().len() as u64
+    }
+
+    /// The frame's bytes, as sent.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +246,32 @@ mod tests {
         let f = Frame::decode(&bytes).unwrap();
         assert_eq!(f.payload, b"");
         assert_eq!(f.kind, FrameKind::Input);
+    }
+
+    #[test]
+    fn a_frame_built_in_pieces_is_the_frame_encoded_whole() {
+        let id = sid("t1");
+        let whole = Frame::new(FrameKind::Range, &id, 7, b"hello world").encode();
+        let mut f = FrameBuf::new(FrameKind::Range, &id, 7, 0);
+        f.push(b"hello");
+        let n = f.fill(|v| {
+            v.extend_from_slice(b" world");
+            6
+        });
+        assert_eq!((n, f.payload(), f.end()), (6, &b"hello world"[..], 18));
+        assert_eq!(f.clone().into_bytes(), whole);
+        assert_eq!(FrameBuf::of(FrameKind::Range, &id, 7, b"hello world"), f);
+    }
+
+    #[test]
+    fn a_fill_cannot_touch_the_header() {
+        let id = sid("t1");
+        let mut f = FrameBuf::of(FrameKind::Output, &id, 1, b"ab");
+        f.fill(|v| v.clear());
+        assert_eq!(
+            f.into_bytes(),
+            Frame::new(FrameKind::Output, &id, 1, b"").encode()
+        );
     }
 
     proptest! {

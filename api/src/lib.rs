@@ -14,7 +14,7 @@ pub mod session;
 mod typescript;
 
 pub use error::ErrorCode;
-pub use frame::{Frame, FrameError, FrameKind};
+pub use frame::{Frame, FrameBuf, FrameError, FrameKind};
 pub use protocol::{ClientMessage, ServerMessage};
 pub use session::{SessionId, SessionInfo, SessionKind};
 

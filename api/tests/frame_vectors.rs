@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use dispatch_api::{Frame, FrameKind, SessionId};
+use dispatch_api::{Frame, FrameBuf, FrameKind, SessionId};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -58,6 +58,8 @@ fn golden_frames_encode_and_decode() {
 
         let encoded = Frame::new(kind(g.kind), &id, offset, &payload).encode();
         assert_eq!(hex::encode(&encoded), g.bytes, "encode: {}", g.name);
+        let built = FrameBuf::of(kind(g.kind), &id, offset, &payload).into_bytes();
+        assert_eq!(hex::encode(&built), g.bytes, "encode (built): {}", g.name);
 
         let f = Frame::decode(&bytes).unwrap_or_else(|e| panic!("decode {}: {e}", g.name));
         assert_eq!(f.kind as u8, g.kind, "{}", g.name);

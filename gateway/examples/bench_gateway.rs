@@ -362,6 +362,12 @@ async fn main() {
             "DISPATCH_RETENTION_BYTES",
             (2 * tp_bytes).max(64 << 20).to_string(),
         )
+        // The agents inherit it too: BENCH_CONNECTIONS idle connections
+        // to one agent (its default serves 64).
+        .env(
+            "DISPATCH_MAX_CONNECTIONS",
+            (conns + 16).min(100_000).to_string(),
+        )
         .env(
             "RUST_LOG",
             std::env::var("BENCH_RUST_LOG").unwrap_or("warn,dispatch_gateway::backend=info".into()),

@@ -2,19 +2,18 @@
 //! from the requested seq on (from memory, else from disk) as `message.delta`
 //! batches, then live ones, then `session.ended`.
 //!
-//! Like a terminal attachment, it keeps its own cursor and a small queue to
-//! the connection's writer: a slow client only delays itself, and the
-//! session never waits for it.
+//! Like a terminal attachment, it keeps its own cursor and writes to the
+//! client's [`Outbox`] (a small queue to the connection's writer): a slow
+//! client only delays itself, and the session never waits for it.
 
 use std::sync::Arc;
 
-use axum::extract::ws::Message;
 use dispatch_api::ServerMessage;
 use dispatch_api::protocol::{AttachMode, ClaudeEvent};
-use tokio::sync::mpsc;
 
 use super::event_log::{Budget, MemRead, read_files};
 use super::session::{ClaudeSession, resolved_message};
+use crate::outbox::Outbox;
 use crate::session::{Attached, Session};
 
 /// At most this much per `message.delta`: well under the WebSocket message
@@ -23,10 +22,6 @@ const BATCH: Budget = Budget {
     events: 256,
     bytes: 1024 * 1024,
 };
-
-fn text(m: &ServerMessage) -> Message {
-    Message::Text(m.to_json().into())
-}
 
 /// The batch of events at `cursor`, and the cursor to continue from (which
 /// jumps forward when events were lost).
@@ -46,7 +41,7 @@ async fn read_batch(s: &Arc<ClaudeSession>, cursor: u64) -> (Vec<ClaudeEvent>, u
     }
 }
 
-pub async fn run_attachment(s: Arc<ClaudeSession>, since: Option<u64>, tx: mpsc::Sender<Message>) {
+pub async fn run_attachment<O: Outbox>(s: Arc<ClaudeSession>, since: Option<u64>, out: O) {
     let _counted = Attached::new(&s);
     let id = s.id().clone();
     let mut rx = s.subscribe();
@@ -63,7 +58,7 @@ pub async fn run_attachment(s: Arc<ClaudeSession>, since: Option<u64>, tx: mpsc:
         lost_before,
         info: s.info(),
     };
-    if tx.send(text(&m)).await.is_err() {
+    if !out.send(m.into()).await {
         return;
     }
     loop {
@@ -83,11 +78,11 @@ pub async fn run_attachment(s: Arc<ClaudeSession>, since: Option<u64>, tx: mpsc:
                 id: id.clone(),
                 events,
             };
-            if tx.send(text(&m)).await.is_err() {
+            if !out.send(m.into()).await {
                 return;
             }
             for m in resolved {
-                if tx.send(text(&m)).await.is_err() {
+                if !out.send(m.into()).await {
                     return;
                 }
             }
@@ -100,7 +95,7 @@ pub async fn run_attachment(s: Arc<ClaudeSession>, since: Option<u64>, tx: mpsc:
                 exit_code: info.exit_code,
                 reason: info.end_reason,
             };
-            let _ = tx.send(text(&m)).await;
+            out.send(m.into()).await;
             return;
         }
         if rx.changed().await.is_err() {

@@ -9,11 +9,13 @@
 //! - waiter: `waitpid` on the child; then ends what the child left in its
 //!   session, waits for the reader to drain, and reports the end.
 //!
-//! Its parts: [`pty`] spawning into a PTY; [`ring`], [`output_log`],
+//! Its parts: [`attach`] streaming a session to one client; [`pty`]
+//! spawning into a PTY; [`ring`], [`output_log`],
 //! [`screen`] the output as memory, disk and emulated screen, with
 //! [`screen_worker`] keeping screens caught up; [`spliced_output`] the
 //! lossless output path under a holder; [`start`] `terminal.start`.
 
+pub mod attach;
 pub mod output_log;
 pub mod pty;
 pub mod ring;
@@ -29,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use dispatch_api::frame::{FrameKind, encode_header_into, header_len};
+use dispatch_api::frame::{FrameBuf, FrameKind};
 use dispatch_api::{ErrorCode, ServerMessage, SessionId, SessionInfo, SessionKind};
 use nix::sys::signal::Signal;
 use portable_pty::MasterPty;
@@ -197,7 +199,7 @@ pub struct ReplayPlan {
 
 /// A read from disk for a subscriber catching up.
 pub enum DiskChunk {
-    Frame(Vec<u8>, usize),
+    Frame(FrameBuf),
     AtEnd,
     Gone { oldest: u64 },
 }
@@ -706,11 +708,7 @@ impl TerminalSession {
             *lock(&self.ring) = Ring::new(1, end);
             // Hand the freed ring back to the system rather than keep it in
             // the allocator's free lists.
-            #[cfg(target_env = "gnu")]
-            // SAFETY: malloc_trim only releases free memory.
-            unsafe {
-                libc::malloc_trim(0);
-            }
+            crate::memory::trim();
         }
         let id = self.id.as_str().to_owned();
         let r = reason.clone();
@@ -872,17 +870,16 @@ impl TerminalSession {
 
     /// An output frame of up to `max` bytes from `from`, copied straight from
     /// the ring into the frame; `None` when there is nothing new.
-    pub fn ring_frame(&self, from: u64, max: usize) -> Result<Option<Vec<u8>>, Lapped> {
+    pub fn ring_frame(&self, from: u64, max: usize) -> Result<Option<FrameBuf>, Lapped> {
         let ring = lock(&self.ring);
         let (a, b) = ring.slices(from, max)?;
         if a.is_empty() {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(header_len(self.id.as_str().len()) + a.len() + b.len());
-        encode_header_into(FrameKind::Output, self.id.as_str(), from, &mut out);
-        out.extend_from_slice(a);
-        out.extend_from_slice(b);
-        Ok(Some(out))
+        let mut f = FrameBuf::new(FrameKind::Output, &self.id, from, a.len() + b.len());
+        f.push(a);
+        f.push(b);
+        Ok(Some(f))
     }
 
     /// An output frame read from the on-disk log (blocking).
@@ -895,10 +892,9 @@ impl TerminalSession {
                 oldest: lock(&self.ring).start(),
             };
         };
-        let mut out = Vec::with_capacity(header_len(self.id.as_str().len()) + max.min(MAX_CHUNK));
-        encode_header_into(FrameKind::Output, self.id.as_str(), from, &mut out);
-        match read_located(&dir, loc, max, &mut out) {
-            Ok(LogRead::Bytes(n)) => DiskChunk::Frame(out, n),
+        let mut f = FrameBuf::new(FrameKind::Output, &self.id, from, max.min(MAX_CHUNK));
+        match f.fill(|payload| read_located(&dir, loc, max, payload)) {
+            Ok(LogRead::Bytes(_)) => DiskChunk::Frame(f),
             Ok(LogRead::AtEnd) => DiskChunk::AtEnd,
             Ok(LogRead::Gone { oldest }) => DiskChunk::Gone { oldest },
             Err(e) => {
@@ -1000,6 +996,44 @@ impl TerminalSession {
 
     pub fn log_dir(&self) -> Option<&Path> {
         self.log_dir.as_deref()
+    }
+}
+
+#[cfg(test)]
+impl TerminalSession {
+    /// A session whose output the test feeds ([`Self::push_output`]) as the
+    /// PTY reader would, and ends ([`Self::finish`]) as the waiter would; no
+    /// program runs. With `log_dir`, its output is logged there too.
+    pub(crate) fn fed(
+        services: Arc<Services>,
+        id: &str,
+        ring_bytes: usize,
+        log_dir: Option<PathBuf>,
+    ) -> Arc<Self> {
+        let log = log_dir
+            .as_ref()
+            .map(|d| OutputLog::create(d, 1 << 30).expect("output log"));
+        Arc::new(TerminalSession {
+            id: SessionId::new(id).expect("session id"),
+            services,
+            meta: Mutex::new(Meta::started("t".into(), ".".into(), 0, Some((80, 24)))),
+            ring: Mutex::new(Ring::new(ring_bytes, 0)),
+            log: Mutex::new(log),
+            log_dir,
+            progress: watch::Sender::new(Progress {
+                end: 0,
+                ended: false,
+            }),
+            screen: Mutex::new(Screen::new(24, 80, 0)),
+            screen_queued: AtomicBool::new(false),
+            terminals: None,
+            running: Mutex::new(None),
+            input_rx: Mutex::new(None),
+            pid: None,
+            bucket: Mutex::new(TokenBucket::new(0, 0, Instant::now())),
+            attached: AtomicU32::new(0),
+            stop_reason: Mutex::new(None),
+        })
     }
 }
 
