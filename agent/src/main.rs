@@ -7,6 +7,11 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // A log line that cannot be written is dropped. Reporting the failure
+        // goes through eprintln!, which panics when stderr is gone (a killed
+        // gateway's end of the pipe): that panic killed the holder's signal
+        // thread before it stopped its agent.
+        .log_internal_errors(false)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )

@@ -19,15 +19,19 @@ struct Holder {
 
 impl Holder {
     fn start(ws: &Path, args: &[&str]) -> Holder {
+        Holder::start_logging(ws, args, "warn", Stdio::inherit())
+    }
+
+    fn start_logging(ws: &Path, args: &[&str], log: &str, stderr: Stdio) -> Holder {
         let mut child = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"))
             .arg("--hold")
             .arg("--workspace")
             .arg(ws)
             .args(args)
             .env("DISPATCH_AGENT_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -331,4 +335,38 @@ async fn a_workspace_swapped_under_the_holder_is_refused_at_the_restart_and_the_
         0,
         "the other directory is untouched"
     );
+}
+
+/// The gateway reads its holders' stderr; when it is killed outright, that
+/// pipe closes before (or while) the holder gets the gateway's death signal,
+/// SIGTERM. Logging that stop then failed with EPIPE, the log writer's own
+/// error report panicked, and the holder's signal thread died with it before
+/// it stopped the agent: holder, agent and shells lived on (6 of 10 runs of
+/// the gateway's agents_stop_when_the_gateway_is_killed_outright with the
+/// holder switched on; this test, every run).
+#[tokio::test]
+async fn a_holder_whose_stderr_is_gone_still_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let mut holder = Holder::start_logging(&ws, &[], "info", Stdio::piped());
+    let agent = wait_for("the agent", || holder.agent_pid());
+    let mut c = Client::connect(&holder.addr, Some(TOKEN)).await.unwrap();
+    let id = c.start(json!({"shell": "/bin/sh"})).await;
+    c.write(&id, "echo up-$((6*7))\n").await;
+    c.wait_output(&id, "up-42").await;
+    let shell = pid_of_session(&id).expect("the shell runs");
+    drop(c);
+
+    // The reader of its stderr goes, as a killed gateway's end of the pipe.
+    drop(holder.child.stderr.take());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = wait_for("the holder to exit", || holder.child.try_wait().unwrap());
+    assert!(status.success(), "{status:?}");
+    for (what, pid) in [("the agent", agent), ("the shell", shell)] {
+        eventually(what, || is_gone(pid)).await;
+    }
 }

@@ -210,6 +210,23 @@ describe("WorkspaceClient", () => {
     await expect(b).resolves.toMatchObject({ id: "tb" });
   });
 
+  it("a start asked while the socket is closing waits for the next connection", async () => {
+    last().open();
+    last().hello();
+    // The server's close frame came; the socket closes (through a slow proxy,
+    // for up to seconds), and whatever is sent meanwhile is lost.
+    last().readyState = 2;
+    const p = client.startTerminal(80, 24);
+    expect(last().messages()).toEqual([]);
+    last().drop(1012);
+    timers.advance(1000);
+    last().open();
+    last().hello();
+    expect(last().messages()).toEqual([{ type: "terminal.start", cols: 80, rows: 24, clientRef: "r1" }]);
+    last().json({ type: "session.created", id: "t2", workspace: "w", info: info("t2"), clientRef: "r1" });
+    await expect(p).resolves.toMatchObject({ id: "t2" });
+  });
+
   it("rejects a terminal start the server refuses", async () => {
     last().open();
     last().hello();

@@ -65,7 +65,7 @@ pub fn run(listen: std::net::SocketAddr, agent_args: Vec<OsString>) -> ExitCode 
     match hold(listen, agent_args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("dispatch-agent --hold: {e:#}");
+            say(format_args!("dispatch-agent --hold: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -80,11 +80,20 @@ fn signals() -> SigSet {
 
 extern "C" fn ignore(_: libc::c_int) {}
 
+/// A line on stderr for the starter; never panics (unlike eprintln!) when
+/// stderr is gone, as it is once a killed gateway's end of the pipe closed.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 fn hold(listen: std::net::SocketAddr, agent_args: Vec<OsString>) -> anyhow::Result<ExitCode> {
     // SIGTERM and SIGINT are taken by one thread with sigwait; children get
-    // an empty mask back before exec. A handler is set too, though it never
-    // runs: as a container's PID 1 the holder is sent only the signals it
-    // handles.
+    // an empty mask back before exec. They are blocked before the handler is
+    // set: until then one kills the holder (nothing to stop yet), after it
+    // one waits for sigwait, and none can reach the do-nothing handler and
+    // be lost. The handler never runs, but as a container's PID 1 the holder
+    // is sent only the signals it handles.
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&signals()), None)?;
     for sig in signals().iter() {
         let act = SigAction::new(
             SigHandler::Handler(ignore),
@@ -94,7 +103,6 @@ fn hold(listen: std::net::SocketAddr, agent_args: Vec<OsString>) -> anyhow::Resu
         // SAFETY: the handler does nothing, so it is async-signal-safe.
         unsafe { sigaction(sig, &act)? };
     }
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&signals()), None)?;
     nix::sys::prctl::set_child_subreaper(true)?;
     let exe = std::env::current_exe()?;
     let listener = std::net::TcpListener::bind(listen)?;
@@ -114,14 +122,18 @@ fn hold(listen: std::net::SocketAddr, agent_args: Vec<OsString>) -> anyhow::Resu
             .name("holder-signals".into())
             .spawn(move || {
                 while let Ok(sig) = signals().wait() {
-                    tracing::info!(?sig, "holder stopping: stopping the agent");
+                    // Acted on before anything is said: this thread is the
+                    // holder's only way to stop, so nothing that can fail
+                    // (a log line) comes first.
                     let mut st = lock(&shared.state);
                     st.stopping = true;
-                    if let Some((pid, _)) = &st.agent {
-                        let _ = kill(Pid::from_raw(*pid), Signal::SIGTERM);
+                    let agent = st.agent.as_ref().map(|(pid, _)| *pid);
+                    if let Some(pid) = agent {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
                     }
                     drop(st);
                     shared.wake.notify_all();
+                    tracing::info!(?sig, ?agent, "holder stopping: stopping the agent");
                 }
             })?;
     }
@@ -143,9 +155,9 @@ fn hold(listen: std::net::SocketAddr, agent_args: Vec<OsString>) -> anyhow::Resu
                 // The agent said why on stderr; at the first start that is
                 // the last line the starter sees, as without a holder.
                 if !first_start {
-                    eprintln!(
+                    say(format_args!(
                         "dispatch-agent --hold: the restarted agent (pid {pid}) exited before it served ({status:?}) {failures_before_ready} times; giving up"
-                    );
+                    ));
                 }
                 return Ok(ExitCode::from(code.unwrap_or(1).clamp(1, 255) as u8));
             }

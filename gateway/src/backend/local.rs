@@ -509,9 +509,10 @@ async fn start_agent(spec: &AgentSpec) -> Result<Started, String> {
     rand::fill(&mut raw);
     let token = hex::encode(raw);
     let mut cmd = Command::new(&spec.bin);
-    // Not through the agent's holder (`--hold`) yet: a holder whose gateway was
-    // killed outright was seen to outlive it (1 run in 3 of
-    // agents_stop_when_the_gateway_is_killed_outright), which must be found first.
+    // Through the agent's holder, which keeps the workspace's shells (and its
+    // address) across agent crashes and restarts the agent itself; what this
+    // supervises, prints the listening line and gets SIGTERM is the holder.
+    cmd.arg("--hold");
     for var in HIDDEN_ENV {
         cmd.env_remove(var);
     }

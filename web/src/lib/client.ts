@@ -217,8 +217,18 @@ export class WorkspaceClient {
   }
 
   /** Sends a control message now, or once connected (bounded queue). */
+  /**
+   * Open, and the socket still takes messages. After the server's close frame
+   * the socket is closing (through a proxy that is slow to pass the TCP close,
+   * such as kubectl port-forward, for up to seconds) before `onclose`; what is
+   * sent meanwhile is lost, so it waits for the next connection instead.
+   */
+  private get live(): boolean {
+    return this.state === "open" && this.socket?.readyState === OPEN;
+  }
+
   send(msg: ClientMessage): void {
-    if (this.state === "open") {
+    if (this.live) {
       this.sendNow(msg);
       return;
     }
@@ -228,7 +238,7 @@ export class WorkspaceClient {
 
   /** Keystrokes as a binary Input frame. Dropped (returns false) while disconnected: typing blind into a shell is worse than typing again. */
   sendInput(id: string, data: string | Uint8Array): boolean {
-    if (this.state !== "open" || !this.socket) return false;
+    if (!this.live || !this.socket) return false;
     this.socket.send(inputFrame(id, data));
     return true;
   }
@@ -314,7 +324,7 @@ export class WorkspaceClient {
   /** A request waiting for its answer; `forget` drops it from its list when it times out. */
   private pending<T>(forget: () => void, resolve: (v: T) => void, reject: (e: Error) => void, what: string): Pending<T> {
     // Sent now on this connection, or queued for the next one.
-    const generation = this.state === "open" ? this.generation : this.generation + 1;
+    const generation = this.live ? this.generation : this.generation + 1;
     const p: Pending<T> = { resolve, reject, timer: null, generation };
     p.timer = this.timers.setTimeout(() => {
       forget();
