@@ -45,4 +45,6 @@ ENV PATH=/opt/claude/node_modules/.bin:$PATH \
 USER 1000:1000
 WORKDIR /workspace
 EXPOSE 8080
-ENTRYPOINT ["/usr/local/bin/dispatch-agent"]
+# The holder keeps the terminals (their PTYs) across crashes of the agent, which it
+# restarts; the container's main process, it gets the kubelet's SIGTERM and stops the agent.
+ENTRYPOINT ["/usr/local/bin/dispatch-agent", "--hold"]
