@@ -29,7 +29,7 @@ pub fn start_recorder(files: &crate::files::Files) -> recorder::Recorder {
         .join("turns.git");
     let git =
         crate::git::run::Git::private(root, &git_dir, files.git.timeout, files.git.max_output);
-    recorder::Recorder::start(snapshot::Snapshots::new(git), git_dir, files.root.clone())
+    recorder::Recorder::start(snapshot::Snapshots::new(git, &git_dir), files.root.clone())
 }
 
 pub fn install(r: Arc<recorder::Recorder>) {

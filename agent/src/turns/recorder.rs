@@ -8,7 +8,6 @@
 //! were asked for: they share the private index, and a turn's end must be
 //! recorded before the next turn's start.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -81,19 +80,17 @@ fn turn_ref(session: &str, turn: u32, side: &str) -> String {
 
 struct Worker {
     snaps: Arc<Snapshots>,
-    git_dir: PathBuf,
     root: Arc<Root>,
     /// The turn that started and has not ended, per session.
     open: std::collections::HashMap<String, u32>,
 }
 
 impl Recorder {
-    pub fn start(snaps: Snapshots, git_dir: PathBuf, root: Arc<Root>) -> Recorder {
+    pub fn start(snaps: Snapshots, root: Arc<Root>) -> Recorder {
         let snaps = Arc::new(snaps);
         let (jobs, rx) = mpsc::channel(QUEUE);
         let worker = Worker {
             snaps: snaps.clone(),
-            git_dir,
             root,
             open: Default::default(),
         };
@@ -257,7 +254,7 @@ impl Worker {
     }
 
     async fn start(&mut self, session: &str) -> Result<(), FsError> {
-        let tree = self.snaps.take(&self.git_dir).await?;
+        let tree = self.snaps.take().await?;
         // A turn that never ended (interrupted, the CLI gone): it ends here.
         if let Some(open) = self.open.remove(session) {
             self.snaps
@@ -277,7 +274,7 @@ impl Worker {
         let Some(n) = self.open.remove(session) else {
             return Ok(());
         };
-        let tree = self.snaps.take(&self.git_dir).await?;
+        let tree = self.snaps.take().await?;
         self.snaps
             .keep(&turn_ref(session, n, "after"), &tree)
             .await?;
@@ -288,7 +285,7 @@ impl Worker {
     async fn undo(&mut self, session: &str, turn: u32, force: bool) -> Result<Undone, FsError> {
         let (before, after) = pair(&self.snaps, session, turn).await?;
         let changed = self.snaps.changes(&before, &after).await?;
-        let now = self.snaps.take(&self.git_dir).await?;
+        let now = self.snaps.take().await?;
         if !force {
             let since = self.snaps.changes(&after, &now).await?;
             let drifted: Vec<&str> = since

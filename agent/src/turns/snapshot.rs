@@ -24,6 +24,7 @@ pub struct Change {
 
 pub struct Snapshots {
     git: Git,
+    git_dir: std::path::PathBuf,
     ready: tokio::sync::OnceCell<()>,
 }
 
@@ -41,9 +42,11 @@ async fn ok(git: &Git, what: &str, args: &[&str]) -> Result<Output, FsError> {
 }
 
 impl Snapshots {
-    pub fn new(git: Git) -> Snapshots {
+    /// `git` must be [`Git::private`] on `git_dir`.
+    pub fn new(git: Git, git_dir: &Path) -> Snapshots {
         Snapshots {
             git,
+            git_dir: git_dir.to_owned(),
             ready: tokio::sync::OnceCell::new(),
         }
     }
@@ -53,7 +56,8 @@ impl Snapshots {
     }
 
     /// Makes the private repository the first time.
-    async fn ensure(&self, git_dir: &Path) -> Result<(), FsError> {
+    async fn ensure(&self) -> Result<(), FsError> {
+        let git_dir = &self.git_dir;
         self.ready
             .get_or_try_init(|| async {
                 if !git_dir.join("HEAD").exists() {
@@ -68,8 +72,8 @@ impl Snapshots {
     }
 
     /// The workspace now, as a tree id.
-    pub async fn take(&self, git_dir: &Path) -> Result<String, FsError> {
-        self.ensure(git_dir).await?;
+    pub async fn take(&self) -> Result<String, FsError> {
+        self.ensure().await?;
         ok(&self.git, "add", &["add", "-A", "--", "."]).await?;
         let out = ok(&self.git, "write-tree", &["write-tree"]).await?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -84,6 +88,7 @@ impl Snapshots {
 
     /// `refname`'s tree, if it exists.
     pub async fn kept(&self, refname: &str) -> Result<Option<String>, FsError> {
+        self.ensure().await?;
         let out = self
             .git
             .run(&["rev-parse", "-q", "--verify", refname], None)
@@ -95,6 +100,7 @@ impl Snapshots {
 
     /// Refs under `prefix` (full names).
     pub async fn refs(&self, prefix: &str) -> Result<Vec<String>, FsError> {
+        self.ensure().await?;
         let out = ok(
             &self.git,
             "for-each-ref",
