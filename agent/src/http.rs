@@ -15,18 +15,26 @@ use dispatch_api::rest::ApiError;
 
 use crate::agent::Agent;
 
-pub fn router(state: Arc<Agent>) -> Router {
+pub fn router(state: Arc<Agent>) -> std::io::Result<Router> {
+    let files = Arc::new(crate::files::Files::open(
+        &state.root,
+        state.config.files.clone(),
+    )?);
+    let turns = Arc::new(crate::turns::start_recorder(&files));
+    crate::turns::install(turns.clone());
     let protected = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/sessions", get(sessions))
         .route("/activity", get(activity))
+        .merge(crate::files::routes::router(files))
+        .merge(crate::turns::routes::router(turns))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    Ok(Router::new()
         .merge(protected)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state))
 }
 
 async fn require_token(State(state): State<Arc<Agent>>, req: Request, next: Next) -> Response {

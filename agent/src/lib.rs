@@ -11,8 +11,11 @@
 //! [`claude`] Claude sessions; [`procs`] finding and ending process trees;
 //! [`db`] SQLite; [`event_log_bounds`] what the event log
 //! keeps; [`workspace_identity`] which workspace the state belongs to;
-//! [`outbox`] what attachments send to a client; [`metrics`]; [`paths`]; [`ratelimit`]; [`holder`] shells that outlive the
-//! agent; [`leftovers`] what sessions of a crashed run left running.
+//! [`outbox`] what attachments send to a client; [`metrics`]; [`paths`];
+//! [`ratelimit`]; [`holder`] shells that outlive the agent; [`leftovers`]
+//! what sessions of a crashed run left running; [`files`] the workspace's
+//! files over HTTP, confined to its root; [`git`] git over HTTP; [`turns`]
+//! each Claude turn's changes, with undo.
 
 pub mod agent;
 pub mod auth;
@@ -20,6 +23,8 @@ pub mod claude;
 pub mod config;
 pub mod db;
 pub mod event_log_bounds;
+pub mod files;
+pub mod git;
 pub mod holder;
 pub mod http;
 pub mod leftovers;
@@ -35,6 +40,7 @@ pub mod session;
 pub mod session_requests;
 pub mod sessions;
 pub mod terminal;
+pub mod turns;
 pub mod workspace_identity;
 pub mod ws;
 
@@ -63,7 +69,7 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(%addr, workspace = %state.root.display(), "agent listening");
-    let app = http::router(state.clone());
+    let app = http::router(state.clone())?;
     let st = state.clone();
     let listener = axum::serve::ListenerExt::tap_io(listener, tune_socket);
     axum::serve(listener, app)
