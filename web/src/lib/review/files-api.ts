@@ -15,7 +15,7 @@ export interface Entry {
   name: string;
   kind: EntryKind;
   size: number;
-  mtime_ms: number;
+  mtimeMs: number;
 }
 
 export interface Listing {
@@ -29,21 +29,24 @@ export interface GitFile {
   index: string;
   worktree: string;
   /** The path before a rename, when git gives it. */
-  from?: string;
+  origPath?: string;
 }
 
 export interface GitStatus {
   repository: boolean;
-  branch?: string | null;
-  ahead?: number;
-  behind?: number;
+  branch?: string;
+  head?: string;
+  upstream?: string;
+  ahead: number;
+  behind: number;
   files: GitFile[];
+  truncated: boolean;
 }
 
 export interface GitCommit {
   sha: string;
   author: string;
-  time_ms: number;
+  timeMs: number;
   subject: string;
 }
 
@@ -211,7 +214,7 @@ export class FilesApi {
     return json("POST", `${this.base}/git/commit`, { message });
   }
 
-  gitBranches(): Promise<{ current: string | null; branches: string[] }> {
+  gitBranches(): Promise<{ current?: string; branches: string[] }> {
     return json("GET", `${this.base}/git/branches`);
   }
 
