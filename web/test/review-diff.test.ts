@@ -1,9 +1,9 @@
 // @vitest-environment jsdom
 // markdown.ts (highlight.js's setup) loads DOMPurify, which needs a DOM.
 import { describe, expect, it } from "vitest";
-import { diffTexts, parseUnified, wordSegments } from "../src/lib/review/diff";
+import { diffTexts, lineWords, parseUnified, wordSegments } from "../src/lib/review/diff";
 import { highlightLines, languageFor, markChanged, splitHtmlLines } from "../src/lib/review/highlight";
-import { renderDiff } from "../src/lib/review/render";
+import { DiffRenderer } from "../src/lib/review/render";
 import { applyEdits, changeTexts, fileChange, workspaceRelative } from "../src/lib/review/toolchange";
 
 function dom(html: string): HTMLElement {
@@ -28,10 +28,10 @@ describe("diffs of two texts", () => {
       ["ctx", 3, 3],
       ["add", undefined, 4],
     ]);
-    expect(lines[1].words?.filter((w) => w.changed).map((w) => w.text)).toEqual(["1"]);
-    expect(lines[2].words?.filter((w) => w.changed).map((w) => w.text)).toEqual(["2"]);
+    expect(lineWords(lines, 1)?.filter((w) => w.changed).map((w) => w.text)).toEqual(["1"]);
+    expect(lineWords(lines, 2)?.filter((w) => w.changed).map((w) => w.text)).toEqual(["2"]);
     // The added last line has no partner: no word marks.
-    expect(lines[4].words).toBeUndefined();
+    expect(lineWords(lines, 4)).toBeNull();
   });
 
   it("shows a new file as all added, and a deleted one as all removed", () => {
@@ -134,16 +134,30 @@ describe("syntax colours per line", () => {
 });
 
 describe("rendering", () => {
-  it("draws numbered, signed lines with word marks, and bounds what it draws", () => {
+  it("draws numbered, signed lines with word marks", () => {
     const d = diffTexts("x.py", "x = 1\ny = 2\n", "x = 1\ny = 3\n");
-    const r = renderDiff(d, "python");
-    const el = dom(r.html);
+    const r = new DiffRenderer(d, "python");
+    const el = dom(r.html(0, r.rows.length));
     const rows = [...el.querySelectorAll(".l")];
     expect(rows.map((e) => e.className)).toEqual(["l ctx", "l del", "l add"]);
     expect(rows[2].querySelector("mark")?.textContent).toBe("3");
-    expect(r.hidden).toBe(0);
-    const big = diffTexts("b.txt", null, "x\n".repeat(50));
-    expect(renderDiff(big, undefined, 10).hidden).toBe(40);
+    expect([...rows[1].querySelectorAll(".n")].map((n) => n.textContent)).toEqual(["2", ""]);
+  });
+
+  it("draws any window of a long diff, with hunk headers, the same as drawing it all", () => {
+    const before = Array.from({ length: 1000 }, (_, i) => `line ${i}`).join("\n");
+    const after = before.replace("line 10\n", "line ten\n").replace("line 900\n", "line nine hundred\n");
+    const r = new DiffRenderer(diffTexts("t.txt", before, after), undefined);
+    const all = dom(r.html(0, r.rows.length)).children;
+    expect(all[0].className).toBe("hh");
+    const part = dom(r.html(8, 12)).children;
+    expect([...part].map((e) => e.outerHTML)).toEqual([...all].slice(8, 12).map((e) => e.outerHTML));
+    // A new 450-line file: lines past a highlight block's edge are drawn too.
+    const big = new DiffRenderer(diffTexts("n.ts", null, Array.from({ length: 450 }, (_, i) => `let v${i} = ${i};`).join("\n")), "typescript");
+    const tail = dom(big.html(440, 450));
+    expect(tail.children).toHaveLength(10);
+    expect(tail.querySelector(".hljs-keyword")?.textContent).toBe("let");
+    expect(tail.children[9].textContent).toContain("let v449 = 449;");
   });
 });
 

@@ -19,8 +19,10 @@ export interface DiffLine {
   text: string;
   oldNo?: number;
   newNo?: number;
-  /** Word-level pieces, set on a removed or added line that pairs with a similar one. */
-  words?: Segment[];
+  /** Index (in its hunk) of the line this one replaces or is replaced by. */
+  pair?: number;
+  /** Word-level pieces, once asked for (`lineWords`); null when the pair shares too little. */
+  words?: Segment[] | null;
 }
 
 export interface Hunk {
@@ -144,8 +146,8 @@ function finish(d: FileDiff): FileDiff {
 
 /**
  * Within each run of removed lines followed by added lines, the i-th removed
- * line pairs with the i-th added one; a pair that shares enough text gets
- * word-level pieces on both sides (a rewritten line stays plain red/green).
+ * line pairs with the i-th added one. Their word-level pieces are computed
+ * when a line is drawn (`lineWords`), so a long diff pays only for what is seen.
  */
 export function pairWords(lines: DiffLine[]): void {
   let i = 0;
@@ -160,16 +162,23 @@ export function pairWords(lines: DiffLine[]): void {
     while (i < lines.length && lines[i].kind === "add") i++;
     const pairs = Math.min(addStart - delStart, i - addStart);
     for (let k = 0; k < pairs; k++) {
-      const del = lines[delStart + k];
-      const add = lines[addStart + k];
-      if (del.text.length > MAX_WORD_LINE || add.text.length > MAX_WORD_LINE) continue;
-      const words = wordSegments(del.text, add.text);
-      if (words) {
-        del.words = words.old;
-        add.words = words.new;
-      }
+      lines[delStart + k].pair = addStart + k;
+      lines[addStart + k].pair = delStart + k;
     }
   }
+}
+
+/** The word pieces of line `i` of a hunk (null: no partner, or too different to mark words). */
+export function lineWords(lines: DiffLine[], i: number): Segment[] | null {
+  const l = lines[i];
+  if (l.words !== undefined) return l.words;
+  if (l.pair === undefined) return (l.words = null);
+  const p = lines[l.pair];
+  const [del, add] = l.kind === "del" ? [l, p] : [p, l];
+  const w = del.text.length > MAX_WORD_LINE || add.text.length > MAX_WORD_LINE ? null : wordSegments(del.text, add.text);
+  del.words = w ? w.old : null;
+  add.words = w ? w.new : null;
+  return l.words ?? null;
 }
 
 /** Word pieces of a pair of lines, or null when they share too little to be worth marking. */
