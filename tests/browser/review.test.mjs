@@ -1,0 +1,299 @@
+// Reviewing what Claude does, in a real Chromium against the real gateway,
+// agent and Claude Code CLI (scripted model on loopback), with real files
+// and a real git (issue 14): Edit and Write permission prompts show a diff
+// against the file on disk; files dropped on the terminal upload with a
+// progress bar and download again byte for byte (a folder as tar); an edit
+// saved over a file that changed on disk shows both versions; a commit made
+// in the git panel is in the repository. Any missing part fails the test.
+
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { launchBrowser, randomKey, randomTag, shot, startGateway, until } from "./harness.mjs";
+import { CLAUDE_BIN, startModelServer } from "./model-server.mjs";
+
+const alice = { user: "alice", key: `alice-${randomKey()}` };
+const workspace = `rv-${randomTag()}`;
+
+let model;
+let gw;
+let browser;
+let page;
+let dir;
+const consoleErrors = [];
+
+const pane = () => page.locator('[data-testid="claude-pane"]:visible');
+const dock = () => page.getByTestId("review-dock");
+const sha256 = (buf) => createHash("sha256").update(buf).digest("hex");
+
+/** The source file the Edit changes: 40 lines, line 21 is the one edited. */
+const SOURCE = Array.from({ length: 40 }, (_, i) => (i === 20 ? "export const limit = 10;" : `export function f${i}(x: number): number { return x + ${i}; }`)).join("\n") + "\n";
+
+async function openDock(tab) {
+  if ((await dock().count()) === 0) await page.getByTestId("files-toggle").click();
+  await dock().waitFor();
+  await dock().getByRole("tab", { name: tab }).click();
+}
+
+describe("review in Chromium: diffs, files, uploads, conflicts, git", () => {
+  before(async () => {
+    if (!existsSync(CLAUDE_BIN)) throw new Error(`the Claude Code CLI is not installed at ${CLAUDE_BIN}: run ./scripts/setup.sh or set DISPATCH_CLAUDE_BIN`);
+    model = await startModelServer([], "model-server-review");
+    gw = await startGateway({
+      users: [alice],
+      name: "gateway-review",
+      env: {
+        ANTHROPIC_BASE_URL: model.url,
+        ANTHROPIC_API_KEY: "sk-ant-test-not-a-real-key",
+        DISPATCH_CLAUDE_BIN: CLAUDE_BIN,
+        CLAUDE_CODE_MAX_RETRIES: "0",
+        // commits in the git panel need an identity; the machine may have none
+        GIT_AUTHOR_NAME: "Review Test",
+        GIT_AUTHOR_EMAIL: "review@example.invalid",
+        GIT_COMMITTER_NAME: "Review Test",
+        GIT_COMMITTER_EMAIL: "review@example.invalid",
+      },
+    });
+    browser = await launchBrowser();
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
+    page = await ctx.newPage();
+    page.on("console", (m) => {
+      if (m.type() === "error") consoleErrors.push(m.text());
+    });
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
+    await page.goto(`${gw.url}/login?key=${encodeURIComponent(alice.key)}`);
+    await page.getByRole("heading", { name: "Workspaces" }).waitFor();
+    const status = await page.evaluate(async (name) => (await fetch("/api/workspaces", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name }) })).status, workspace);
+    assert.equal(status, 201, "workspace created");
+    dir = realpathSync(join(gw.dataDir, "data", "workspaces", alice.user, workspace));
+    mkdirSync(join(dir, "src"), { recursive: true });
+    writeFileSync(join(dir, "src/app.ts"), SOURCE);
+    await page.goto(`${gw.url}/#/w/${workspace}`);
+    await until(() => page.evaluate(() => window.__dispatch?.listed === true), "the workspace's session list");
+  });
+
+  after(async () => {
+    await browser?.close();
+    await gw?.stop();
+    await model?.stop();
+  });
+
+  test("Edit and Write prompts show the change as a diff against the file on disk", async () => {
+    const app = join(dir, "src/app.ts");
+    const fresh = join(dir, "notes/todo.md");
+    await model.addTurns([
+      { tool_use: { name: "Read", input: { file_path: app } } },
+      { tool_use: { name: "Edit", input: { file_path: app, old_string: "export const limit = 10;", new_string: "export const limit = 25;" } } },
+      { tool_use: { name: "Write", input: { file_path: fresh, content: "# To do\n\n- review the limit\n- ship it\n" } } },
+      { text: "Raised the limit and wrote notes/todo.md." },
+    ]);
+    await page.getByRole("button", { name: "New Claude session" }).click();
+    await pane().waitFor();
+    const box = pane().getByLabel("Message Claude");
+    await box.fill("Raise the limit and write a to-do list");
+    await box.press("Enter");
+
+    const dialog = pane().getByTestId("permission-dialog");
+    // A Read may ask too (depends on the CLI's defaults): allowed.
+    await until(async () => {
+      if ((await dialog.count()) === 0) return false;
+      const text = await dialog.innerText();
+      if (/wants to use Read/.test(text)) {
+        await dialog.getByRole("button", { name: "Allow", exact: true }).click();
+        return false;
+      }
+      return /wants to use Edit/.test(text);
+    }, "the Edit permission prompt", 90_000);
+    const diff = dialog.getByTestId("diff-view");
+    await diff.waitFor();
+    assert.equal(await diff.getAttribute("data-path"), "src/app.ts", "the path, relative to the workspace");
+    assert.equal(await diff.getAttribute("data-added"), "1");
+    assert.equal(await diff.getAttribute("data-removed"), "1");
+    const del = diff.locator(".l.del");
+    const add = diff.locator(".l.add");
+    assert.equal(await del.count(), 1);
+    assert.equal(await add.count(), 1);
+    assert.equal((await del.locator(".c").innerText()).trim(), "export const limit = 10;");
+    assert.equal((await add.locator(".c").innerText()).trim(), "export const limit = 25;");
+    // word level: only the number is marked; line numbers from the file on disk
+    assert.equal(await del.locator("mark").innerText(), "10");
+    assert.equal(await add.locator("mark").innerText(), "25");
+    assert.equal((await del.locator(".n").first().innerText()).trim(), "21");
+    assert.equal((await add.locator(".n").nth(1).innerText()).trim(), "21");
+    // context lines around it, syntax colours
+    assert.equal(await diff.locator(".l.ctx").count(), 6);
+    assert.ok((await diff.locator(".hljs-keyword").count()) > 0, "the code is highlighted");
+    assert.equal(readFileSync(app, "utf8"), SOURCE, "nothing changed before the answer");
+    await shot(page, "review-01-edit-diff");
+    await dialog.getByRole("button", { name: "Allow", exact: true }).click();
+
+    await until(async () => (await dialog.count()) > 0 && /wants to use Write/.test(await dialog.innerText()), "the Write permission prompt", 90_000);
+    const wdiff = dialog.getByTestId("diff-view");
+    await wdiff.waitFor();
+    assert.equal(await wdiff.getAttribute("data-path"), "notes/todo.md");
+    assert.match(await wdiff.locator(".head").innerText(), /new file/);
+    assert.equal(await wdiff.locator(".l.add").count(), 4, "a new file's lines, all added");
+    assert.equal(await wdiff.locator(".l.del, .l.ctx").count(), 0);
+    await shot(page, "review-02-write-diff");
+    await dialog.getByRole("button", { name: "Allow", exact: true }).click();
+
+    await until(() => existsSync(fresh), "notes/todo.md on disk", 60_000);
+    assert.equal(readFileSync(app, "utf8"), SOURCE.replace("limit = 10", "limit = 25"), "the edit was made");
+    // The Edit's card, once the tool ran, still shows the diff against the text before it.
+    const card = pane().locator('[data-testid="tool-card"][data-tool="Edit"]');
+    await until(async () => (await card.getAttribute("data-status")) === "done", "the Edit card done", 60_000);
+    await card.locator("summary").click();
+    const cdiff = card.getByTestId("diff-view");
+    await cdiff.waitFor();
+    assert.equal((await cdiff.locator(".l.del .c").innerText()).trim(), "export const limit = 10;");
+    assert.equal((await cdiff.locator(".l.add .c").innerText()).trim(), "export const limit = 25;");
+  });
+
+  test("files dropped on the terminal upload with progress and download byte for byte; a folder downloads as tar", async () => {
+    const size = 6 * 1024 * 1024;
+    // Slow the upload (Chromium's own throttling) so progress has time to show.
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send("Network.enable");
+    await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 2 * 1024 * 1024 });
+    try {
+      await page.evaluate((size) => {
+        window.__progress = [];
+        const seen = () => {
+          for (const p of document.querySelectorAll('[data-testid="upload"] progress')) window.__progress.push([p.value, p.max]);
+        };
+        window.__progressTimer = setInterval(seen, 25);
+        const bytes = new Uint8Array(size);
+        for (let i = 0; i < size; i++) bytes[i] = (i * 31 + (i >> 11)) & 0xff;
+        const file = new File([bytes], "big.bin", { type: "application/octet-stream" });
+        const dt = new DataTransfer();
+        dt.items.add(file);
+        const target = document.querySelector(".area");
+        for (const type of ["dragenter", "dragover", "drop"]) target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
+      }, size);
+      const row = dock().locator('[data-testid="upload"][data-path="big.bin"]');
+      await row.waitFor({ timeout: 30_000 });
+      await until(async () => (await row.getAttribute("data-status")) === "done", "the upload to finish", 120_000);
+    } finally {
+      await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    }
+    const progress = await page.evaluate(() => {
+      clearInterval(window.__progressTimer);
+      return window.__progress;
+    });
+    assert.ok(progress.some(([v, max]) => v > 0 && v < max && max === 6 * 1024 * 1024), `the bar showed the upload part way (${JSON.stringify(progress.slice(0, 5))}...)`);
+    const expected = new Uint8Array(size);
+    for (let i = 0; i < size; i++) expected[i] = (i * 31 + (i >> 11)) & 0xff;
+    const onDisk = readFileSync(join(dir, "big.bin"));
+    assert.equal(onDisk.length, size);
+    assert.equal(sha256(onDisk), sha256(expected), "the uploaded file, byte for byte");
+    await shot(page, "review-03-upload");
+
+    // Download it back from the files panel.
+    await openDock("Files");
+    const fileRow = dock().locator('[data-testid="file-row"][data-path="big.bin"]');
+    await fileRow.waitFor();
+    await fileRow.hover();
+    const [download] = await Promise.all([page.waitForEvent("download"), fileRow.getByRole("link", { name: "Download big.bin" }).click()]);
+    assert.equal(download.suggestedFilename(), "big.bin");
+    const got = readFileSync(await download.path());
+    assert.equal(sha256(got), sha256(expected), "the downloaded file, byte for byte");
+    // The response says its length: the browser shows the download's progress.
+    const head = await page.evaluate(async (ws) => {
+      const r = await fetch(`/api/workspaces/${ws}/files/content?path=big.bin&download=1`);
+      const len = r.headers.get("content-length");
+      await r.body.cancel();
+      return { status: r.status, len, disposition: r.headers.get("content-disposition") };
+    }, workspace);
+    assert.equal(head.status, 200);
+    assert.equal(Number(head.len), size);
+    assert.match(head.disposition ?? "", /attachment/);
+
+    // A folder, as a tar stream.
+    const srcRow = dock().locator('[data-testid="file-row"][data-path="src"]');
+    await srcRow.hover();
+    const [tarDl] = await Promise.all([page.waitForEvent("download"), srcRow.getByRole("link", { name: "Download src as a tar archive" }).click()]);
+    const tar = readFileSync(await tarDl.path());
+    const listing = execFileSync("tar", ["-tf", "-"], { input: tar }).toString();
+    assert.match(listing, /app\.ts/, `the tar holds src/app.ts (${listing})`);
+  });
+
+  test("saving over a file that changed on disk shows both versions; the user's is kept when chosen", async () => {
+    const path = join(dir, "src/conf.txt");
+    writeFileSync(path, "alpha\nbeta\ngamma\n");
+    await openDock("Files");
+    await dock().getByRole("button", { name: "Refresh the file list" }).click();
+    const srcRow = dock().locator('[data-testid="file-row"][data-path="src"]');
+    if ((await srcRow.getAttribute("aria-expanded")) !== "true") await srcRow.locator("button.entry").click();
+    await dock().locator('[data-testid="file-row"][data-path="src/conf.txt"] button.entry').click();
+    const editor = dock().getByTestId("file-editor");
+    await editor.locator(".cm-content").waitFor();
+    await until(async () => (await editor.locator(".cm-content").innerText()).includes("gamma"), "the file in the editor");
+    // Someone else changes the file meanwhile.
+    writeFileSync(path, "alpha\nBETA FROM DISK\ngamma\n");
+    await editor.locator(".cm-line", { hasText: "gamma" }).click();
+    await page.keyboard.press("End");
+    await page.keyboard.type(" mine");
+    await editor.getByTestId("editor-dirty").waitFor();
+    await page.keyboard.press("Control+s");
+    const conflict = editor.getByTestId("edit-conflict");
+    await conflict.waitFor({ timeout: 15_000 });
+    const merge = editor.locator(".cm-mergeView");
+    await until(async () => {
+      const t = await merge.innerText();
+      return t.includes("BETA FROM DISK") && t.includes("gamma mine");
+    }, "both versions side by side");
+    assert.equal(readFileSync(path, "utf8"), "alpha\nBETA FROM DISK\ngamma\n", "nothing written over the other change");
+    await shot(page, "review-04-conflict");
+    await conflict.getByRole("button", { name: "Save my version" }).click();
+    await conflict.waitFor({ state: "detached" });
+    assert.equal(readFileSync(path, "utf8"), "alpha\nbeta\ngamma mine\n", "the user's version, saved over the one on disk");
+    // The next save goes over the version just written: no conflict.
+    await editor.locator(".cm-line", { hasText: "alpha" }).click();
+    await page.keyboard.press("End");
+    await page.keyboard.type("!");
+    await page.keyboard.press("Control+s");
+    await until(() => readFileSync(path, "utf8") === "alpha!\nbeta\ngamma mine\n", "the second save");
+    assert.equal(await editor.getByTestId("edit-conflict").count(), 0);
+    await editor.getByRole("button", { name: "Back to the file list" }).click();
+  });
+
+  test("the git panel: no repository, git init, stage, commit, the commit's diff", async () => {
+    await openDock("Git");
+    const git = dock().getByTestId("git-panel");
+    await git.getByTestId("git-norepo").waitFor();
+    await git.getByRole("button", { name: "git init" }).click();
+    await git.locator('[data-testid="git-unstaged"][data-path="src/app.ts"]').first().waitFor({ timeout: 15_000 });
+    assert.ok(existsSync(join(dir, ".git")), "a repository now");
+    // The untracked file's diff shows it as new.
+    await git.locator('[data-testid="git-unstaged"][data-path="notes/todo.md"] button.name').click();
+    const shown = git.getByTestId("git-diff");
+    await shown.locator(".l.add", { hasText: "review the limit" }).waitFor();
+    await git.locator('[data-testid="git-unstaged"][data-path="src/app.ts"]').getByRole("button", { name: "Stage src/app.ts" }).click();
+    await git.locator('[data-testid="git-staged"][data-path="src/app.ts"]').waitFor();
+    await git.getByLabel("Commit message").fill("Raise the limit");
+    await git.getByRole("button", { name: /^Commit/ }).click();
+    const commit = git.locator('[data-testid="git-commit"]').first();
+    await until(async () => (await commit.count()) > 0 && (await commit.innerText()).includes("Raise the limit"), "the commit in the log");
+    const subject = execFileSync("git", ["-C", dir, "log", "-1", "--format=%s"]).toString().trim();
+    assert.equal(subject, "Raise the limit");
+    const files = execFileSync("git", ["-C", dir, "show", "--name-only", "--format=", "HEAD"]).toString().trim().split("\n");
+    assert.deepEqual(files, ["src/app.ts"], "only the staged file was committed");
+    await commit.locator("button.name").click();
+    await shown.locator('[data-testid="diff-view"][data-path="src/app.ts"]').waitFor();
+    // The file is new in the first commit: all 40 lines added (only those in sight are drawn).
+    assert.equal(await shown.locator('[data-testid="diff-view"][data-path="src/app.ts"]').getAttribute("data-added"), "40");
+    // A change after the commit: its working-tree diff.
+    writeFileSync(join(dir, "src/app.ts"), SOURCE.replace("limit = 10", "limit = 50"));
+    await git.getByRole("button", { name: "Refresh git status" }).click();
+    await git.locator('[data-testid="git-unstaged"][data-path="src/app.ts"] button.name').click();
+    await shown.locator(".l.add mark", { hasText: "50" }).waitFor();
+    await shot(page, "review-05-git");
+  });
+
+  test("no errors in the page's console", () => {
+    assert.deepEqual(consoleErrors.filter((e) => !/favicon/.test(e)), []);
+  });
+});
