@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { launchBrowser, randomKey, randomTag, shot, startGateway, until } from "./harness.mjs";
+import { activeSession, launchBrowser, openTerminal, randomKey, randomTag, shot, startGateway, until } from "./harness.mjs";
 import { CLAUDE_BIN, startModelServer } from "./model-server.mjs";
 
 const alice = { user: "alice", key: `alice-${randomKey()}` };
@@ -154,12 +154,14 @@ describe("review in Chromium: diffs, files, uploads, conflicts, git", () => {
 
   test("files dropped on the terminal upload with progress and download byte for byte; a folder downloads as tar", async () => {
     const size = 6 * 1024 * 1024;
+    await openTerminal(page);
+    const term = await activeSession(page);
     // Slow the upload (Chromium's own throttling) so progress has time to show.
     const cdp = await page.context().newCDPSession(page);
     await cdp.send("Network.enable");
     await cdp.send("Network.emulateNetworkConditions", { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 2 * 1024 * 1024 });
     try {
-      await page.evaluate((size) => {
+      await page.evaluate(([size, term]) => {
         window.__progress = [];
         const seen = () => {
           for (const p of document.querySelectorAll('[data-testid="upload"] progress')) window.__progress.push([p.value, p.max]);
@@ -170,9 +172,10 @@ describe("review in Chromium: diffs, files, uploads, conflicts, git", () => {
         const file = new File([bytes], "big.bin", { type: "application/octet-stream" });
         const dt = new DataTransfer();
         dt.items.add(file);
-        const target = document.querySelector(".area");
+        // onto the terminal itself (xterm's screen), as a user drops a file
+        const target = document.querySelector(`#panel-${term} .xterm-screen`);
         for (const type of ["dragenter", "dragover", "drop"]) target.dispatchEvent(new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: dt }));
-      }, size);
+      }, [size, term]);
       const row = dock().locator('[data-testid="upload"][data-path="big.bin"]');
       await row.waitFor({ timeout: 30_000 });
       await until(async () => (await row.getAttribute("data-status")) === "done", "the upload to finish", 120_000);
