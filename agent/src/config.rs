@@ -115,6 +115,9 @@ pub struct Config {
     #[arg(long)]
     pub hold: bool,
 
+    #[command(flatten)]
+    pub files: crate::files::FilesLimits,
+
     /// (Set by the holder.) The listening socket to serve, inherited.
     #[arg(long, hide = true)]
     pub listen_fd: Option<i32>,

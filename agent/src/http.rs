@@ -15,18 +15,20 @@ use dispatch_api::rest::ApiError;
 
 use crate::state::AgentState;
 
-pub fn router(state: Arc<AgentState>) -> Router {
+pub fn router(state: Arc<AgentState>) -> std::io::Result<Router> {
+    let files = crate::files::Files::open(&state.root, state.config.files.clone())?;
     let protected = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/sessions", get(sessions))
         .route("/activity", get(activity))
+        .merge(crate::files::routes::router(Arc::new(files)))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    Ok(Router::new()
         .merge(protected)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state))
 }
 
 async fn require_token(State(state): State<Arc<AgentState>>, req: Request, next: Next) -> Response {

@@ -11,13 +11,17 @@
 //! [`db`] SQLite; [`event_log_bounds`] what the event log
 //! keeps; [`workspace_identity`] which workspace the state belongs to;
 //! [`metrics`]; [`paths`]; [`ratelimit`]; [`holder`] shells that outlive the
-//! agent; [`leftovers`] what sessions of a crashed run left running.
+//! agent; [`leftovers`] what sessions of a crashed run left running;
+//! [`files`] the workspace's files over HTTP, confined to its root;
+//! [`git`] git over HTTP.
 
 pub mod auth;
 pub mod claude;
 pub mod config;
 pub mod db;
 pub mod event_log_bounds;
+pub mod files;
+pub mod git;
 pub mod holder;
 pub mod http;
 pub mod leftovers;
@@ -61,7 +65,7 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
         out.flush()?;
     }
     tracing::info!(%addr, workspace = %state.root.display(), "agent listening");
-    let app = http::router(state.clone());
+    let app = http::router(state.clone())?;
     let st = state.clone();
     let listener = axum::serve::ListenerExt::tap_io(listener, tune_socket);
     axum::serve(listener, app)

@@ -47,6 +47,22 @@ pub enum ErrorCode {
     Unavailable,
     /// Something failed inside the server; the message says what.
     Internal,
+    /// A path that is not acceptable as written: absolute, with `..`, NUL,
+    /// too long, not UTF-8.
+    BadPath,
+    /// The named file or directory does not exist.
+    NotFound,
+    /// The file changed since the version the client named (`If-Match`).
+    Conflict,
+    /// The named path is of the wrong kind (a directory where a file is
+    /// needed, or the reverse; a non-empty directory without `recursive`).
+    WrongKind,
+    /// The disk is full.
+    NoSpace,
+    /// `git` failed; the message carries what it said.
+    GitFailed,
+    /// The workspace has no git repository.
+    NotARepository,
 }
 
 impl ErrorCode {
@@ -72,6 +88,13 @@ impl ErrorCode {
             ErrorCode::AlreadyExists => "already_exists",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::BadPath => "bad_path",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::WrongKind => "wrong_kind",
+            ErrorCode::NoSpace => "no_space",
+            ErrorCode::GitFailed => "git_failed",
+            ErrorCode::NotARepository => "not_a_repository",
         }
     }
 }
@@ -109,6 +132,13 @@ mod tests {
             ErrorCode::AlreadyExists,
             ErrorCode::Unavailable,
             ErrorCode::Internal,
+            ErrorCode::BadPath,
+            ErrorCode::NotFound,
+            ErrorCode::Conflict,
+            ErrorCode::WrongKind,
+            ErrorCode::NoSpace,
+            ErrorCode::GitFailed,
+            ErrorCode::NotARepository,
         ];
         for code in all {
             let json = serde_json::to_string(&code).unwrap();

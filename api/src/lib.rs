@@ -6,6 +6,7 @@
 #[cfg(feature = "crd")]
 pub mod crd;
 pub mod error;
+pub mod files;
 pub mod frame;
 pub mod protocol;
 pub mod rest;

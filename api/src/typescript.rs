@@ -16,6 +16,10 @@ use std::path::PathBuf;
 use ts_rs::{Config, TS};
 
 use crate::error::ErrorCode;
+use crate::files::{
+    FileEntry, FileKind, FileList, FileVersion, GitBranches, GitCheckout, GitCommitDone,
+    GitCommitInfo, GitCommitRequest, GitFileStatus, GitLog, GitPaths, GitStatus, MoveRequest,
+};
 use crate::frame::FrameKind;
 use crate::protocol::{
     AttachMode, CLIENT_MESSAGE_TYPES, ClaudeEvent, ClientMessage, ConversationInfo, MAX_CLIENT_REF,
@@ -65,6 +69,20 @@ pub fn generate() -> String {
     declare::<CreateWorkspace>(&cfg, &mut out);
     declare::<LoginRequest>(&cfg, &mut out);
     declare::<Me>(&cfg, &mut out);
+    declare::<FileKind>(&cfg, &mut out);
+    declare::<FileEntry>(&cfg, &mut out);
+    declare::<FileList>(&cfg, &mut out);
+    declare::<FileVersion>(&cfg, &mut out);
+    declare::<MoveRequest>(&cfg, &mut out);
+    declare::<GitFileStatus>(&cfg, &mut out);
+    declare::<GitStatus>(&cfg, &mut out);
+    declare::<GitPaths>(&cfg, &mut out);
+    declare::<GitCommitRequest>(&cfg, &mut out);
+    declare::<GitCommitDone>(&cfg, &mut out);
+    declare::<GitBranches>(&cfg, &mut out);
+    declare::<GitCheckout>(&cfg, &mut out);
+    declare::<GitCommitInfo>(&cfg, &mut out);
+    declare::<GitLog>(&cfg, &mut out);
     constants(&mut out);
     out
 }

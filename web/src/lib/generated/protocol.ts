@@ -6,7 +6,7 @@
  *
  * Clients match on these, so a code is never renamed; new ones may be added.
  */
-export type ErrorCode = "bad_message" | "unknown_type" | "bad_frame" | "too_large" | "invalid_field" | "no_such_session" | "session_ended" | "wrong_session_type" | "session_limit" | "rate_limited" | "path_outside_workspace" | "spawn_failed" | "claude_unavailable" | "no_such_request" | "unauthorized" | "forbidden" | "no_such_workspace" | "already_exists" | "unavailable" | "internal";
+export type ErrorCode = "bad_message" | "unknown_type" | "bad_frame" | "too_large" | "invalid_field" | "no_such_session" | "session_ended" | "wrong_session_type" | "session_limit" | "rate_limited" | "path_outside_workspace" | "spawn_failed" | "claude_unavailable" | "no_such_request" | "unauthorized" | "forbidden" | "no_such_workspace" | "already_exists" | "unavailable" | "internal" | "bad_path" | "not_found" | "conflict" | "wrong_kind" | "no_space" | "git_failed" | "not_a_repository";
 
 /**
  * A session's id: 1 to 64 characters of `[A-Za-z0-9_-]`, unique in its workspace.
@@ -209,6 +209,109 @@ export type Me = { user: string,
  * Unix time in milliseconds when the login expires.
  */
 expires: number, };
+
+/**
+ * What a directory entry is (symlinks are not followed when listing).
+ */
+export type FileKind = "file" | "dir" | "symlink" | "other";
+
+/**
+ * One entry of `GET files/list`.
+ */
+export type FileEntry = { name: string, kind: FileKind, size: number, 
+/**
+ * Unix time in milliseconds.
+ */
+mtimeMs: number, };
+
+/**
+ * `GET files/list?path=DIR`: directories first, then by name. At most the
+ * agent's `--max-list-entries`; `truncated` when there were more.
+ */
+export type FileList = { path: string, entries: Array<FileEntry>, truncated: boolean, };
+
+/**
+ * The reply of `PUT files/content` (and the body of its 412: the current
+ * version of the file).
+ */
+export type FileVersion = { 
+/**
+ * The new `ETag`, with its quotes.
+ */
+etag: string, size: number, };
+
+/**
+ * `POST files/move`.
+ */
+export type MoveRequest = { from: string, to: string, };
+
+/**
+ * One changed path of `GET git/status`. `index` and `worktree` are git's
+ * one-letter codes (`M`, `A`, `D`, `R`, `C`, `U`, `?` untracked, `.`
+ * unchanged).
+ */
+export type GitFileStatus = { path: string, 
+/**
+ * The path before a rename or copy.
+ */
+origPath?: string, index: string, worktree: string, };
+
+/**
+ * `GET git/status`. Without a repository: `repository: false` and the rest
+ * empty.
+ */
+export type GitStatus = { repository: boolean, 
+/**
+ * The current branch; none when HEAD is detached.
+ */
+branch?: string, 
+/**
+ * The commit HEAD names; none before the first commit.
+ */
+head?: string, upstream?: string, ahead: number, behind: number, files: Array<GitFileStatus>, 
+/**
+ * More changed paths than the agent lists.
+ */
+truncated: boolean, };
+
+/**
+ * `POST git/stage` and `POST git/unstage`.
+ */
+export type GitPaths = { paths: Array<string>, };
+
+/**
+ * `POST git/commit`.
+ */
+export type GitCommitRequest = { message: string, };
+
+/**
+ * The reply of `POST git/commit`.
+ */
+export type GitCommitDone = { commit: string, };
+
+/**
+ * `GET git/branches`: local branches, by name.
+ */
+export type GitBranches = { current?: string, branches: Array<string>, };
+
+/**
+ * `POST git/checkout`: switch to an existing local branch.
+ */
+export type GitCheckout = { branch: string, };
+
+/**
+ * One commit of `GET git/log`.
+ */
+export type GitCommitInfo = { sha: string, author: string, 
+/**
+ * Author time, Unix milliseconds.
+ */
+timeMs: number, subject: string, };
+
+/**
+ * `GET git/log?limit=N`, newest first.
+ */
+export type GitLog = { commits: Array<GitCommitInfo>, };
 
 /** Version of the wire protocol; the agent announces it in `hello`. */
 export const PROTOCOL_VERSION = 1;
