@@ -46,7 +46,7 @@ describe("uploads", () => {
     const { api, calls } = fakeFiles();
     const q = new UploadQueue(api);
     q.add("", [file("x.bin")]);
-    calls[0].reject(new ApiError(409, "exists", "exists"));
+    calls[0].reject(new ApiError(409, "already_exists", "exists"));
     await settle();
     expect(q.items[0]).toMatchObject({ status: "failed", exists: true });
     q.replace(q.items[0].id);

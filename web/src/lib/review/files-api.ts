@@ -9,46 +9,14 @@ import { ApiError } from "../api";
 
 export { ApiError };
 
-export type EntryKind = "file" | "dir" | "symlink" | "other";
+// The shapes are generated from the api crate (api/src/files.rs).
+import type { FileEntry, FileList, FileVersion, GitBranches, GitCommitDone, GitCommitInfo, GitFileStatus, GitLog, GitStatus } from "../generated/protocol";
 
-export interface Entry {
-  name: string;
-  kind: EntryKind;
-  size: number;
-  mtimeMs: number;
-}
-
-export interface Listing {
-  path: string;
-  entries: Entry[];
-  truncated?: boolean;
-}
-
-export interface GitFile {
-  path: string;
-  index: string;
-  worktree: string;
-  /** The path before a rename, when git gives it. */
-  origPath?: string;
-}
-
-export interface GitStatus {
-  repository: boolean;
-  branch?: string;
-  head?: string;
-  upstream?: string;
-  ahead: number;
-  behind: number;
-  files: GitFile[];
-  truncated: boolean;
-}
-
-export interface GitCommit {
-  sha: string;
-  author: string;
-  timeMs: number;
-  subject: string;
-}
+export type Entry = FileEntry;
+export type Listing = FileList;
+export type GitFile = GitFileStatus;
+export type GitCommit = GitCommitInfo;
+export type { GitStatus };
 
 export function workspaceBase(workspace: string): string {
   return `/api/workspaces/${encodeURIComponent(workspace)}`;
@@ -143,12 +111,12 @@ export class FilesApi {
   }
 
   /** Saves text; with `etag`, only over that version (else 412 `conflict`); `create`: only if absent (else 409). */
-  async writeText(path: string, text: string, opts: { etag?: string | null; create?: boolean } = {}): Promise<{ etag: string; size: number }> {
+  async writeText(path: string, text: string, opts: { etag?: string | null; create?: boolean } = {}): Promise<FileVersion> {
     const headers: Record<string, string> = { "content-type": "application/octet-stream" };
     if (opts.etag) headers["if-match"] = opts.etag;
     if (opts.create) headers["if-none-match"] = "*";
     const res = await call("PUT", `${this.base}/files/content${q({ path })}`, { headers, body: new TextEncoder().encode(text) });
-    const body = (await res.json()) as { etag: string; size: number };
+    const body = (await res.json()) as FileVersion;
     return { ...body, etag: quoteEtag(body.etag) };
   }
 
@@ -210,11 +178,11 @@ export class FilesApi {
     return json("POST", `${this.base}/git/unstage`, { paths });
   }
 
-  gitCommit(message: string): Promise<{ commit: string }> {
+  gitCommit(message: string): Promise<GitCommitDone> {
     return json("POST", `${this.base}/git/commit`, { message });
   }
 
-  gitBranches(): Promise<{ current?: string; branches: string[] }> {
+  gitBranches(): Promise<GitBranches> {
     return json("GET", `${this.base}/git/branches`);
   }
 
@@ -223,7 +191,7 @@ export class FilesApi {
   }
 
   async gitLog(limit = 30): Promise<GitCommit[]> {
-    return (await json<{ commits: GitCommit[] }>("GET", `${this.base}/git/log${q({ limit })}`)).commits;
+    return (await json<GitLog>("GET", `${this.base}/git/log${q({ limit })}`)).commits;
   }
 
   async gitShow(sha: string): Promise<string> {

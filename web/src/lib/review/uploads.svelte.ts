@@ -81,8 +81,8 @@ export class UploadQueue {
         if (u) {
           const err = e instanceof ApiError ? e : undefined;
           u.status = err?.code === "aborted" ? "cancelled" : "failed";
-          u.exists = err?.code === "exists";
-          u.error = err?.code === "exists" ? `${path} already exists` : err?.code === "too_large" ? `too large (${formatBytes(file.size)}): ${err.message}` : (err?.message ?? String(e));
+          u.exists = err?.status === 409;
+          u.error = err?.status === 409 ? `${path} already exists` : err?.code === "too_large" ? `too large (${formatBytes(file.size)}): ${err.message}` : (err?.message ?? String(e));
         }
         this.onfinished(path, false);
         this.trim();
