@@ -264,18 +264,21 @@ describe("review in Chromium: diffs, files, uploads, conflicts, git", () => {
   });
 
   test("the git panel: no repository, git init, stage, commit, the commit's diff", async () => {
+    writeFileSync(join(dir, "README.md"), "# Review\n\nA workspace under review.\n");
     await openDock("Git");
     const git = dock().getByTestId("git-panel");
     await git.getByTestId("git-norepo").waitFor();
     await git.getByRole("button", { name: "git init" }).click();
-    await git.locator('[data-testid="git-unstaged"][data-path="src/app.ts"]').first().waitFor({ timeout: 15_000 });
+    // Untracked: the new files, and folders as a whole (git's --untracked-files=normal).
+    await git.locator('[data-testid="git-unstaged"][data-path="src/"]').waitFor({ timeout: 15_000 });
     assert.ok(existsSync(join(dir, ".git")), "a repository now");
-    // The untracked file's diff shows it as new.
-    await git.locator('[data-testid="git-unstaged"][data-path="notes/todo.md"] button.name').click();
+    // An untracked file's diff shows it as new.
+    await git.locator('[data-testid="git-unstaged"][data-path="README.md"] button.name').click();
     const shown = git.getByTestId("git-diff");
-    await shown.locator(".l.add", { hasText: "review the limit" }).waitFor();
-    await git.locator('[data-testid="git-unstaged"][data-path="src/app.ts"]').getByRole("button", { name: "Stage src/app.ts" }).click();
+    await shown.locator(".l.add", { hasText: "A workspace under review." }).waitFor();
+    await git.locator('[data-testid="git-unstaged"][data-path="src/"]').getByRole("button", { name: "Stage src/" }).click();
     await git.locator('[data-testid="git-staged"][data-path="src/app.ts"]').waitFor();
+    await git.locator('[data-testid="git-staged"][data-path="src/conf.txt"]').waitFor();
     await git.getByLabel("Commit message").fill("Raise the limit");
     await git.getByRole("button", { name: /^Commit/ }).click();
     const commit = git.locator('[data-testid="git-commit"]').first();
@@ -283,12 +286,14 @@ describe("review in Chromium: diffs, files, uploads, conflicts, git", () => {
     const subject = execFileSync("git", ["-C", dir, "log", "-1", "--format=%s"]).toString().trim();
     assert.equal(subject, "Raise the limit");
     const files = execFileSync("git", ["-C", dir, "show", "--name-only", "--format=", "HEAD"]).toString().trim().split("\n");
-    assert.deepEqual(files, ["src/app.ts"], "only the staged file was committed");
+    assert.deepEqual(files, ["src/app.ts", "src/conf.txt"], "only the staged files were committed");
+    assert.equal(await git.locator('[data-testid="git-staged"]').count(), 0, "nothing staged after the commit");
     await commit.locator("button.name").click();
-    await shown.locator('[data-testid="diff-view"][data-path="src/app.ts"]').waitFor();
-    // The file is new in the first commit: all 40 lines added (only those in sight are drawn).
-    assert.equal(await shown.locator('[data-testid="diff-view"][data-path="src/app.ts"]').getAttribute("data-added"), "40");
-    // A change after the commit: its working-tree diff.
+    const committed = shown.locator('[data-testid="diff-view"][data-path="src/app.ts"]');
+    await committed.waitFor();
+    // New in the first commit: all 40 lines added (only those in sight are drawn).
+    assert.equal(await committed.getAttribute("data-added"), "40");
+    // A change after the commit: its working-tree diff, word level.
     writeFileSync(join(dir, "src/app.ts"), SOURCE.replace("limit = 10", "limit = 50"));
     await git.getByRole("button", { name: "Refresh git status" }).click();
     await git.locator('[data-testid="git-unstaged"][data-path="src/app.ts"] button.name').click();
