@@ -25,7 +25,7 @@ use crate::server::ConnectionSlot;
 use crate::state::AppState;
 
 /// How long a WebSocket upgrade or a sessions call waits for an agent to start.
-const AGENT_WAIT: Duration = Duration::from_secs(20);
+pub const AGENT_WAIT: Duration = Duration::from_secs(20);
 
 fn login_response(
     st: &AppState,

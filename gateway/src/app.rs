@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -19,7 +19,7 @@ use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::state::AppState;
-use crate::{api, web};
+use crate::{api, files_proxy, web};
 
 pub fn router(st: AppState) -> Router {
     let api = Router::new()
@@ -37,6 +37,9 @@ pub fn router(st: AppState) -> Router {
         .route("/workspaces/{name}/open", post(api::open_workspace))
         .route("/workspaces/{name}/sessions", get(api::list_sessions))
         .route("/workspaces/{name}/ws", get(api::workspace_ws))
+        .route("/workspaces/{name}/files", any(files_proxy::proxy))
+        .route("/workspaces/{name}/files/{*rest}", any(files_proxy::proxy))
+        .route("/workspaces/{name}/git/{*rest}", any(files_proxy::proxy))
         .fallback(api::api_not_found)
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             axum::http::header::CACHE_CONTROL,

@@ -1,6 +1,7 @@
 //! The Dispatch gateway: authenticates people, keeps the registry of
 //! workspaces, starts their agents (local backend), proxies WebSockets to
-//! them, and serves the web UI.
+//! them (and the files and git routes, see `files_proxy`), and serves the
+//! web UI.
 
 pub mod agent_client;
 pub mod api;
@@ -11,6 +12,7 @@ pub mod client_addr;
 pub mod config;
 pub mod extract;
 pub mod fail;
+pub mod files_proxy;
 pub mod metrics;
 pub mod names;
 pub mod open_files;

@@ -105,11 +105,52 @@ async fn kubectl_apply_to_terminal_suspend_and_resume_through_two_gateways() {
     )
     .await;
 
+    // Its files through the gateway (the same agent client as the terminal):
+    // uploaded on one replica with a bearer key, read on the other, and the
+    // terminal's file is there too.
+    let auth = bearer(ALICE_KEY);
+    let put = http(
+        &gw1.host,
+        "PUT",
+        "/api/workspaces/demo/files/content?path=uploaded.txt",
+        &[("authorization", &auth)],
+        &format!("uploaded-{tag}"),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let got = http(
+        &gw0.host,
+        "GET",
+        "/api/workspaces/demo/files/content?path=uploaded.txt",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (got.status, got.body.as_str()),
+        (200, format!("uploaded-{tag}").as_str())
+    );
+    let (status, list) = get_json(gw0, ALICE_KEY, "/api/workspaces/demo/files/list?path=").await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.to_string().contains("\"kept.txt\""), "{list}");
+    let (status, git) = get_json(gw1, ALICE_KEY, "/api/workspaces/demo/git/status").await;
+    assert_eq!(
+        (status, &git["repository"]),
+        (200, &serde_json::json!(false)),
+        "{git}"
+    );
+
     // Bob can neither read, open, reach nor delete it: it does not exist for him.
     for (method, path) in [
         ("GET", "/api/workspaces/demo"),
         ("POST", "/api/workspaces/demo/open"),
         ("GET", "/api/workspaces/demo/sessions"),
+        (
+            "GET",
+            "/api/workspaces/demo/files/content?path=uploaded.txt",
+        ),
+        ("PUT", "/api/workspaces/demo/files/content?path=bob.txt"),
+        ("GET", "/api/workspaces/demo/git/status"),
         ("DELETE", "/api/workspaces/demo"),
     ] {
         let auth = bearer(BOB_KEY);
