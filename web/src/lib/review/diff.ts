@@ -21,8 +21,6 @@ export interface DiffLine {
   newNo?: number;
   /** Index (in its hunk) of the line this one replaces or is replaced by. */
   pair?: number;
-  /** Word-level pieces, once asked for (`lineWords`); null when the pair shares too little. */
-  words?: Segment[] | null;
 }
 
 export interface Hunk {
@@ -168,17 +166,20 @@ export function pairWords(lines: DiffLine[]): void {
   }
 }
 
-/** The word pieces of line `i` of a hunk (null: no partner, or too different to mark words). */
+/**
+ * The word pieces of line `i` of a hunk (null: no partner, or too different to
+ * mark words). Not cached here: a diff may live in reactive state, which must
+ * not change while it is drawn; the renderer keeps what it computed.
+ */
 export function lineWords(lines: DiffLine[], i: number): Segment[] | null {
   const l = lines[i];
-  if (l.words !== undefined) return l.words;
-  if (l.pair === undefined) return (l.words = null);
+  if (l.pair === undefined) return null;
   const p = lines[l.pair];
   const [del, add] = l.kind === "del" ? [l, p] : [p, l];
-  const w = del.text.length > MAX_WORD_LINE || add.text.length > MAX_WORD_LINE ? null : wordSegments(del.text, add.text);
-  del.words = w ? w.old : null;
-  add.words = w ? w.new : null;
-  return l.words ?? null;
+  if (del.text.length > MAX_WORD_LINE || add.text.length > MAX_WORD_LINE) return null;
+  const w = wordSegments(del.text, add.text);
+  if (!w) return null;
+  return l.kind === "del" ? w.old : w.new;
 }
 
 /** Word pieces of a pair of lines, or null when they share too little to be worth marking. */

@@ -26,6 +26,7 @@ export interface RowRef {
 export class DiffRenderer {
   readonly rows: RowRef[] = [];
   private readonly blocks = new Map<string, { old: string[]; neu: string[]; oldAt: number[]; newAt: number[] }>();
+  private readonly words = new Map<string, ReturnType<typeof lineWords>>();
   private readonly headers: boolean;
 
   constructor(
@@ -56,7 +57,12 @@ export class DiffRenderer {
     const b = this.block(hi, h, Math.floor(li / BLOCK));
     const k = li % BLOCK;
     let html = l.kind === "del" ? b.old[b.oldAt[k]] : b.neu[b.newAt[k]];
-    const words = lineWords(h.lines, li);
+    const key = `${hi}:${li}`;
+    let words = this.words.get(key);
+    if (words === undefined) {
+      words = lineWords(h.lines, li);
+      this.words.set(key, words);
+    }
     if (words) html = markChanged(html, words);
     const sign = l.kind === "add" ? "+" : l.kind === "del" ? "−" : " ";
     return `<div class="l ${l.kind}"><span class="n">${l.oldNo ?? ""}</span><span class="n">${l.newNo ?? ""}</span><span class="s">${sign}</span><span class="c">${html || " "}</span></div>`;
