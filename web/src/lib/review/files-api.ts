@@ -194,6 +194,20 @@ export class FilesApi {
     return (await json<GitLog>("GET", `${this.base}/git/log${q({ limit })}`)).commits;
   }
 
+  /** A Claude session's recorded turns, oldest first. */
+  turns(session: string): Promise<{ turns: { turn: number; complete: boolean }[] }> {
+    return json("GET", `${this.base}/claude/${encodeURIComponent(session)}/turns`);
+  }
+
+  /** What turn `turn` (from 1) of a Claude session changed. */
+  turnChanges(session: string, turn: number): Promise<{ turn: number; files: { path: string; status: string }[]; diff: string; truncated: boolean }> {
+    return json("GET", `${this.base}/claude/${encodeURIComponent(session)}/turns/${turn}/changes`);
+  }
+
+  undoTurn(session: string, turn: number, force: boolean): Promise<{ restored: string[]; removed: string[] }> {
+    return json("POST", `${this.base}/claude/${encodeURIComponent(session)}/turns/${turn}/undo${q({ force })}`);
+  }
+
   async gitShow(sha: string): Promise<string> {
     return (await call("GET", `${this.base}/git/show${q({ sha })}`)).text();
   }
