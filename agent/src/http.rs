@@ -16,12 +16,18 @@ use dispatch_api::rest::ApiError;
 use crate::state::AgentState;
 
 pub fn router(state: Arc<AgentState>) -> std::io::Result<Router> {
-    let files = crate::files::Files::open(&state.root, state.config.files.clone())?;
+    let files = Arc::new(crate::files::Files::open(
+        &state.root,
+        state.config.files.clone(),
+    )?);
+    let turns = Arc::new(crate::turns::start_recorder(&files));
+    crate::turns::install(turns.clone());
     let protected = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/sessions", get(sessions))
         .route("/activity", get(activity))
-        .merge(crate::files::routes::router(Arc::new(files)))
+        .merge(crate::files::routes::router(files))
+        .merge(crate::turns::routes::router(turns))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Ok(Router::new()
         .merge(protected)

@@ -13,7 +13,7 @@
 //! [`metrics`]; [`paths`]; [`ratelimit`]; [`holder`] shells that outlive the
 //! agent; [`leftovers`] what sessions of a crashed run left running;
 //! [`files`] the workspace's files over HTTP, confined to its root;
-//! [`git`] git over HTTP.
+//! [`git`] git over HTTP; [`turns`] each Claude turn's changes, with undo.
 
 pub mod auth;
 pub mod claude;
@@ -36,6 +36,7 @@ pub mod session_requests;
 pub mod sessions;
 pub mod state;
 pub mod terminal;
+pub mod turns;
 pub mod workspace_identity;
 pub mod ws;
 

@@ -1173,3 +1173,160 @@ async fn in_dont_ask_mode_a_tool_use_is_refused_without_a_prompt() {
     let tool_result = pane.first_tool_result();
     assert_eq!(tool_result["is_error"], true, "{tool_result}");
 }
+
+/// `method path` on the agent with its token and a JSON body: (status, JSON).
+async fn agent_json(addr: &str, method: &str, path: &str) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// One real CLI turn writes, edits (Write, Read, Edit tools) and deletes
+/// (Bash): the turn's changes list all three with one diff, and undo puts
+/// each file back exactly (content and mode), refusing first while a changed
+/// file was changed again; the user's own git is never touched.
+#[tokio::test]
+async fn a_turns_changes_are_listed_and_undone_exactly() {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = claude_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = workspace_in(&tmp);
+    std::fs::write(ws.join("edit.txt"), "line one\nold line\n").unwrap();
+    std::fs::write(ws.join("gone.sh"), "#!/bin/sh\necho bye\n").unwrap();
+    std::fs::set_permissions(ws.join("gone.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(ws.join("other.txt"), "not the turn's\n").unwrap();
+    // The user's own repository, with a staged change.
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .current_dir(&ws)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "edit.txt"]);
+    let user_index = std::fs::read(ws.join(".git/index")).unwrap();
+
+    let (new_p, edit_p, gone_p) = (ws.join("new.txt"), ws.join("edit.txt"), ws.join("gone.sh"));
+    let server = ModelServer::start_local(vec![
+        Turn::tool_use(
+            "Write",
+            json!({"file_path": new_p, "content": "brand new\n"}),
+        ),
+        Turn::tool_use("Read", json!({"file_path": edit_p})),
+        Turn::tool_use(
+            "Edit",
+            json!({"file_path": edit_p, "old_string": "old line", "new_string": "new line"}),
+        ),
+        Turn::bash(format!("rm {}", gone_p.display())),
+        Turn::text("Done."),
+    ])
+    .await
+    .unwrap();
+    let agent = start_agent(&ws, &bin, &model_env(&server), &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+
+    // The turn, allowing every tool it asks for.
+    let mut pane = Pane::default();
+    send_prompt(&mut c, &id, "Write, edit and delete").await;
+    let mut answered = 0;
+    while pane.results() == 0 {
+        collect_until(&mut c, &id, &mut pane, |p| {
+            p.results() > 0 || p.of_type("control_request").count() > answered
+        })
+        .await;
+        let asks: Vec<Value> = pane
+            .of_type("control_request")
+            .skip(answered)
+            .cloned()
+            .collect();
+        for req in asks {
+            let rid = req["requestId"].as_str().unwrap().to_owned();
+            c.send(json!({"type": "claude.permission", "id": id, "requestId": rid, "allow": true}))
+                .await;
+            answered += 1;
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&new_p).unwrap(), "brand new\n");
+    assert_eq!(
+        std::fs::read_to_string(&edit_p).unwrap(),
+        "line one\nnew line\n"
+    );
+    assert!(!gone_p.exists());
+
+    // The turn's changes: three files, one diff.
+    let (status, turns) = agent_json(&agent.addr, "GET", &format!("/claude/{id}/turns")).await;
+    assert_eq!(status, 200, "{turns}");
+    assert_eq!(turns, json!({"turns": [{"turn": 1, "complete": true}]}));
+    let (status, ch) =
+        agent_json(&agent.addr, "GET", &format!("/claude/{id}/turns/1/changes")).await;
+    assert_eq!(status, 200, "{ch}");
+    assert_eq!(
+        ch["files"],
+        json!([
+            {"path": "edit.txt", "status": "modified"},
+            {"path": "gone.sh", "status": "deleted"},
+            {"path": "new.txt", "status": "added"},
+        ])
+    );
+    let diff = ch["diff"].as_str().unwrap();
+    for needle in ["-old line", "+new line", "+brand new", "-echo bye"] {
+        assert!(diff.contains(needle), "{needle:?} in {diff}");
+    }
+
+    // Changed again after the turn: undo refuses, and changes nothing.
+    std::fs::write(&edit_p, "someone else's\n").unwrap();
+    std::fs::write(ws.join("other.txt"), "changed by the user\n").unwrap();
+    let (status, r) = agent_json(&agent.addr, "POST", &format!("/claude/{id}/turns/1/undo")).await;
+    assert_eq!((status, r["code"].as_str()), (409, Some("conflict")), "{r}");
+    assert!(r["message"].as_str().unwrap().contains("edit.txt"), "{r}");
+    assert!(new_p.exists());
+    // Put back as the turn left it: undo restores each file exactly.
+    std::fs::write(&edit_p, "line one\nnew line\n").unwrap();
+    let (status, r) = agent_json(&agent.addr, "POST", &format!("/claude/{id}/turns/1/undo")).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["removed"], json!(["new.txt"]));
+    assert!(!new_p.exists());
+    assert_eq!(
+        std::fs::read_to_string(&edit_p).unwrap(),
+        "line one\nold line\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&gone_p).unwrap(),
+        "#!/bin/sh\necho bye\n"
+    );
+    let mode = std::fs::metadata(&gone_p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755);
+    // What the turn did not touch stays as the user left it.
+    assert_eq!(
+        std::fs::read_to_string(ws.join("other.txt")).unwrap(),
+        "changed by the user\n"
+    );
+    // The user's git: same index, no stash, no new refs.
+    assert_eq!(std::fs::read(ws.join(".git/index")).unwrap(), user_index);
+    assert_eq!(git(&["stash", "list"]), "");
+    assert_eq!(git(&["for-each-ref"]), "");
+    // Unknown turns and sessions.
+    let (status, _) =
+        agent_json(&agent.addr, "GET", &format!("/claude/{id}/turns/9/changes")).await;
+    assert_eq!(status, 404);
+    let (status, _) = agent_json(&agent.addr, "GET", "/claude/bad%20id/turns").await;
+    assert_eq!(status, 400);
+}

@@ -40,6 +40,7 @@ pub fn router(st: AppState) -> Router {
         .route("/workspaces/{name}/files", any(files_proxy::proxy))
         .route("/workspaces/{name}/files/{*rest}", any(files_proxy::proxy))
         .route("/workspaces/{name}/git/{*rest}", any(files_proxy::proxy))
+        .route("/workspaces/{name}/claude/{*rest}", any(files_proxy::proxy))
         .fallback(api::api_not_found)
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             axum::http::header::CACHE_CONTROL,

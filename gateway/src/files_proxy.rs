@@ -1,4 +1,5 @@
-//! `/api/workspaces/{name}/files/...` and `.../git/...`: the request goes to
+//! `/api/workspaces/{name}/files/...`, `.../git/...` and
+//! `.../claude/{session}/turns...`: the request goes to
 //! the workspace's agent at the same path without the prefix, with the
 //! agent's token instead of the caller's credentials, and the answer comes
 //! back; bodies stream both ways (a 1 GiB upload or download is never held
@@ -51,13 +52,16 @@ const ANSWER_HEADERS: [&str; 7] = [
 ];
 
 /// The agent's path for a gateway path `/workspaces/{name}/<rest>`, with the
-/// query; none unless `<rest>` is `files` or `files/...` or `git/...` with
-/// no `.` or `..` segment.
+/// query; none unless `<rest>` is `files`, `files/...`, `git/...` or
+/// `claude/<session>/turns...`, with no `.` or `..` segment.
 pub fn agent_path(path: &str, name: &str, query: Option<&str>) -> Option<String> {
     // Under `nest("/api", ..)` the prefix is already gone; accept both.
     let path = path.strip_prefix("/api").unwrap_or(path);
     let rest = path.strip_prefix("/workspaces/")?.strip_prefix(name)?;
-    let ok_root = rest == "/files" || rest.starts_with("/files/") || rest.starts_with("/git/");
+    let segs: Vec<&str> = rest.split('/').collect();
+    let turns = segs.len() >= 4 && segs[1] == "claude" && segs[3] == "turns";
+    let ok_root =
+        rest == "/files" || rest.starts_with("/files/") || rest.starts_with("/git/") || turns;
     if !ok_root || rest.split('/').any(|s| s == "." || s == "..") {
         return None;
     }
@@ -181,6 +185,8 @@ mod tests {
             "/workspaces/w1/filesx",
             "/workspaces/w1/files/../ws",
             "/workspaces/w1/git/./x",
+            "/workspaces/w1/claude/s-1",
+            "/workspaces/w1/claude/s-1/history",
             "/workspaces/w10/files/list",
             "/workspaces/w2/files/list",
         ] {

@@ -207,10 +207,17 @@ async fn a_script_with_a_bearer_key_uploads_and_downloads_through_the_gateway() 
     assert_eq!(r.status, 201, "{}", r.body);
     assert!(dir.join(".git").is_dir());
 
-    // Only files and git routes of the agent are reachable this way.
+    // A Claude session's turns (none recorded for this id).
+    let r = gw
+        .req("GET", "/api/workspaces/data/claude/s1/turns", &auth, "")
+        .await;
+    assert_eq!((r.status, r.body.as_str()), (200, r#"{"turns":[]}"#));
+
+    // Only files, git and turns routes of the agent are reachable this way.
     for path in [
         "/api/workspaces/data/files/../sessions",
         "/api/workspaces/data/git/../../activity",
+        "/api/workspaces/data/claude/s1/../../sessions",
     ] {
         let r = gw.req("GET", path, &auth, "").await;
         assert_eq!(r.status, 404, "{path}: {}", r.body);

@@ -312,7 +312,12 @@ pub async fn handle<E: AsClaude>(
             Ok(vec![Reply::Started(s)])
         }
         ClientMessage::ClaudeSend { id, input } => {
-            find(registry, &id)?.send_input(&input)?;
+            let session = find(registry, &id)?;
+            if !input.trim().is_empty() {
+                // The workspace as it was, before the CLI reads the turn.
+                crate::turns::turn_started(id.as_str()).await;
+            }
+            session.send_input(&input)?;
             Ok(vec![])
         }
         ClientMessage::ClaudePermission {

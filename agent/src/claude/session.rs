@@ -442,7 +442,10 @@ impl ClaudeSession {
                     self.push(&mut inner, resolved_event(&r));
                 }
             }
-            "result" => self.turn_running.store(false, Ordering::Relaxed),
+            "result" => {
+                self.turn_running.store(false, Ordering::Relaxed);
+                crate::turns::turn_ended(self.id.as_str());
+            }
             "system" if ev.subtype.as_deref() == Some("init") => {
                 if let Some(cid) = ev.session_id.clone() {
                     let mut cur = lock(&self.conversation_id);

@@ -50,7 +50,7 @@ pub struct FilesLimits {
 
 /// What the files and git routes share.
 pub struct Files {
-    pub root: confine::Root,
+    pub root: std::sync::Arc<confine::Root>,
     pub git: Git,
     pub limits: FilesLimits,
 }
@@ -60,7 +60,7 @@ impl Files {
     pub fn open(root: &Path, limits: FilesLimits) -> std::io::Result<Files> {
         crate::git::ignore_agent_state(root);
         Ok(Files {
-            root: confine::Root::open(root)?,
+            root: std::sync::Arc::new(confine::Root::open(root)?),
             git: Git::new(
                 root,
                 Duration::from_secs(limits.git_timeout),

@@ -19,6 +19,9 @@ pub struct Git {
     root: PathBuf,
     pub timeout: Duration,
     pub max_output: usize,
+    /// Set after the agent's `GIT_*` are dropped (a private repository's
+    /// `GIT_DIR` and `GIT_WORK_TREE`).
+    env: Vec<(String, PathBuf)>,
 }
 
 #[derive(Debug)]
@@ -52,7 +55,19 @@ impl Git {
             root: root.to_owned(),
             timeout,
             max_output,
+            env: Vec::new(),
         }
+    }
+
+    /// git on a repository of the agent's own at `git_dir` whose work tree is
+    /// the workspace: it never reads or writes the user's `.git`.
+    pub fn private(root: &Path, git_dir: &Path, timeout: Duration, max_output: usize) -> Git {
+        let mut g = Git::new(root, timeout, max_output);
+        g.env = vec![
+            ("GIT_DIR".to_owned(), git_dir.to_owned()),
+            ("GIT_WORK_TREE".to_owned(), root.to_owned()),
+        ];
+        g
     }
 
     pub fn root(&self) -> &Path {
@@ -66,6 +81,9 @@ impl Git {
             if k.to_string_lossy().starts_with("GIT_") {
                 cmd.env_remove(&k);
             }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
         }
         let ceiling = self.root.parent().unwrap_or(&self.root);
         cmd.current_dir(&self.root)

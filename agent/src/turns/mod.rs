@@ -1,0 +1,51 @@
+//! Per-turn changes of Claude sessions, with undo: [`snapshot`] records the
+//! workspace as git trees in a private repository, [`recorder`] keeps two per
+//! turn and undoes one, [`routes`] serves them.
+//!
+//! Why not the CLI's own checkpoints: Claude Code's file checkpointing
+//! (`enableFileCheckpointing`, `rewind_files`) only tracks its Write, Edit and
+//! NotebookEdit tools, not what its Bash tool changes, and a turn here must
+//! show and undo both.
+//!
+//! The hook into the Claude sessions is two calls, [`turn_started`] (awaited
+//! before the user's message is handed to the CLI) and [`turn_ended`] (at its
+//! `result`), reaching the recorder the agent installed at start. A process
+//! serves one workspace, so one recorder.
+
+pub mod recorder;
+pub mod routes;
+pub mod snapshot;
+
+use std::sync::{Arc, OnceLock};
+
+static RECORDER: OnceLock<Arc<recorder::Recorder>> = OnceLock::new();
+
+/// The recorder of this workspace, its private repository in
+/// `.dispatch/turns.git`.
+pub fn start_recorder(files: &crate::files::Files) -> recorder::Recorder {
+    let root = files.git.root();
+    let git_dir = root
+        .join(crate::files::relpath::AGENT_STATE_DIR)
+        .join("turns.git");
+    let git =
+        crate::git::run::Git::private(root, &git_dir, files.git.timeout, files.git.max_output);
+    recorder::Recorder::start(snapshot::Snapshots::new(git, &git_dir), files.root.clone())
+}
+
+pub fn install(r: Arc<recorder::Recorder>) {
+    let _ = RECORDER.set(r);
+}
+
+/// Before the CLI reads a user's message: the workspace as it was.
+pub async fn turn_started(session: &str) {
+    if let Some(r) = RECORDER.get() {
+        r.turn_started(session).await;
+    }
+}
+
+/// At the turn's `result`: the workspace as the turn left it.
+pub fn turn_ended(session: &str) {
+    if let Some(r) = RECORDER.get() {
+        r.turn_ended(session);
+    }
+}
