@@ -4,7 +4,9 @@
 // against the file on disk; files dropped on the terminal upload with a
 // progress bar and download again byte for byte (a folder as tar); an edit
 // saved over a file that changed on disk shows both versions; a commit made
-// in the git panel is in the repository. Any missing part fails the test.
+// in the git panel is in the repository; a turn's changes (by its tools and
+// its shell) are listed with their diff and undone. Any missing part fails
+// the test.
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -297,6 +299,50 @@ describe("review in Chromium: diffs, files, uploads, conflicts, git", () => {
     await git.locator('[data-testid="git-unstaged"][data-path="src/app.ts"] button.name').click();
     await shown.locator(".l.add mark", { hasText: "50" }).waitFor();
     await shot(page, "review-05-git");
+  });
+
+  test("after a turn, its changed files and combined diff; undo this turn puts them back exactly", async () => {
+    const readme = join(dir, "README.md");
+    const conf = join(dir, "src/conf.txt");
+    const made = join(dir, "gen/new.txt");
+    const readmeBefore = readFileSync(readme, "utf8");
+    const confBefore = readFileSync(conf, "utf8");
+    await model.addTurns([
+      { tool_use: { name: "Read", input: { file_path: readme } } },
+      { tool_use: { name: "Edit", input: { file_path: readme, old_string: "A workspace under review.", new_string: "A workspace Claude changed." } } },
+      { tool_use: { name: "Write", input: { file_path: made, content: "generated\n" } } },
+      { tool_use: { name: "Bash", input: { command: "rm src/conf.txt", description: "Remove conf.txt" } } },
+      { text: "Edited the README, wrote gen/new.txt and removed src/conf.txt." },
+    ]);
+    await page.locator(".tab-main", { hasText: "Raise the limit" }).click();
+    await pane().waitFor();
+    const box = pane().getByLabel("Message Claude");
+    await box.fill("Change a few files");
+    await box.press("Enter");
+    // Allow whatever the turn asks for, until its result.
+    const dialog = pane().getByTestId("permission-dialog");
+    await until(async () => {
+      if ((await dialog.count()) > 0) await dialog.getByRole("button", { name: "Allow", exact: true }).click();
+      return (await pane().locator('[data-testid="claude-result"]').count()) === 2;
+    }, "the second turn's result", 120_000);
+    assert.ok(!existsSync(conf) && existsSync(made), "the turn ran: conf.txt removed, gen/new.txt made");
+    const turn = pane().getByTestId("turn-changes").filter({ hasText: "README.md" });
+    await turn.waitFor({ timeout: 30_000 });
+    await turn.locator("summary").click();
+    const listed = await turn.locator(".files li").allInnerTexts();
+    assert.deepEqual(listed.map((t) => t.trim()).sort(), ["added gen/new.txt", "deleted src/conf.txt", "modified README.md"], "the files the turn changed, by its tools and its shell");
+    await turn.locator('[data-testid="diff-view"][data-path="README.md"] .l.add mark', { hasText: "Claude" }).waitFor();
+    assert.equal(await turn.locator('[data-testid="diff-view"][data-path="gen/new.txt"]').getAttribute("data-added"), "1");
+    assert.equal(await turn.locator('[data-testid="diff-view"][data-path="src/conf.txt"]').getAttribute("data-removed"), "3");
+    // The first turn has its own list (src/app.ts, notes/todo.md).
+    assert.equal(await pane().getByTestId("turn-changes").count(), 2);
+    await shot(page, "review-06-turn-changes");
+    await turn.getByRole("button", { name: "Undo this turn" }).click();
+    await turn.getByRole("button", { name: "Undo", exact: true }).click();
+    await until(async () => (await turn.getAttribute("data-undone")) === "true", "the turn undone", 30_000);
+    assert.equal(readFileSync(readme, "utf8"), readmeBefore, "README.md as before the turn");
+    assert.equal(readFileSync(conf, "utf8"), confBefore, "src/conf.txt back, byte for byte");
+    assert.ok(!existsSync(made), "gen/new.txt, made by the turn, is gone");
   });
 
   test("no errors in the page's console", () => {
