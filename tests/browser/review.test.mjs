@@ -336,6 +336,9 @@ describe("review in Chromium: diffs, files, uploads, conflicts, git", () => {
     assert.equal(await turn.locator('[data-testid="diff-view"][data-path="src/conf.txt"]').getAttribute("data-removed"), "3");
     // The first turn has its own list (src/app.ts, notes/todo.md).
     assert.equal(await pane().getByTestId("turn-changes").count(), 2);
+    // The open files panel follows the turn without a refresh: its new folder is listed.
+    await openDock("Files");
+    await dock().locator('[data-testid="file-row"][data-path="gen"]').waitFor({ timeout: 10_000 });
     await shot(page, "review-06-turn-changes");
     await turn.getByRole("button", { name: "Undo this turn" }).click();
     await turn.getByRole("button", { name: "Undo", exact: true }).click();

@@ -20,19 +20,27 @@ export interface ClaudeCwd {
 export interface WorkspaceReview {
   files: FilesApi;
   uploads: UploadQueue;
-  /** Folders whose listing changed (an upload landed): the files panel reloads them. */
+  /** Folders whose listing changed (an upload landed, a turn ended or was undone): the panels reload. */
   changed: { dirs: string[]; at: number };
+  /** Says that these workspace paths changed. */
+  touched: (paths: string[]) => void;
 }
 
 export function setWorkspaceReview(workspace: string): WorkspaceReview {
   const files = new FilesApi(workspace);
   const changed = $state({ dirs: [] as string[], at: 0 });
-  const uploads = new UploadQueue(files, (path) => {
-    const i = path.lastIndexOf("/");
-    changed.dirs = [i < 0 ? "" : path.slice(0, i)];
+  // Every folder above a changed path: a new folder shows in its parent's listing.
+  const touched = (paths: string[]): void => {
+    const dirs = new Set<string>([""]);
+    for (const p of paths) {
+      const parts = p.split("/").slice(0, -1);
+      for (let i = 1; i <= parts.length; i++) dirs.add(parts.slice(0, i).join("/"));
+    }
+    changed.dirs = [...dirs];
     changed.at++;
-  });
-  const review = { files, uploads, changed };
+  };
+  const uploads = new UploadQueue(files, (path) => touched([path]));
+  const review = { files, uploads, changed, touched };
   setContext(WORKSPACE, review);
   return review;
 }

@@ -27,6 +27,8 @@ export class TurnTracker {
   constructor(
     private readonly files: FilesApi,
     private readonly session: string,
+    /** Told which paths a turn (or its undo) changed, so open listings can refresh. */
+    private readonly touched: (paths: string[]) => void = () => {},
   ) {}
 
   /**
@@ -55,6 +57,7 @@ export class TurnTracker {
     try {
       const c = await this.files.turnChanges(this.session, turn);
       this.changes[turn] = { files: c.files, diff: c.diff, truncated: c.truncated };
+      if (c.files.length > 0) this.touched(c.files.map((f) => f.path));
     } catch (e) {
       console.warn(`turn ${turn} changes:`, e);
       this.asked.delete(turn);
@@ -65,6 +68,9 @@ export class TurnTracker {
   async undo(turn: number, force = false): Promise<void> {
     await this.files.undoTurn(this.session, turn, force);
     const c = this.changes[turn];
-    if (c) this.changes[turn] = { ...c, undone: true };
+    if (c) {
+      this.changes[turn] = { ...c, undone: true };
+      this.touched(c.files.map((f) => f.path));
+    }
   }
 }
