@@ -226,7 +226,7 @@ describe("review in Chromium: diffs, files, uploads, conflicts, git", () => {
     await openDock("Files");
     await dock().getByRole("button", { name: "Refresh the file list" }).click();
     const srcRow = dock().locator('[data-testid="file-row"][data-path="src"]');
-    if ((await srcRow.getAttribute("aria-expanded")) !== "true") await srcRow.locator("button.entry").click();
+    if ((await srcRow.locator("button.entry").getAttribute("aria-expanded")) !== "true") await srcRow.locator("button.entry").click();
     await dock().locator('[data-testid="file-row"][data-path="src/conf.txt"] button.entry').click();
     const editor = dock().getByTestId("file-editor");
     await editor.locator(".cm-content").waitFor();
