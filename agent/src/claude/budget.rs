@@ -167,6 +167,32 @@ impl Budget {
         })
     }
 
+    /// The event a pane shows when the level changed: `dispatch/budget`
+    /// with `level`, `spentUsd`, `limitUsd`, `periodStart`, `text`.
+    pub fn notice(&self, now: i64) -> Option<serde_json::Value> {
+        let st = self.status(now)?;
+        let text = match st.level.as_str() {
+            "warning" => format!(
+                "Claude has used ${:.2} of this workspace's ${:.2} budget for the period ({:.0} %).",
+                st.spent_usd,
+                st.limit_usd,
+                100.0 * st.spent_usd / st.limit_usd.max(f64::MIN_POSITIVE)
+            ),
+            "exhausted" => format!(
+                "Claude's budget for this workspace is used up (${:.2} of ${:.2}): new turns are refused until {}.",
+                st.spent_usd,
+                st.limit_usd,
+                at_text(st.period_start + (st.period_secs as i64).saturating_mul(1000))
+            ),
+            _ => return None,
+        };
+        Some(serde_json::json!({
+            "type": "dispatch", "subtype": "budget", "level": st.level,
+            "spentUsd": st.spent_usd, "limitUsd": st.limit_usd,
+            "periodStart": st.period_start, "text": text,
+        }))
+    }
+
     fn save(&self, l: &Ledger) {
         let Some(f) = &self.file else { return };
         let tmp = f.with_extension("tmp");
@@ -222,7 +248,11 @@ mod tests {
         let b = Budget::open(Some(HOUR), None);
         assert!(b.allows_a_turn(1000).is_ok());
         assert_eq!(b.spend(0.5, 1000), None);
+        assert_eq!(b.notice(1000), None);
         assert_eq!(b.spend(0.3, 2000), Some(Level::Warning));
+        let n = b.notice(2000).unwrap();
+        assert_eq!(n["level"], "warning");
+        assert!(n["text"].as_str().unwrap().contains("$0.80 of"), "{n}");
         assert!(b.allows_a_turn(2000).is_ok());
         assert_eq!(b.status(2000).unwrap().level, "warning");
         assert_eq!(b.spend(0.2, 3000), Some(Level::Exhausted));

@@ -321,8 +321,10 @@ impl ClaudeSession {
         let next = inner.log.next_seq();
         self.progress.send_modify(|p| p.next_seq = next);
         if let Some(cost) = inner.stats.observe(&ev, now_ms()) {
-            if let Some(b) = &self.budget {
-                b.spend(cost, now_ms());
+            let crossed = self.budget.as_ref().and_then(|b| b.spend(cost, now_ms()));
+            if let Some(notice) = crossed.and_then(|_| self.budget.as_ref()?.notice(now_ms())) {
+                // The pane shows it where the turn ended.
+                self.push(inner, notice);
             }
             self.services.claude_changed();
         }

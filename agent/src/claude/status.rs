@@ -43,14 +43,18 @@ impl SessionParts {
             broker
                 .pending()
                 .into_iter()
-                .map(|p| PendingApproval {
-                    session: id.clone(),
-                    request_id: p.request_id.to_owned(),
-                    tool: p.tool_name.to_owned(),
-                    input: p.input.clone(),
-                    description: None,
-                    raised: wall(p.raised, clocks),
-                    deadline: wall(p.deadline, clocks),
+                .map(|p| {
+                    let raised = wall(p.raised, clocks);
+                    PendingApproval {
+                        session: id.clone(),
+                        request_id: p.request_id.to_owned(),
+                        tool: p.tool_name.to_owned(),
+                        input: p.input.clone(),
+                        description: None,
+                        raised,
+                        deadline: raised
+                            + p.deadline.saturating_duration_since(p.raised).as_millis() as i64,
+                    }
                 })
                 .collect()
         } else {
