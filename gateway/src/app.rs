@@ -68,6 +68,12 @@ async fn spa(State(st): State<AppState>, req: Request) -> axum::response::Respon
 }
 
 async fn metrics(State(st): State<AppState>) -> impl axum::response::IntoResponse {
+    st.metrics
+        .approval_watches
+        .set(st.approvals.watches() as i64);
+    st.metrics
+        .approvals_pending
+        .set(st.approvals.pending_total() as i64);
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -59,6 +59,8 @@ pub struct Approvals {
     backend: Arc<dyn WorkspaceBackend>,
     events: broadcast::Sender<ApprovalEvent>,
     watched: Mutex<HashMap<Key, Watched>>,
+    /// Watch tasks running now (set by [`watch::run`]).
+    watches: std::sync::atomic::AtomicUsize,
 }
 
 impl Approvals {
@@ -67,11 +69,26 @@ impl Approvals {
             backend,
             events: broadcast::channel(EVENT_BUFFER).0,
             watched: Mutex::new(HashMap::new()),
+            watches: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
     fn watched(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Watched>> {
         self.watched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Agents watched now (one long poll each).
+    pub fn watches(&self) -> usize {
+        self.watches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests waiting for a person, all users.
+    pub fn pending_total(&self) -> usize {
+        self.watched()
+            .values()
+            .filter_map(|w| w.status.as_ref())
+            .map(|s| s.pending_count as usize)
+            .sum()
     }
 
     /// Every event for every user, from now on; filter by

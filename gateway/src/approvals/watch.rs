@@ -80,6 +80,10 @@ pub async fn run(approvals: Arc<Approvals>, stop: CancellationToken) {
             let handle = tokio::spawn(async move { watch_one(a, k, owner, name).await });
             tasks.insert(key, Task { handle });
         }
+        let live_tasks = tasks.values().filter(|t| !t.handle.is_finished()).count();
+        approvals
+            .watches
+            .store(live_tasks, std::sync::atomic::Ordering::Relaxed);
     }
     for (_, t) in tasks {
         t.handle.abort();
