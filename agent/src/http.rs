@@ -28,6 +28,11 @@ pub fn router(state: Arc<Agent>) -> std::io::Result<Router> {
         .route("/activity", get(activity))
         .merge(crate::files::routes::router(files))
         .merge(crate::turns::routes::router(turns))
+        .route("/claude/status", get(crate::claude_routes::status))
+        .route(
+            "/claude/sessions/{id}/permissions/{request_id}",
+            axum::routing::post(crate::claude_routes::answer),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Ok(Router::new()
         .merge(protected)

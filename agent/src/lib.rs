@@ -20,6 +20,7 @@
 pub mod agent;
 pub mod auth;
 pub mod claude;
+pub mod claude_routes;
 pub mod config;
 pub mod db;
 pub mod event_log_bounds;

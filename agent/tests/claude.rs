@@ -1330,3 +1330,279 @@ async fn a_turns_changes_are_listed_and_undone_exactly() {
     let (status, _) = agent_json(&agent.addr, "GET", "/claude/bad%20id/turns").await;
     assert_eq!(status, 400);
 }
+
+
+/// A minimal HTTP/1.1 POST with a JSON body: (status, body).
+async fn http_post(addr: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn claude_status(addr: &str, query: &str) -> Value {
+    let (code, body) = http_get(addr, &format!("/claude/status{query}"), Some(TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Long-polls the status until `pred` holds.
+async fn status_until(addr: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + TURN_DEADLINE;
+    let mut st = claude_status(addr, "").await;
+    while !pred(&st) {
+        assert!(Instant::now() < end, "timed out waiting for {what}: {st:#}");
+        let v = st["version"].as_u64().unwrap();
+        st = claude_status(addr, &format!("?since={v}&wait=30")).await;
+    }
+    st
+}
+
+#[tokio::test]
+async fn the_status_lists_pending_requests_and_rest_answers_them() {
+    let bin = claude_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = workspace_in(&tmp);
+    let target = ws.join("via-rest.txt");
+    let heavy = dispatch_model_server::Usage {
+        input_tokens: 100_000,
+        output_tokens: 1_000,
+    };
+    let server = ModelServer::start_local(vec![
+        Turn {
+            usage: Some(heavy),
+            ..Turn::bash(format!("touch {}", target.display()))
+        },
+        Turn {
+            usage: Some(heavy),
+            ..Turn::text("Made it.")
+        },
+    ])
+    .await
+    .unwrap();
+    let agent = start_agent(
+        &ws,
+        &bin,
+        &model_env(&server),
+        &["--claude-permission-timeout", "300"],
+    );
+    // Without the token: nothing.
+    let (code, _) = http_get(&agent.addr, "/claude/status", None).await;
+    assert_eq!(code, 401);
+    let (code, _) = http_post(
+        &agent.addr,
+        "/claude/sessions/c1/permissions/r1",
+        None,
+        "{}",
+    )
+    .await;
+    assert_eq!(code, 401);
+
+    let st = claude_status(&agent.addr, "").await;
+    assert_eq!(st["state"], "Idle", "{st}");
+    assert_eq!(st["pendingCount"], 0);
+    // Nothing changes: the long poll waits, then answers the same version.
+    let v0 = st["version"].as_u64().unwrap();
+    let t = Instant::now();
+    let same = claude_status(&agent.addr, &format!("?since={v0}&wait=1")).await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(same["version"].as_u64(), Some(v0));
+
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    send_prompt(&mut c, &id, "Make a file").await;
+    let st = status_until(&agent.addr, "a pending request", |s| s["pendingCount"] == 1).await;
+    assert!(st["version"].as_u64().unwrap() > v0);
+    assert_eq!(st["state"], "AwaitingApproval", "{st}");
+    let p = &st["pending"][0];
+    assert_eq!(p["session"], id.as_str());
+    assert_eq!(p["tool"], "Bash");
+    assert_eq!(p["input"]["command"], format!("touch {}", target.display()));
+    let raised = p["raised"].as_i64().unwrap();
+    assert_eq!(p["deadline"].as_i64().unwrap() - raised, 300_000, "{p}");
+    let s = &st["sessions"][0];
+    assert_eq!(
+        (s["id"].as_str(), s["state"].as_str()),
+        (Some(id.as_str()), Some("AwaitingApproval"))
+    );
+    let rid = p["requestId"].as_str().unwrap().to_owned();
+    assert!(!target.exists());
+
+    // Bad answers change nothing.
+    let path = format!("/claude/sessions/{id}/permissions/{rid}");
+    for (body, code) in [
+        ("not json", 400),
+        (r#"{"allow":true,"surprise":1}"#, 400),
+        (
+            &format!(r#"{{"allow":false,"message":"{}"}}"#, "x".repeat(2001)),
+            400,
+        ),
+    ] {
+        let (got, text) = http_post(&agent.addr, &path, Some(TOKEN), body).await;
+        assert_eq!(got, code, "{body:.40}: {text}");
+    }
+    let (got, text) = http_post(
+        &agent.addr,
+        &format!("/claude/sessions/{id}/permissions/nope"),
+        Some(TOKEN),
+        r#"{"allow":true}"#,
+    )
+    .await;
+    assert_eq!(got, 404, "{text}");
+    assert!(text.contains("no_such_request"), "{text}");
+    let (got, _) = http_post(
+        &agent.addr,
+        &format!("/claude/sessions/zz9/permissions/{rid}"),
+        Some(TOKEN),
+        r#"{"allow":true}"#,
+    )
+    .await;
+    assert_eq!(got, 404);
+    assert_eq!(claude_status(&agent.addr, "").await["pendingCount"], 1);
+
+    // Allowed over REST: the pane hears it, the tool runs, the second answer is late.
+    let (got, text) = http_post(&agent.addr, &path, Some(TOKEN), r#"{"allow":true}"#).await;
+    assert_eq!(got, 204, "{text}");
+    let resolved = c.wait_type("claude.permission.resolved").await;
+    assert_eq!(
+        (resolved["allowed"].as_bool(), resolved["reason"].as_str()),
+        (Some(true), Some("answered"))
+    );
+    let (got, _) = http_post(&agent.addr, &path, Some(TOKEN), r#"{"allow":false}"#).await;
+    assert_eq!(got, 404);
+    let mut pane = Pane::default();
+    collect_until(&mut c, &id, &mut pane, |p| p.results() == 1).await;
+    assert!(target.exists(), "the command allowed over REST ran");
+    let result = pane.of_type("result").next().unwrap().clone();
+    let cost = result["raw"]["total_cost_usd"].as_f64().unwrap();
+    assert!(cost > 0.0, "{result}");
+
+    let st = status_until(&agent.addr, "the turn counted", |s| {
+        s["sessions"][0]["turns"] == 1 && s["state"] == "Idle"
+    })
+    .await;
+    assert_eq!(st["pendingCount"], 0);
+    assert_eq!(st["sessions"][0]["costUsd"].as_f64(), Some(cost));
+    assert_eq!(st["costUsd"].as_f64(), Some(cost));
+    assert!(st["lastTurnTime"].as_i64().unwrap() >= raised);
+    let r = &st["resolved"][0];
+    assert_eq!(
+        (
+            r["requestId"].as_str(),
+            r["allowed"].as_bool(),
+            r["reason"].as_str()
+        ),
+        (Some(rid.as_str()), Some(true), Some("answered"))
+    );
+}
+
+#[tokio::test]
+async fn a_budget_warns_at_80_percent_and_refuses_new_turns_at_100() {
+    let bin = claude_bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = workspace_in(&tmp);
+    let usage = dispatch_model_server::Usage {
+        input_tokens: 200_000,
+        output_tokens: 2_000,
+    };
+    let turn = |t: &str| Turn {
+        usage: Some(usage),
+        ..Turn::text(t)
+    };
+    let server = ModelServer::start_local(vec![turn("One."), turn("Two."), turn("Three.")])
+        .await
+        .unwrap();
+    // What one such turn costs, by the CLI's own reckoning (no limit yet).
+    let mut agent = start_agent(&ws, &bin, &model_env(&server), &[]);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    let mut pane = Pane::default();
+    let one = turn_cost(&turn_result(&mut c, &id, &mut pane, "first").await);
+    assert!(one > 0.0);
+    agent.terminate();
+
+    // A limit 10 % above one turn: the next turn crosses 80 %, the one after
+    // 100 %, and then new turns are refused; the ledger outlives a restart.
+    let limit = format!("{}", one * 1.1);
+    let args = ["--claude-budget-usd", limit.as_str()];
+    let agent = start_agent(&ws, &bin, &model_env(&server), &args);
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    let mut pane = Pane::default();
+    turn_result(&mut c, &id, &mut pane, "second").await;
+    let warning = wait_notice(&mut c, &id, &mut pane, 1).await;
+    assert_eq!(warning["raw"]["level"], "warning", "{warning}");
+    let st = claude_status(&agent.addr, "").await;
+    assert_eq!(st["budget"]["level"], "warning", "{st}");
+    turn_result(&mut c, &id, &mut pane, "third").await;
+    let exhausted = wait_notice(&mut c, &id, &mut pane, 2).await;
+    assert_eq!(exhausted["raw"]["level"], "exhausted", "{exhausted}");
+    assert!(
+        exhausted["raw"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("used up")
+    );
+    send_prompt(&mut c, &id, "fourth").await;
+    let refused = c.wait_error("budget_exhausted").await;
+    assert!(
+        refused["message"].as_str().unwrap().contains("budget"),
+        "{refused}"
+    );
+    assert_eq!(server.remaining_turns(), 0);
+    assert_eq!(
+        server.message_requests().len(),
+        3,
+        "the refused turn never reached the model"
+    );
+    drop(c);
+    drop(agent);
+    let agent = start_agent(&ws, &bin, &model_env(&server), &args);
+    let st = claude_status(&agent.addr, "").await;
+    assert_eq!(st["budget"]["level"], "exhausted", "{st}");
+    let mut c = agent.connect().await;
+    let id = start_claude(&mut c, json!({})).await;
+    send_prompt(&mut c, &id, "fifth").await;
+    c.wait_error("budget_exhausted").await;
+}
+
+fn turn_cost(result: &Value) -> f64 {
+    result["raw"]["total_cost_usd"].as_f64().unwrap()
+}
+
+async fn turn_result(c: &mut Client, id: &str, pane: &mut Pane, prompt: &str) -> Value {
+    turn(c, id, pane, prompt).await
+}
+
+/// Waits for the `n`th `dispatch/budget` event of the session.
+async fn wait_notice(c: &mut Client, id: &str, pane: &mut Pane, n: usize) -> Value {
+    let notices = |p: &Pane| {
+        p.of_type("dispatch")
+            .filter(|e| e["subtype"] == "budget")
+            .count()
+    };
+    collect_until(c, id, pane, |p| notices(p) >= n).await;
+    pane.of_type("dispatch")
+        .filter(|e| e["subtype"] == "budget")
+        .nth(n - 1)
+        .unwrap()
+        .clone()
+}

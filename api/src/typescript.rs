@@ -15,6 +15,10 @@ use std::path::PathBuf;
 
 use ts_rs::{Config, TS};
 
+use crate::approvals::{
+    ApprovalAnswer, BudgetStatus, ClaudeSessionStatus, ClaudeState, ClaudeStatus, Inbox,
+    PendingApproval, ResolvedApproval, WorkspaceClaude,
+};
 use crate::error::ErrorCode;
 use crate::files::{
     FileEntry, FileKind, FileList, FileVersion, GitBranches, GitCheckout, GitCommitDone,
@@ -83,6 +87,15 @@ pub fn generate() -> String {
     declare::<GitCheckout>(&cfg, &mut out);
     declare::<GitCommitInfo>(&cfg, &mut out);
     declare::<GitLog>(&cfg, &mut out);
+    declare::<ClaudeState>(&cfg, &mut out);
+    declare::<PendingApproval>(&cfg, &mut out);
+    declare::<ResolvedApproval>(&cfg, &mut out);
+    declare::<ClaudeSessionStatus>(&cfg, &mut out);
+    declare::<BudgetStatus>(&cfg, &mut out);
+    declare::<ClaudeStatus>(&cfg, &mut out);
+    declare::<ApprovalAnswer>(&cfg, &mut out);
+    declare::<WorkspaceClaude>(&cfg, &mut out);
+    declare::<Inbox>(&cfg, &mut out);
     constants(&mut out);
     out
 }

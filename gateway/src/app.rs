@@ -19,7 +19,7 @@ use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::state::AppState;
-use crate::{api, files_proxy, web};
+use crate::{api, approvals, files_proxy, web};
 
 pub fn router(st: AppState) -> Router {
     let api = Router::new()
@@ -35,6 +35,12 @@ pub fn router(st: AppState) -> Router {
             get(api::get_workspace).delete(api::delete_workspace),
         )
         .route("/workspaces/{name}/open", post(api::open_workspace))
+        .route("/approvals", get(approvals::routes::inbox))
+        .route("/approvals/events", get(approvals::routes::events))
+        .route(
+            "/approvals/{workspace}/{session}/{request_id}",
+            post(approvals::routes::answer),
+        )
         .route("/workspaces/{name}/sessions", get(api::list_sessions))
         .route("/workspaces/{name}/ws", get(api::workspace_ws))
         .route("/workspaces/{name}/files", any(files_proxy::proxy))
@@ -66,6 +72,12 @@ async fn spa(State(st): State<AppState>, req: Request) -> axum::response::Respon
 }
 
 async fn metrics(State(st): State<AppState>) -> impl axum::response::IntoResponse {
+    st.metrics
+        .approval_watches
+        .set(st.approvals.watches() as i64);
+    st.metrics
+        .approvals_pending
+        .set(st.approvals.pending_total() as i64);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -169,7 +181,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         proxies: TaskTracker::new(),
         trusted_proxies: cfg.trusted_proxies.clone().into(),
+        approvals: approvals::Approvals::new(backend.clone()),
     };
+    tokio::spawn(approvals::watch::run(
+        st.approvals.clone(),
+        shutdown.clone(),
+    ));
     if let (Some((client, namespace)), Some(cm)) = (kube_client, &cfg.revocations_configmap) {
         crate::backend::kubernetes::revocations::start(client, &namespace, cm, st.auth.clone());
     }

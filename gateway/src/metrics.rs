@@ -26,6 +26,10 @@ pub struct Metrics {
     pub agent_restarts: Counter,
     /// Connections closed at once: their address had too many open.
     pub connections_refused: Counter,
+    /// Agents whose Claude status the gateway watches now (one watch each).
+    pub approval_watches: Gauge,
+    /// Claude permission requests waiting for a person, all users.
+    pub approvals_pending: Gauge,
 }
 
 impl Metrics {
@@ -55,6 +59,16 @@ impl Metrics {
             "connections_refused",
             "Connections refused because their address had too many open",
             self.connections_refused.clone(),
+        );
+        reg.register(
+            "approval_watches",
+            "Agents whose Claude status is watched now (one long poll each)",
+            self.approval_watches.clone(),
+        );
+        reg.register(
+            "approvals_pending",
+            "Claude permission requests waiting for a person",
+            self.approvals_pending.clone(),
         );
         let mut out = String::new();
         // Writing into a String cannot fail.

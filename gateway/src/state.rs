@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::approvals::Approvals;
 use crate::auth::Auth;
 use crate::backend::WorkspaceBackend;
 use crate::metrics::Metrics;
@@ -22,4 +23,6 @@ pub struct AppState {
     pub proxies: TaskTracker,
     /// Peers whose `X-Forwarded-For` is believed (see `client_addr`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Claude's permission requests across workspaces (one watch per agent).
+    pub approvals: Arc<Approvals>,
 }

@@ -55,6 +55,8 @@ pub struct Opts {
     pub extra: Vec<String>,
     /// The soft limit on open files the gateway starts with.
     pub nofile_soft: Option<u64>,
+    /// More environment for the gateway (and so its agents).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Opts {
@@ -64,6 +66,7 @@ impl Default for Opts {
             users: false,
             extra: vec![],
             nofile_soft: None,
+            env: vec![],
         }
     }
 }
@@ -101,6 +104,7 @@ impl Gateway {
         if let Some(k) = opts.env_key {
             cmd.env("DISPATCH_KEY", k);
         }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         if let Some(soft) = opts.nofile_soft {
             // SAFETY: one async-signal-safe system call between fork and exec.
             unsafe {

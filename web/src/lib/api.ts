@@ -1,6 +1,7 @@
 // The gateway's REST API (contracts: /api/login, /api/me, /api/workspaces...).
 // The session cookie travels by itself (same origin).
 
+import type { ApprovalAnswer, Inbox } from "./generated/protocol";
 import type { ApiErrorBody, Me, SessionInfo, WorkspaceInfo } from "./protocol";
 
 export class ApiError extends Error {
@@ -68,4 +69,7 @@ export const api = {
   openWorkspace: (name: string) => request<WorkspaceInfo>("POST", `${ws(name)}/open`),
   deleteWorkspace: (name: string) => request<void>("DELETE", ws(name)),
   listSessions: (name: string) => request<SessionInfo[]>("GET", `${ws(name)}/sessions`),
+  inbox: () => request<Inbox>("GET", "/api/approvals"),
+  answerApproval: (workspace: string, session: string, requestId: string, a: ApprovalAnswer) =>
+    request<void>("POST", `/api/approvals/${encodeURIComponent(workspace)}/${encodeURIComponent(session)}/${encodeURIComponent(requestId)}`, a),
 };

@@ -4,12 +4,14 @@
 export type Route =
   | { page: "login" }
   | { page: "workspaces" }
+  | { page: "inbox" }
   | { page: "workspace"; name: string; session?: string };
 
 export function parseRoute(hash: string): Route {
   const h = hash.replace(/^#/, "");
   const parts = h.split("/").filter((p) => p.length > 0).map(safeDecode);
   if (parts[0] === "login") return { page: "login" };
+  if (parts[0] === "inbox") return { page: "inbox" };
   if (parts[0] === "w" && parts[1]) {
     if (parts[2] === "s" && parts[3]) return { page: "workspace", name: parts[1], session: parts[3] };
     return { page: "workspace", name: parts[1] };
@@ -23,6 +25,8 @@ export function routeHash(r: Route): string {
       return "#/login";
     case "workspaces":
       return "#/";
+    case "inbox":
+      return "#/inbox";
     case "workspace":
       return `#/w/${encodeURIComponent(r.name)}` + (r.session ? `/s/${encodeURIComponent(r.session)}` : "");
   }

@@ -486,6 +486,10 @@ export function applyEvent(s: ConversationState, e: ClaudeEvent): void {
         }
       } else if (subtype === "line_dropped") {
         notice(s, "warn", `The CLI printed a line too large to show (${num(raw.bytes) ?? "?"} bytes); it was left out.`);
+      } else if (subtype === "budget") {
+        // The agent's budget crossed 80 % (warning) or 100 % (new turns refused).
+        const text = str(raw.text);
+        if (text) notice(s, raw.level === "exhausted" ? "error" : "warn", text);
       }
       break;
     default:
