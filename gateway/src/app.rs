@@ -19,7 +19,7 @@ use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::state::AppState;
-use crate::{api, web};
+use crate::{api, push, web};
 
 pub fn router(st: AppState) -> Router {
     let api = Router::new()
@@ -37,6 +37,16 @@ pub fn router(st: AppState) -> Router {
         .route("/workspaces/{name}/open", post(api::open_workspace))
         .route("/workspaces/{name}/sessions", get(api::list_sessions))
         .route("/workspaces/{name}/ws", get(api::workspace_ws))
+        .route(
+            "/push/vapid-public-key",
+            get(push::routes::vapid_public_key),
+        )
+        .route(
+            "/push/subscriptions",
+            post(push::routes::subscribe).delete(push::routes::unsubscribe),
+        )
+        .route("/push/test", post(push::routes::test))
+        .route("/push/action", post(push::routes::action))
         .fallback(api::api_not_found)
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             axum::http::header::CACHE_CONTROL,
@@ -137,6 +147,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .await?;
 
+    let push = start_push(&cfg, &data_dir, signing_key.as_bytes())?;
     let metrics = Metrics::default();
     let mut kube_client = None;
     let backend: Arc<dyn WorkspaceBackend> = match cfg.backend {
@@ -165,6 +176,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         proxies: TaskTracker::new(),
         trusted_proxies: cfg.trusted_proxies.clone().into(),
+        push,
     };
     if let (Some((client, namespace)), Some(cm)) = (kube_client, &cfg.revocations_configmap) {
         crate::backend::kubernetes::revocations::start(client, &namespace, cm, st.auth.clone());
@@ -244,6 +256,32 @@ async fn kubernetes_backend(
     tracing::info!(%namespace, "kubernetes backend: watching Workspaces");
     let backend = KubernetesBackend::start(client.clone(), &namespace, template);
     Ok((backend, client, namespace))
+}
+
+/// Web Push: the VAPID key (the flag's file, else the data dir's, made
+/// once) and the subscriptions in gateway.db.
+fn start_push(
+    cfg: &Config,
+    data_dir: &std::path::Path,
+    signing_key: &[u8],
+) -> anyhow::Result<Option<Arc<push::Push>>> {
+    let vapid = match &cfg.vapid_key_file {
+        Some(path) => push::vapid::Vapid::load(path, false, &cfg.vapid_subject)?,
+        None => push::vapid::Vapid::load(&data_dir.join("vapid-key"), true, &cfg.vapid_subject)?,
+    };
+    let store = push::store::SubscriptionStore::open(&data_dir.join("gateway.db"))
+        .context("opening gateway.db for push subscriptions")?;
+    Ok(Some(Arc::new(push::Push::new(
+        vapid,
+        store,
+        signing_key,
+        push::PushSettings {
+            policy: push::subscription::EndpointPolicy {
+                allow_http_loopback: cfg.push_allow_http_loopback,
+            },
+            action_ttl: Duration::from_secs(cfg.push_action_ttl),
+        },
+    ))))
 }
 
 /// The lines the contracts promise on stdout.

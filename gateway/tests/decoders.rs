@@ -173,6 +173,7 @@ fn app() -> &'static (tokio::runtime::Runtime, axum::Router, tempfile::TempDir) 
                 shutdown: Default::default(),
                 proxies: Default::default(),
                 trusted_proxies: Arc::new([]),
+                push: None,
             })
         });
         (rt, router, dir)

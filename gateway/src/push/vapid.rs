@@ -1,0 +1,212 @@
+//! The gateway's VAPID identity (RFC 8292): one P-256 key pair, generated
+//! once and kept (PKCS#8, base64url or PEM) so that subscriptions made
+//! against its public key keep working across restarts and replicas; and the
+//! ES256 JWT plus `vapid` Authorization header each push request carries.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+/// How long a JWT is valid; RFC 8292 caps it at 24 h.
+pub const JWT_TTL_SECS: i64 = 12 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VapidError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}: not a PKCS#8 P-256 private key (base64url, base64 or PEM)")]
+    BadKey(String),
+    #[error("signing failed")]
+    Sign,
+}
+
+pub struct Vapid {
+    key: EcdsaKeyPair,
+    rng: SystemRandom,
+    /// `mailto:` or `https:` contact the push service may use (the `sub` claim).
+    subject: String,
+}
+
+impl std::fmt::Debug for Vapid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vapid")
+            .field("public_key", &self.public_key_b64())
+            .finish_non_exhaustive()
+    }
+}
+
+/// PKCS#8 DER from the text of a key file: base64url, base64, or PEM.
+fn decode_key_text(text: &str) -> Option<Vec<u8>> {
+    let body: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect();
+    URL_SAFE_NO_PAD
+        .decode(body.trim_end_matches('='))
+        .ok()
+        .or_else(|| STANDARD.decode(&body).ok())
+}
+
+impl Vapid {
+    pub fn from_pkcs8(der: &[u8], subject: &str, what: &str) -> Result<Self, VapidError> {
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng)
+            .map_err(|_| VapidError::BadKey(what.to_owned()))?;
+        Ok(Vapid {
+            key,
+            rng,
+            subject: subject.to_owned(),
+        })
+    }
+
+    /// A fresh key pair (tests, and the first start).
+    pub fn generate(subject: &str) -> Result<(Self, Vec<u8>), VapidError> {
+        let der =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|_| VapidError::Sign)?;
+        let der = der.as_ref().to_vec();
+        Ok((Self::from_pkcs8(&der, subject, "generated key")?, der))
+    }
+
+    /// Reads the key at `path`; when `create` and there is none, generates
+    /// one and writes it there (mode 0600, never over another's).
+    pub fn load(path: &Path, create: bool, subject: &str) -> Result<Self, VapidError> {
+        let io = |source| VapidError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let der = decode_key_text(&text)
+                    .ok_or_else(|| VapidError::BadKey(path.display().to_string()))?;
+                Self::from_pkcs8(&der, subject, &path.display().to_string())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                let (vapid, der) = Self::generate(subject)?;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(io)?;
+                f.write_all(format!("{}\n", URL_SAFE_NO_PAD.encode(&der)).as_bytes())
+                    .and_then(|_| f.sync_all())
+                    .map_err(io)?;
+                tracing::info!(path = %path.display(), "generated the VAPID key pair for Web Push");
+                Ok(vapid)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// The uncompressed public key, base64url: the browser's
+    /// `applicationServerKey` and the header's `k=`.
+    pub fn public_key_b64(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.key.public_key().as_ref())
+    }
+
+    /// `vapid t=<jwt>, k=<public key>` for a push to `audience` (the
+    /// endpoint's origin), valid until `now_secs + JWT_TTL_SECS`.
+    pub fn authorization(&self, audience: &str, now_secs: i64) -> Result<String, VapidError> {
+        let header = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"ES256"}"#);
+        let claims = serde_json::json!({
+            "aud": audience,
+            "exp": now_secs + JWT_TTL_SECS,
+            "sub": self.subject,
+        });
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        let signing_input = format!("{header}.{claims}");
+        let sig = self
+            .key
+            .sign(&self.rng, signing_input.as_bytes())
+            .map_err(|_| VapidError::Sign)?;
+        let jwt = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref()));
+        Ok(format!("vapid t={jwt}, k={}", self.public_key_b64()))
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of a push endpoint: the JWT's `aud`.
+pub fn audience(endpoint: &hyper::Uri) -> Option<String> {
+    let scheme = endpoint.scheme_str()?;
+    let authority = endpoint.authority()?;
+    Some(format!("{scheme}://{authority}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+
+    #[test]
+    fn the_header_carries_a_jwt_the_public_key_verifies() {
+        let (v, _) = Vapid::generate("mailto:ops@example.org").unwrap();
+        let h = v.authorization("https://push.example.net", 1_000).unwrap();
+        let rest = h.strip_prefix("vapid t=").unwrap();
+        let (jwt, k) = rest.split_once(", k=").unwrap();
+        assert_eq!(k, v.public_key_b64());
+        let (input, sig) = jwt.rsplit_once('.').unwrap();
+        let public = URL_SAFE_NO_PAD.decode(k).unwrap();
+        assert_eq!(public.len(), 65);
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &public)
+            .verify(input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
+            .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(input.split_once('.').unwrap().1)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims["aud"], "https://push.example.net");
+        assert_eq!(claims["exp"], 1_000 + JWT_TTL_SECS);
+        assert_eq!(claims["sub"], "mailto:ops@example.org");
+    }
+
+    #[test]
+    fn the_key_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vapid-key");
+        assert!(Vapid::load(&path, false, "mailto:a@b").is_err());
+        let first = Vapid::load(&path, true, "mailto:a@b").unwrap();
+        let again = Vapid::load(&path, true, "mailto:a@b").unwrap();
+        assert_eq!(first.public_key_b64(), again.public_key_b64());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn pem_and_garbage() {
+        let (v, der) = Vapid::generate("mailto:a@b").unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            STANDARD.encode(&der)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        std::fs::write(&path, pem).unwrap();
+        let loaded = Vapid::load(&path, false, "mailto:a@b").unwrap();
+        assert_eq!(loaded.public_key_b64(), v.public_key_b64());
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(matches!(
+            Vapid::load(&path, true, "mailto:a@b"),
+            Err(VapidError::BadKey(_))
+        ));
+    }
+
+    #[test]
+    fn audience_is_the_origin() {
+        let u: hyper::Uri = "https://fcm.example.com:8443/wp/abc?x=1".parse().unwrap();
+        assert_eq!(audience(&u).unwrap(), "https://fcm.example.com:8443");
+        let rel: hyper::Uri = "/wp/abc".parse().unwrap();
+        assert_eq!(audience(&rel), None);
+    }
+}
