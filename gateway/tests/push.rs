@@ -236,3 +236,34 @@ async fn bad_subscriptions_and_tokens_change_nothing() {
     let r = gw.api(&cookie, "POST", "/api/push/test", "").await;
     assert_eq!(r.json()["deliveries"], serde_json::json!([]), "{}", r.body);
 }
+
+#[tokio::test]
+async fn the_service_worker_and_manifest_are_served_at_the_root_and_never_stale() {
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(
+        web.path().join("index.html"),
+        "<!doctype html><title>d</title>",
+    )
+    .unwrap();
+    std::fs::write(web.path().join("sw.js"), "self.x = 1;").unwrap();
+    std::fs::write(web.path().join("manifest.webmanifest"), "{}").unwrap();
+    std::fs::write(web.path().join("icon.svg"), "<svg/>").unwrap();
+    let gw = Gateway::start_with(Opts {
+        extra: vec!["--web-dir".into(), web.path().display().to_string()],
+        ..Opts::default()
+    })
+    .await;
+    let r = gw.req("GET", "/sw.js", &[], "").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "self.x = 1;"));
+    assert!(r.header("content-type").unwrap().contains("javascript"));
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    let r = gw.req("GET", "/manifest.webmanifest", &[], "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    // The CSP lets the page register a same-origin worker and read the manifest.
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.contains("worker-src 'self'"), "{csp}");
+    // Other static files keep the default policy.
+    let r = gw.req("GET", "/icon.svg", &[], "").await;
+    assert_eq!(r.header("cache-control"), None);
+}

@@ -117,8 +117,12 @@ pub struct Payload {
     pub sent_at: i64,
 }
 
-fn workspace_url(workspace: &str) -> String {
-    format!("/?workspace={workspace}")
+/// The UI's hash route of the workspace (and session).
+fn workspace_url(workspace: &str, session: Option<&str>) -> String {
+    match session {
+        Some(s) => format!("/#/w/{workspace}/s/{s}"),
+        None => format!("/#/w/{workspace}"),
+    }
 }
 
 fn tag(workspace: &str, session: &str, request_id: &str) -> String {
@@ -194,7 +198,7 @@ impl Payload {
                         format!("{workspace}: Claude asks to use {tool}"),
                         body,
                         tag(workspace, session, request_id),
-                        workspace_url(workspace),
+                        workspace_url(workspace, Some(session)),
                     )
                 }
             }
@@ -213,7 +217,7 @@ impl Payload {
                     format!("{workspace}: request {outcome}"),
                     String::new(),
                     tag(workspace, session, request_id),
-                    workspace_url(workspace),
+                    workspace_url(workspace, Some(session)),
                 )
             },
             PushEvent::TurnFinished {
@@ -229,7 +233,7 @@ impl Payload {
                     format!("{workspace}: Claude finished"),
                     summary.clone(),
                     format!("turn:{workspace}:{session}"),
-                    workspace_url(workspace),
+                    workspace_url(workspace, Some(session)),
                 )
             },
             PushEvent::Error {
@@ -245,7 +249,7 @@ impl Payload {
                     format!("{workspace}: error"),
                     message.clone(),
                     format!("error:{workspace}"),
-                    workspace_url(workspace),
+                    workspace_url(workspace, session.as_deref()),
                 )
             },
             PushEvent::Reminder {
@@ -267,7 +271,7 @@ impl Payload {
                         minutes_from(now, *suspend_at)
                     ),
                     format!("reminder:{workspace}:{session}:{request_id}"),
-                    workspace_url(workspace),
+                    workspace_url(workspace, Some(session)),
                 )
             },
             PushEvent::Test { .. } => plain(
@@ -322,6 +326,7 @@ mod tests {
         assert_eq!(v["actions"][0]["action"], "allow");
         assert_eq!(v["actions"][1]["action"], "deny");
         assert_eq!(v["title"], "demo: Claude asks to use Bash");
+        assert_eq!(v["url"], "/#/w/demo/s/s1");
         let body = v["body"].as_str().unwrap();
         assert!(body.starts_with("rm -rf build"), "{body}");
         assert!(body.contains("Denied automatically in 10 min"), "{body}");
