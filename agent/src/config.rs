@@ -84,6 +84,17 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub claude_permission_timeout: u64,
 
+    /// Claude's cost limit for this workspace in US dollars per
+    /// `--claude-budget-period` (from the CLI's own cost in its result
+    /// events): a warning at 80 %, new turns refused at 100 %. None: no limit.
+    #[arg(long, env = "DISPATCH_CLAUDE_BUDGET_USD", value_parser = parse_budget)]
+    pub claude_budget_usd: Option<f64>,
+
+    /// Seconds in one budget period (default a day).
+    #[arg(long, env = "DISPATCH_CLAUDE_BUDGET_PERIOD", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(60..=366 * 86_400))]
+    pub claude_budget_period: u64,
+
     /// Ended sessions listed after a restart (the newest ones).
     #[arg(long, env = "DISPATCH_KEEP_SESSIONS", default_value_t = 200)]
     pub keep_sessions: u32,
@@ -135,6 +146,13 @@ impl Config {
 }
 
 pub(crate) const MAX_MODEL_LEN: usize = 100;
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1e9).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not an amount of US dollars (0 to 1e9)")),
+    }
+}
 
 /// A Claude model name as the flag and `claude.start`/`claude.configure`
 /// accept it: it goes on the CLI's command line, so never an option.

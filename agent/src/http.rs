@@ -20,6 +20,11 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/ws", get(ws_upgrade))
         .route("/sessions", get(sessions))
         .route("/activity", get(activity))
+        .route("/claude/status", get(crate::claude_routes::status))
+        .route(
+            "/claude/sessions/{id}/permissions/{request_id}",
+            axum::routing::post(crate::claude_routes::answer),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(protected)

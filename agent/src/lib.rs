@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod claude;
+pub mod claude_routes;
 pub mod config;
 pub mod db;
 pub mod event_log_bounds;

@@ -131,6 +131,10 @@ pub struct Services {
     /// Session lifecycle messages (`session.created`, `session.ended`) for
     /// every connection.
     pub events: broadcast::Sender<ServerMessage>,
+    /// Bumped when Claude's state as watchers see it changes
+    /// (`GET /claude/status?since=`); starts at the start time in ms, so a
+    /// restarted agent's versions are newer than its predecessor's.
+    pub claude_changes: tokio::sync::watch::Sender<u64>,
     last_activity: AtomicI64,
     event_bounds: EventBounds,
     /// Events logged by this run, for pruning every so many.
@@ -144,6 +148,7 @@ impl Services {
             db,
             metrics,
             events,
+            claude_changes: tokio::sync::watch::Sender::new(now_ms().max(1) as u64),
             last_activity: AtomicI64::new(0),
             event_bounds,
             events_logged: AtomicU64::new(0),
@@ -152,6 +157,10 @@ impl Services {
 
     pub fn event_bounds(&self) -> &EventBounds {
         &self.event_bounds
+    }
+
+    pub fn claude_changed(&self) {
+        self.claude_changes.send_modify(|v| *v += 1);
     }
 
     pub fn touch(&self) {

@@ -110,6 +110,12 @@ impl AgentState {
                 services: services.clone(),
                 mem_cap: limits.ring_bytes,
                 retention: limits.retention_bytes,
+                budget: config
+                    .claude_budget_usd
+                    .map(|usd| crate::claude::budget::Limit {
+                        usd,
+                        period_secs: config.claude_budget_period,
+                    }),
             },
             Duration::from_secs(config.claude_permission_timeout),
             crate::claude::SessionDefaults {
@@ -206,6 +212,14 @@ impl AgentState {
             claude_turn_running: crate::claude::turn_running(&self.registry),
             last_activity: self.services.last_activity(),
         }
+    }
+
+    /// Claude's state for watchers, as of now.
+    pub fn claude_status(&self) -> dispatch_api::approvals::ClaudeStatus {
+        // The version is read first: a change after it bumps it again, so a
+        // watcher never keeps a stale picture under a current version.
+        let version = *self.services.claude_changes.borrow();
+        crate::claude::status(&self.claude, &self.registry, version)
     }
 
     /// Whether the Claude CLI can be found (on PATH or as a path).

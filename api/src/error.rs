@@ -35,6 +35,8 @@ pub enum ErrorCode {
     ClaudeUnavailable,
     /// The permission request is unknown or was already answered.
     NoSuchRequest,
+    /// The workspace's Claude budget for this period is used up.
+    BudgetExhausted,
     /// Missing or invalid credentials.
     Unauthorized,
     /// Credentials are valid but do not grant this.
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::SpawnFailed => "spawn_failed",
             ErrorCode::ClaudeUnavailable => "claude_unavailable",
             ErrorCode::NoSuchRequest => "no_such_request",
+            ErrorCode::BudgetExhausted => "budget_exhausted",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NoSuchWorkspace => "no_such_workspace",
@@ -103,6 +106,7 @@ mod tests {
             ErrorCode::SpawnFailed,
             ErrorCode::ClaudeUnavailable,
             ErrorCode::NoSuchRequest,
+            ErrorCode::BudgetExhausted,
             ErrorCode::Unauthorized,
             ErrorCode::Forbidden,
             ErrorCode::NoSuchWorkspace,

@@ -3,6 +3,7 @@
 //! the binary frame codec for terminal bytes, stable error codes, and the
 //! shapes of the REST APIs. No I/O lives here.
 
+pub mod approvals;
 #[cfg(feature = "crd")]
 pub mod crd;
 pub mod error;

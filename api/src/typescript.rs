@@ -15,6 +15,10 @@ use std::path::PathBuf;
 
 use ts_rs::{Config, TS};
 
+use crate::approvals::{
+    ApprovalAnswer, BudgetStatus, ClaudeSessionStatus, ClaudeState, ClaudeStatus, Inbox,
+    PendingApproval, ResolvedApproval, WorkspaceClaude,
+};
 use crate::error::ErrorCode;
 use crate::frame::FrameKind;
 use crate::protocol::{
@@ -65,6 +69,15 @@ pub fn generate() -> String {
     declare::<CreateWorkspace>(&cfg, &mut out);
     declare::<LoginRequest>(&cfg, &mut out);
     declare::<Me>(&cfg, &mut out);
+    declare::<ClaudeState>(&cfg, &mut out);
+    declare::<PendingApproval>(&cfg, &mut out);
+    declare::<ResolvedApproval>(&cfg, &mut out);
+    declare::<ClaudeSessionStatus>(&cfg, &mut out);
+    declare::<BudgetStatus>(&cfg, &mut out);
+    declare::<ClaudeStatus>(&cfg, &mut out);
+    declare::<ApprovalAnswer>(&cfg, &mut out);
+    declare::<WorkspaceClaude>(&cfg, &mut out);
+    declare::<Inbox>(&cfg, &mut out);
     constants(&mut out);
     out
 }

@@ -19,7 +19,7 @@ use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::state::AppState;
-use crate::{api, push, web};
+use crate::{api, approvals, push, web};
 
 pub fn router(st: AppState) -> Router {
     let api = Router::new()
@@ -35,6 +35,12 @@ pub fn router(st: AppState) -> Router {
             get(api::get_workspace).delete(api::delete_workspace),
         )
         .route("/workspaces/{name}/open", post(api::open_workspace))
+        .route("/approvals", get(approvals::routes::inbox))
+        .route("/approvals/events", get(approvals::routes::events))
+        .route(
+            "/approvals/{workspace}/{session}/{request_id}",
+            post(approvals::routes::answer),
+        )
         .route("/workspaces/{name}/sessions", get(api::list_sessions))
         .route("/workspaces/{name}/ws", get(api::workspace_ws))
         .route(
@@ -177,7 +183,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         proxies: TaskTracker::new(),
         trusted_proxies: cfg.trusted_proxies.clone().into(),
         push,
+        approvals: approvals::Approvals::new(backend.clone()),
     };
+    tokio::spawn(approvals::watch::run(
+        st.approvals.clone(),
+        shutdown.clone(),
+    ));
     if let (Some((client, namespace)), Some(cm)) = (kube_client, &cfg.revocations_configmap) {
         crate::backend::kubernetes::revocations::start(client, &namespace, cm, st.auth.clone());
     }

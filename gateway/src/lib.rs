@@ -5,6 +5,7 @@
 pub mod agent_client;
 pub mod api;
 pub mod app;
+pub mod approvals;
 pub mod auth;
 pub mod backend;
 pub mod client_addr;

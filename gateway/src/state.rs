@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::approvals::Approvals;
 use crate::auth::Auth;
 use crate::backend::WorkspaceBackend;
 use crate::metrics::Metrics;
@@ -24,4 +25,6 @@ pub struct AppState {
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
     /// Web Push (None: not configured, the routes answer 404).
     pub push: Option<Arc<crate::push::Push>>,
+    /// Claude's permission requests across workspaces (one watch per agent).
+    pub approvals: Arc<Approvals>,
 }

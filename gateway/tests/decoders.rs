@@ -165,15 +165,17 @@ fn app() -> &'static (tokio::runtime::Runtime, axum::Router, tempfile::TempDir) 
                 Metrics::default(),
             )
             .unwrap();
+            let backend: Arc<dyn dispatch_gateway::backend::WorkspaceBackend> = Arc::new(backend);
             router(AppState {
                 auth: Arc::new(auth),
-                backend: Arc::new(backend),
+                backend: backend.clone(),
                 metrics: Metrics::default(),
                 web_dir: None,
                 shutdown: Default::default(),
                 proxies: Default::default(),
                 trusted_proxies: Arc::new([]),
                 push: None,
+                approvals: dispatch_gateway::approvals::Approvals::new(backend.clone()),
             })
         });
         (rt, router, dir)

@@ -53,7 +53,18 @@ pub enum OnRequest {
 struct Pending {
     tool_name: String,
     input: Value,
+    raised: Instant,
     deadline: Instant,
+}
+
+/// A pending request as watchers see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingView<'a> {
+    pub request_id: &'a str,
+    pub tool_name: &'a str,
+    pub input: &'a Value,
+    pub raised: Instant,
+    pub deadline: Instant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +123,7 @@ impl Broker {
             Pending {
                 tool_name: tool_name.to_owned(),
                 input,
+                raised: now,
                 deadline: now + self.timeout,
             },
         );
@@ -182,6 +194,23 @@ impl Broker {
     /// When the next request times out, if any is pending.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.pending.values().map(|p| p.deadline).min()
+    }
+
+    /// Every pending request, oldest first.
+    pub fn pending(&self) -> Vec<PendingView<'_>> {
+        let mut v: Vec<PendingView<'_>> = self
+            .pending
+            .iter()
+            .map(|(id, p)| PendingView {
+                request_id: id,
+                tool_name: &p.tool_name,
+                input: &p.input,
+                raised: p.raised,
+                deadline: p.deadline,
+            })
+            .collect();
+        v.sort_by_key(|p| p.raised);
+        v
     }
 
     pub fn is_pending(&self, request_id: &str) -> bool {
@@ -308,6 +337,15 @@ mod tests {
         b.on_request("r1", "Bash", json!({}), t0);
         b.on_request("r2", "Bash", json!({}), t0 + Duration::from_secs(10));
         assert_eq!(b.next_deadline(), Some(t0 + Duration::from_secs(30)));
+        let listed: Vec<(&str, Instant)> = b
+            .pending()
+            .iter()
+            .map(|p| (p.request_id, p.raised))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![("r1", t0), ("r2", t0 + Duration::from_secs(10))]
+        );
         let c = b.cancel("r1").unwrap();
         assert_eq!((c.allowed, c.reason.as_str()), (false, "cancelled"));
         assert_eq!(b.cancel("r1"), None);

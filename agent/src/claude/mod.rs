@@ -59,12 +59,15 @@
 
 pub mod attach;
 pub mod broker;
+pub mod budget;
 pub mod db;
 pub mod event_log;
 pub mod framing;
 pub mod history;
 pub mod process;
 pub mod session;
+pub mod status;
+pub mod turn_stats;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -119,6 +122,7 @@ pub struct ClaudeHost {
     /// Events kept in memory per session, and on disk.
     mem_cap: usize,
     retention: u64,
+    budget: Arc<budget::Budget>,
 }
 
 /// Where Claude sessions run and what they may keep.
@@ -130,6 +134,7 @@ pub struct Workspace {
     pub services: Arc<Services>,
     pub mem_cap: usize,
     pub retention: u64,
+    pub budget: Option<budget::Limit>,
 }
 
 /// Model and permission mode for sessions that do not name them.
@@ -149,6 +154,10 @@ impl ClaudeHost {
         let host = Arc::new(ClaudeHost {
             bin: bin.to_owned(),
             config_dir: workspace.state_dir.join("claude"),
+            budget: Arc::new(budget::Budget::open(
+                workspace.budget,
+                Some(workspace.state_dir.join("claude-budget.json")),
+            )),
             logs_dir: workspace.state_dir.join("logs"),
             root: workspace.root,
             services: workspace.services,
@@ -505,6 +514,7 @@ async fn start<E: AsClaude>(
         mem_cap: host.mem_cap,
         retention: host.retention,
         permission_timeout: host.permission_timeout,
+        budget: host.budget.clone(),
     };
     let session = ClaudeSession::start(host.services.clone(), id.clone(), spec).map_err(|e| {
         host.services.metrics.error(ErrorCode::SpawnFailed);
@@ -552,6 +562,22 @@ fn running_with_conversation<E: AsClaude>(registry: &Registry<E>, cid: &str) -> 
         .filter(|s| s.is_running())
         .find(|s| s.conversation_id() == cid)
         .map(|s| s.id().clone())
+}
+
+/// `GET /claude/status` now, as of `version`.
+pub fn status<E: AsClaude>(
+    host: &ClaudeHost,
+    registry: &Registry<E>,
+    version: u64,
+) -> dispatch_api::approvals::ClaudeStatus {
+    let (now, now_ms) = (std::time::Instant::now(), crate::session::now_ms());
+    let parts = registry
+        .all()
+        .iter()
+        .filter_map(|e| e.claude())
+        .map(|s| s.status(now, now_ms))
+        .collect();
+    status::assemble(version, parts, &host.budget, now_ms)
 }
 
 /// Whether any Claude session is in the middle of a turn (for `/activity`).

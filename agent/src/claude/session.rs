@@ -25,6 +25,7 @@ use super::broker::{Answer, Broker, OnRequest, Outcome, Resolved};
 use super::event_log::{Budget, EventLog, MemRead};
 use super::framing::{Line, LineFramer, MAX_LINE};
 use super::process::{self, LaunchSpec};
+use super::turn_stats::TurnStats;
 use crate::db::SessionRow;
 use crate::lock::lock;
 use crate::procs::{self, STOP_GRACE};
@@ -52,6 +53,7 @@ pub struct Progress {
 struct Inner {
     log: EventLog,
     broker: Broker,
+    stats: TurnStats,
 }
 
 pub struct ClaudeSession {
@@ -69,6 +71,8 @@ pub struct ClaudeSession {
     stop_reason: Mutex<Option<String>>,
     timer_wake: Notify,
     interrupts: AtomicU64,
+    /// The workspace's cost budget (none for sessions of an earlier run).
+    budget: Option<Arc<super::budget::Budget>>,
 }
 
 /// What a new session needs beyond the launch itself.
@@ -81,6 +85,7 @@ pub struct StartSpec {
     pub mem_cap: usize,
     pub retention: u64,
     pub permission_timeout: Duration,
+    pub budget: Arc<super::budget::Budget>,
 }
 
 fn resolved_event(r: &Resolved) -> Value {
@@ -146,6 +151,7 @@ impl ClaudeSession {
             inner: Mutex::new(Inner {
                 log,
                 broker: Broker::new(spec.permission_timeout),
+                stats: TurnStats::default(),
             }),
             progress,
             stdin: Mutex::new(Some(stdin_tx)),
@@ -156,6 +162,7 @@ impl ClaudeSession {
             stop_reason: Mutex::new(None),
             timer_wake: Notify::new(),
             interrupts: AtomicU64::new(0),
+            budget: Some(spec.budget.clone()),
         });
 
         let row = SessionRow {
@@ -247,6 +254,7 @@ impl ClaudeSession {
             inner: Mutex::new(Inner {
                 log,
                 broker: Broker::new(Duration::from_secs(1)),
+                stats: TurnStats::default(),
             }),
             progress,
             stdin: Mutex::new(None),
@@ -257,6 +265,7 @@ impl ClaudeSession {
             stop_reason: Mutex::new(None),
             timer_wake: Notify::new(),
             interrupts: AtomicU64::new(0),
+            budget: None,
         }))
     }
 
@@ -311,7 +320,27 @@ impl ClaudeSession {
         let ev = inner.log.append(raw);
         let next = inner.log.next_seq();
         self.progress.send_modify(|p| p.next_seq = next);
+        if let Some(cost) = inner.stats.observe(&ev, now_ms()) {
+            if let Some(b) = &self.budget {
+                b.spend(cost, now_ms());
+            }
+            self.services.claude_changed();
+        }
         ev
+    }
+
+    /// This session as `/claude/status` shows it, with its pending requests.
+    pub fn status(&self, now: Instant, now_ms: i64) -> super::status::SessionParts {
+        let inner = lock(&self.inner);
+        super::status::SessionParts::new(
+            &self.id,
+            lock(&self.meta).title.clone(),
+            self.is_running(),
+            self.turn_running(),
+            &inner.broker,
+            &inner.stats,
+            (now, now_ms),
+        )
     }
 
     fn settle(&self, inner: &mut Inner, o: Outcome) {
@@ -326,8 +355,12 @@ impl ClaudeSession {
         if text.trim().is_empty() {
             return Err((ErrorCode::InvalidField, "input is empty".to_owned()));
         }
+        if let Some(b) = &self.budget {
+            b.allows_a_turn(now_ms())?;
+        }
         self.write(&process::user_message(text))?;
         self.turn_running.store(true, Ordering::Relaxed);
+        self.services.claude_changed();
         self.title_from_first_prompt(text);
         self.services.touch();
         self.services.metrics.input_bytes.inc_by(text.len() as u64);
@@ -567,6 +600,7 @@ impl ClaudeSession {
         lock(&self.stdin).take();
         self.running.store(false, Ordering::Relaxed);
         self.turn_running.store(false, Ordering::Relaxed);
+        self.services.claude_changed();
         let (exit_code, how) = match &status {
             Ok(s) => exit_description(s),
             Err(e) => (None, format!("wait failed: {e}")),

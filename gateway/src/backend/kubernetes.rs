@@ -310,6 +310,40 @@ impl WorkspaceBackend for KubernetesBackend {
         }
     }
 
+    fn running(&self) -> Vec<(String, WorkspaceName)> {
+        self.cache
+            .state()
+            .iter()
+            .filter(|w| !w.spec.suspended && view::reachable(w).is_some())
+            .filter_map(|w| {
+                Some((
+                    w.spec.owner.clone(),
+                    WorkspaceName::new(&w.name_any()).ok()?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn running_endpoint(
+        &self,
+        owner: &str,
+        name: &WorkspaceName,
+    ) -> Result<Option<AgentEndpoint>, BackendError> {
+        let Some(ws) = self
+            .cached(name.as_str())
+            .filter(|w| view::owned_by(w, owner) && !w.spec.suspended)
+        else {
+            return Ok(None);
+        };
+        match view::reachable(&ws) {
+            Some((base_url, secret)) => Ok(Some(AgentEndpoint {
+                base_url,
+                token: self.token(&secret).await?,
+            })),
+            None => Ok(None),
+        }
+    }
+
     async fn shutdown(&self) {
         self.watcher.abort();
     }

@@ -414,6 +414,29 @@ impl WorkspaceBackend for LocalBackend {
         }
     }
 
+    fn running(&self) -> Vec<(String, WorkspaceName)> {
+        self.agents()
+            .iter()
+            .filter(|(_, s)| matches!(*s.state.borrow(), AgentState::Running(_)))
+            .filter_map(|((owner, name), _)| Some((owner.clone(), WorkspaceName::new(name).ok()?)))
+            .collect()
+    }
+
+    async fn running_endpoint(
+        &self,
+        owner: &str,
+        name: &WorkspaceName,
+    ) -> Result<Option<AgentEndpoint>, BackendError> {
+        let key = (owner.to_owned(), name.as_str().to_owned());
+        Ok(self
+            .agents()
+            .get(&key)
+            .and_then(|s| match &*s.state.borrow() {
+                AgentState::Running(ep) => Some(ep.clone()),
+                _ => None,
+            }))
+    }
+
     async fn shutdown(&self) {
         self.tasks.close();
         let stops: Vec<CancellationToken> =

@@ -111,6 +111,21 @@ pub trait WorkspaceBackend: Send + Sync + 'static {
         wait: Duration,
     ) -> Result<AgentEndpoint, BackendError>;
 
+    /// Every workspace of every owner whose agent runs now: (owner, name).
+    /// Cheap (no request to anything): the approvals watcher calls it often.
+    fn running(&self) -> Vec<(String, WorkspaceName)> {
+        Vec::new()
+    }
+
+    /// The agent's endpoint if it runs now; never starts or resumes it.
+    async fn running_endpoint(
+        &self,
+        _owner: &str,
+        _name: &WorkspaceName,
+    ) -> Result<Option<AgentEndpoint>, BackendError> {
+        Ok(None)
+    }
+
     /// Stops whatever the backend runs itself (local agents) before exit.
     async fn shutdown(&self);
 }

@@ -6,7 +6,7 @@
  *
  * Clients match on these, so a code is never renamed; new ones may be added.
  */
-export type ErrorCode = "bad_message" | "unknown_type" | "bad_frame" | "too_large" | "invalid_field" | "no_such_session" | "session_ended" | "wrong_session_type" | "session_limit" | "rate_limited" | "path_outside_workspace" | "spawn_failed" | "claude_unavailable" | "no_such_request" | "unauthorized" | "forbidden" | "no_such_workspace" | "already_exists" | "unavailable" | "internal";
+export type ErrorCode = "bad_message" | "unknown_type" | "bad_frame" | "too_large" | "invalid_field" | "no_such_session" | "session_ended" | "wrong_session_type" | "session_limit" | "rate_limited" | "path_outside_workspace" | "spawn_failed" | "claude_unavailable" | "no_such_request" | "budget_exhausted" | "unauthorized" | "forbidden" | "no_such_workspace" | "already_exists" | "unavailable" | "internal";
 
 /**
  * A session's id: 1 to 64 characters of `[A-Za-z0-9_-]`, unique in its workspace.
@@ -209,6 +209,133 @@ export type Me = { user: string,
  * Unix time in milliseconds when the login expires.
  */
 expires: number, };
+
+/**
+ * What a Claude session is doing, from a person's point of view.
+ */
+export type ClaudeState = "Idle" | "Working" | "AwaitingApproval";
+
+/**
+ * One permission request that waits for a person.
+ */
+export type PendingApproval = { session: SessionId, requestId: string, tool: string, 
+/**
+ * The tool's input as the CLI gave it.
+ */
+input: unknown, 
+/**
+ * The CLI's own description of the request, when it gave one.
+ */
+description?: string, 
+/**
+ * Unix time in milliseconds when it was raised.
+ */
+raised: number, 
+/**
+ * Unix time in milliseconds when it is denied unless answered.
+ */
+deadline: number, };
+
+/**
+ * How a request ended (kept a while so a watcher that polled late learns it).
+ */
+export type ResolvedApproval = { session: SessionId, requestId: string, tool: string, allowed: boolean, 
+/**
+ * `answered`, `remembered`, `timeout`, `cancelled`.
+ */
+reason: string, 
+/**
+ * Unix time in milliseconds.
+ */
+at: number, };
+
+/**
+ * One Claude session's state.
+ */
+export type ClaudeSessionStatus = { id: SessionId, title: string, running: boolean, state: ClaudeState, 
+/**
+ * Turns finished since the session started.
+ */
+turns: number, 
+/**
+ * Unix time in milliseconds when the last turn finished.
+ */
+lastTurnTime?: number, 
+/**
+ * What the CLI reported the session cost, in US dollars.
+ */
+costUsd: number, 
+/**
+ * The last turn's error text, if it ended in an error.
+ */
+lastError?: string, };
+
+/**
+ * A budget for Claude's cost in one workspace over a period.
+ */
+export type BudgetStatus = { limitUsd: number, 
+/**
+ * Spent in the current period.
+ */
+spentUsd: number, periodSecs: number, 
+/**
+ * Unix time in milliseconds when the current period began.
+ */
+periodStart: number, 
+/**
+ * `ok`, `warning` (80 % or more) or `exhausted` (new turns refused).
+ */
+level: string, };
+
+/**
+ * `GET /claude/status` on the agent.
+ */
+export type ClaudeStatus = { 
+/**
+ * Grows whenever anything here changes; `?since=<version>` waits for a
+ * newer one.
+ */
+version: number, state: ClaudeState, sessions: Array<ClaudeSessionStatus>, 
+/**
+ * At most [`MAX_PENDING_LISTED`], oldest first.
+ */
+pending: Array<PendingApproval>, 
+/**
+ * How many are pending in all.
+ */
+pendingCount: number, 
+/**
+ * Recently resolved requests, newest last.
+ */
+resolved: Array<ResolvedApproval>, 
+/**
+ * Unix time in milliseconds of the last finished turn in any session.
+ */
+lastTurnTime?: number, costUsd: number, budget?: BudgetStatus, };
+
+/**
+ * A person's answer to one request (agent and gateway alike).
+ */
+export type ApprovalAnswer = { allow: boolean, 
+/**
+ * Why, when denying; the model reads it.
+ */
+message?: string, 
+/**
+ * Allow this tool for the rest of the session ("Always").
+ */
+remember: boolean, };
+
+/**
+ * One workspace's Claude state in `GET /api/approvals`.
+ */
+export type WorkspaceClaude = { workspace: string, status: ClaudeStatus, };
+
+/**
+ * `GET /api/approvals`: the caller's workspaces whose agents run, with
+ * their pending requests.
+ */
+export type Inbox = { workspaces: Array<WorkspaceClaude>, };
 
 /** Version of the wire protocol; the agent announces it in `hello`. */
 export const PROTOCOL_VERSION = 1;
