@@ -189,6 +189,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         st.approvals.clone(),
         shutdown.clone(),
     ));
+    if let Some(p) = &st.push {
+        tokio::spawn(push::bridge::run(
+            p.clone(),
+            st.approvals.clone(),
+            Duration::from_secs(cfg.push_reminder_before),
+            shutdown.clone(),
+        ));
+    }
     if let (Some((client, namespace)), Some(cm)) = (kube_client, &cfg.revocations_configmap) {
         crate::backend::kubernetes::revocations::start(client, &namespace, cm, st.auth.clone());
     }

@@ -145,6 +145,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(30..=86_400))]
     pub push_action_ttl: u64,
 
+    /// Web Push: seconds before a waiting request is denied (the agent's
+    /// --claude-permission-timeout) at which its user is reminded. 0: never.
+    #[arg(long, env = "DISPATCH_PUSH_REMINDER_BEFORE", default_value_t = 120)]
+    pub push_reminder_before: u64,
+
     /// Web Push, for tests only: accept plain http:// push endpoints on
     /// loopback (a test's own receiver). Real push services are https.
     #[arg(long, env = "DISPATCH_PUSH_ALLOW_HTTP_LOOPBACK")]

@@ -40,14 +40,16 @@ pub enum PushEvent {
         session: Option<String>,
         message: String,
     },
-    /// A request still waits and the workspace will be suspended soon.
+    /// A request still waits shortly before it is denied (after which an
+    /// idle workspace may be suspended).
     Reminder {
         user: String,
         workspace: String,
         session: String,
         request_id: String,
         tool: String,
-        suspend_at: i64,
+        /// Unix ms.
+        deny_at: i64,
     },
     /// `POST /api/push/test`.
     Test { user: String },
@@ -214,7 +216,7 @@ impl Payload {
                 request_id: Some(request_id.clone()),
                 ..plain(
                     "resolved",
-                    format!("{workspace}: request {outcome}"),
+                    format!("{workspace}: {outcome}"),
                     String::new(),
                     tag(workspace, session, request_id),
                     workspace_url(workspace, Some(session)),
@@ -257,7 +259,7 @@ impl Payload {
                 session,
                 request_id,
                 tool,
-                suspend_at,
+                deny_at,
                 ..
             } => Payload {
                 workspace: Some(workspace.clone()),
@@ -267,8 +269,9 @@ impl Payload {
                     "reminder",
                     format!("{workspace}: still waiting for you"),
                     format!(
-                        "Claude still asks to use {tool}. The workspace is suspended in {} min.",
-                        minutes_from(now, *suspend_at)
+                        "Claude still asks to use {tool}: denied automatically in {} min \
+                         if unanswered (an idle workspace may be suspended after).",
+                        minutes_from(now, *deny_at)
                     ),
                     format!("reminder:{workspace}:{session}:{request_id}"),
                     workspace_url(workspace, Some(session)),

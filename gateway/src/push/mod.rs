@@ -7,6 +7,7 @@
 //! what a notification shows, `routes` is the HTTP API.
 
 pub mod action_token;
+pub mod bridge;
 pub mod deliver;
 pub mod ece;
 pub mod message;

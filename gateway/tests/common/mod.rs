@@ -55,6 +55,8 @@ pub struct Opts {
     pub extra: Vec<String>,
     /// The soft limit on open files the gateway starts with.
     pub nofile_soft: Option<u64>,
+    /// More environment for the gateway (and so its agents).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Opts {
@@ -64,6 +66,7 @@ impl Default for Opts {
             users: false,
             extra: vec![],
             nofile_soft: None,
+            env: vec![],
         }
     }
 }
@@ -91,6 +94,7 @@ impl Gateway {
             .arg("--agent-bin")
             .arg(agent_bin())
             .args(&opts.extra)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .env_remove("DISPATCH_KEY")
             .env_remove("DISPATCH_KEY_FILE")
             .env_remove("DISPATCH_USERS_FILE")

@@ -1,6 +1,7 @@
 //! The push receiver of tests/push/receiver.py (Python's http_ece and
 //! cryptography: an RFC 8291 / 8292 implementation that is not ours),
 //! started per test on loopback; its JSON lines as they come.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Stdio;
