@@ -35,15 +35,21 @@ function notificationFor(p) {
   };
 }
 
-/** Closes the notifications with this tag (the request was answered elsewhere). */
-async function closeTagged(reg, tag) {
-  if (typeof tag !== "string") return;
-  for (const n of await reg.getNotifications({ tag })) n.close();
+/**
+ * A request was answered (here, in a pane, or by the timeout): a notification
+ * still showing it is replaced by a quiet one saying how it ended, so its
+ * buttons cannot be pressed in vain. None showing: nothing to show.
+ */
+async function settle(reg, p) {
+  if (typeof p.tag !== "string") return;
+  const open = await reg.getNotifications({ tag: p.tag });
+  if (open.length === 0) return;
+  await reg.showNotification(p.title, { body: p.body || "", tag: p.tag, icon: "/icon-192.png", silent: true, data: { kind: "settled", url: p.url } });
 }
 
 async function handlePush(reg, payload) {
   if (payload && payload.kind === "resolved") {
-    await closeTagged(reg, payload.tag);
+    await settle(reg, payload);
     return;
   }
   const n = notificationFor(payload);

@@ -13,12 +13,11 @@ function loadSw(fetchImpl: (url: string, init: RequestInit) => Promise<Response>
   const self: Record<string, unknown> = { location: { origin: "https://dispatch.example" } };
   new Function("self", "fetch", code)(self, fetchImpl);
   const shown: Shown[] = [];
-  const closedTags: string[] = [];
   const reg = {
     showNotification: async (title: string, options: Record<string, unknown>) => void shown.push({ title, options }),
-    getNotifications: async ({ tag }: { tag: string }) => [{ close: () => closedTags.push(tag) }],
+    getNotifications: async (_: { tag: string }): Promise<unknown[]> => [{ close() {} }],
   };
-  return { sw: self.dispatchPush as any, reg, shown, closedTags };
+  return { sw: self.dispatchPush as any, reg, shown };
 }
 
 const approval = {
@@ -49,11 +48,15 @@ describe("service worker", () => {
     expect(n.options.actions).toEqual([]);
   });
 
-  it("closes the notification of a request resolved elsewhere", async () => {
-    const { sw, reg, shown, closedTags } = loadSw(async () => new Response());
-    await sw.handlePush(reg, { kind: "resolved", title: "x", tag: approval.tag });
-    expect(shown).toHaveLength(0);
-    expect(closedTags).toEqual([approval.tag]);
+  it("replaces the notification of a request resolved elsewhere, and shows nothing when there is none", async () => {
+    const { sw, reg, shown } = loadSw(async () => new Response());
+    await sw.handlePush(reg, { kind: "resolved", title: "demo: Bash: allowed", tag: approval.tag });
+    expect(shown).toEqual([expect.objectContaining({ title: "demo: Bash: allowed" })]);
+    expect(shown[0].options.tag).toBe(approval.tag);
+    expect(shown[0].options.actions).toBeUndefined();
+    reg.getNotifications = async () => [];
+    await sw.handlePush(reg, { kind: "resolved", title: "again", tag: approval.tag });
+    expect(shown).toHaveLength(1);
   });
 
   it("Allow posts the token and says so; a refusal says why", async () => {
