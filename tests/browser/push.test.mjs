@@ -222,4 +222,46 @@ describe("Web Push in Chromium", () => {
     const again = await worker.evaluate((p) => self.dispatchPush.handleClick(self.registration, self.clients, { data: p, close() {} }, "deny"), payload);
     assert.deepEqual(again, { ok: false, status: 410 });
   });
+
+  test("a request nobody answers is denied after the agent's timeout, and the pane says so", async () => {
+    const slowModel = await startModelServer([
+      { tool_use: { name: "Bash", input: { command: "touch never.txt", description: "Make a file" } } },
+      { text: "Understood." },
+    ]);
+    const slow = await startGateway({
+      users: [alice],
+      name: "gateway-push-timeout",
+      env: {
+        ANTHROPIC_BASE_URL: slowModel.url,
+        ANTHROPIC_API_KEY: "sk-ant-test-not-a-real-key",
+        DISPATCH_CLAUDE_BIN: CLAUDE_BIN,
+        CLAUDE_CODE_MAX_RETRIES: "0",
+        DISPATCH_CLAUDE_PERMISSION_TIMEOUT: "6",
+      },
+    });
+    try {
+      const p = await ctx.newPage();
+      await p.goto(`${slow.url}/login?key=${encodeURIComponent(alice.key)}`);
+      await p.getByRole("heading", { name: "Workspaces" }).waitFor();
+      const name = `slow-${randomTag()}`;
+      assert.equal(await p.evaluate(async (name) => (await fetch("/api/workspaces", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name }) })).status, name), 201);
+      await p.goto(`${slow.url}/#/w/${name}`);
+      await until(() => p.evaluate(() => window.__dispatch?.listed === true), "the workspace's session list");
+      await p.getByRole("button", { name: "New Claude session" }).click();
+      const pane = p.locator('[data-testid="claude-pane"]:visible');
+      await pane.getByLabel("Message Claude").fill("Please make never.txt");
+      await pane.getByLabel("Message Claude").press("Enter");
+      await pane.getByRole("alertdialog").waitFor({ timeout: 120_000 });
+      const card = pane.locator('[data-testid="tool-card"][data-tool="Bash"]');
+      await until(async () => (await card.getAttribute("data-status")) === "denied: no answer in time", "the card to say the request timed out", 60_000);
+      assert.equal(await pane.getByRole("alertdialog").count(), 0, "the prompt is gone");
+      await card.locator("summary").click();
+      assert.match(await card.locator('[data-testid="tool-result"]').innerText(), /Nobody answered the permission prompt within 6 s/);
+      await shot(p, "push-03-timed-out");
+      await p.close();
+    } finally {
+      await slow.stop();
+      await slowModel.stop();
+    }
+  });
 });
