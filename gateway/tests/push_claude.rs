@@ -233,3 +233,92 @@ async fn an_unanswered_request_is_reminded_then_denied_and_its_token_dies() {
     assert_eq!(r.status, 410, "{}", r.body);
     assert!(!never.exists());
 }
+
+/// The figure for the closing note: time from a permission request raised
+/// (the agent's clock when the CLI's control_request arrived) to its
+/// notification decrypted by the receiver on loopback, over N requests in
+/// one session, each then allowed from its token; and from the Allow POST
+/// to the 'resolved' push received. Same machine, same clock.
+///
+/// `DISPATCH_PUSH_BENCH_N=20 cargo test -p dispatch-gateway --test push_claude \
+///   push_latency_bench -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a benchmark: run it on purpose, alone"]
+async fn push_latency_bench() {
+    let n: usize = std::env::var("DISPATCH_PUSH_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut rx = Receiver::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut turns = vec![];
+    for i in 0..n {
+        turns.push(Turn::bash(format!(
+            "touch {}",
+            tmp.path().join(format!("f{i}")).display()
+        )));
+        turns.push(Turn::text("ok"));
+    }
+    let model = ModelServer::start_local(turns).await.unwrap();
+    let gw = gateway(&model, &[], &[]).await;
+    let cookie = gw.login(KEY).await;
+    gw.create_workspace(&cookie, "bench").await;
+    let sub = rx.subscription("bench", json!({"turnFinished": true}));
+    assert_eq!(
+        gw.api(&cookie, "POST", "/api/push/subscriptions", &sub)
+            .await
+            .status,
+        201
+    );
+    let mut ws = gw.ws(&cookie, "bench").await.unwrap();
+    send(&mut ws, json!({"type": "claude.start"})).await;
+    let id = next_json(&mut ws, "session.created").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut raised_to_push, mut allow_to_resolved) = (vec![], vec![]);
+    for i in 0..n {
+        send(
+            &mut ws,
+            json!({"type": "claude.send", "id": id, "input": format!("make f{i}")}),
+        )
+        .await;
+        let push = next_kind(&mut rx, "approval").await;
+        let rid = push["payload"]["requestId"].as_str().unwrap().to_owned();
+        let inbox = gw.api(&cookie, "GET", "/api/approvals", "").await.json();
+        let raised = inbox["workspaces"][0]["status"]["pending"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["requestId"] == rid.as_str())
+            .and_then(|p| p["raised"].as_i64())
+            .expect("the request is pending");
+        raised_to_push.push(push["receivedAt"].as_i64().unwrap() - raised);
+        let t = dispatch_gateway::auth::now_ms();
+        let r = action(&gw, push["payload"]["token"].as_str().unwrap(), "allow").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let resolved = next_kind(&mut rx, "resolved").await;
+        allow_to_resolved.push(resolved["receivedAt"].as_i64().unwrap() - t);
+        next_kind(&mut rx, "turn").await;
+    }
+    let stats = |v: &mut Vec<i64>| {
+        v.sort();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+        format!(
+            "min {} median {} p90 {} max {} ms",
+            v[0],
+            at(0.5),
+            at(0.9),
+            v[v.len() - 1]
+        )
+    };
+    eprintln!("PUSH_BENCH n={n}");
+    eprintln!(
+        "PUSH_BENCH raised -> push decrypted: {}",
+        stats(&mut raised_to_push)
+    );
+    eprintln!(
+        "PUSH_BENCH allow POST -> resolved push decrypted: {}",
+        stats(&mut allow_to_resolved)
+    );
+}
