@@ -43,17 +43,50 @@ impl std::fmt::Debug for Vapid {
     }
 }
 
-/// PKCS#8 DER from the text of a key file: base64url, base64, or PEM.
+/// DER length octets.
+fn der_len(n: usize) -> Vec<u8> {
+    match n {
+        0..=127 => vec![n as u8],
+        128..=255 => vec![0x81, n as u8],
+        _ => vec![0x82, (n >> 8) as u8, n as u8],
+    }
+}
+
+/// Wraps a SEC1 `ECPrivateKey` (PEM `EC PRIVATE KEY`, what `openssl ecparam
+/// -genkey` and Helm's `genPrivateKey "ecdsa"` write) as PKCS#8 for P-256,
+/// the one form ring reads.
+fn sec1_to_pkcs8(sec1: &[u8]) -> Vec<u8> {
+    // version 0, AlgorithmIdentifier {id-ecPublicKey, prime256v1}
+    const HEAD: [u8; 24] = [
+        0x02, 0x01, 0x00, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+        0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+    ];
+    let mut octets = vec![0x04];
+    octets.extend(der_len(sec1.len()));
+    octets.extend_from_slice(sec1);
+    let mut out = vec![0x30];
+    out.extend(der_len(HEAD.len() + octets.len()));
+    out.extend_from_slice(&HEAD);
+    out.extend(octets);
+    out
+}
+
+/// PKCS#8 DER from the text of a key file: base64url, base64, PEM
+/// `PRIVATE KEY`, or PEM `EC PRIVATE KEY` (SEC1).
 fn decode_key_text(text: &str) -> Option<Vec<u8>> {
     let body: String = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("-----"))
         .collect();
-    URL_SAFE_NO_PAD
+    let der = URL_SAFE_NO_PAD
         .decode(body.trim_end_matches('='))
         .ok()
-        .or_else(|| STANDARD.decode(&body).ok())
+        .or_else(|| STANDARD.decode(&body).ok())?;
+    if text.contains("-----BEGIN EC PRIVATE KEY-----") {
+        return Some(sec1_to_pkcs8(&der));
+    }
+    Some(der)
 }
 
 impl Vapid {
@@ -198,6 +231,32 @@ mod tests {
         std::fs::write(&path, "not a key").unwrap();
         assert!(matches!(
             Vapid::load(&path, true, "mailto:a@b"),
+            Err(VapidError::BadKey(_))
+        ));
+    }
+
+    /// A throwaway key made for this test with `openssl ecparam -name
+    /// prime256v1 -genkey -noout` (SEC1, parameters and public key included,
+    /// as Helm's genPrivateKey "ecdsa" writes), and its public key.
+    const SEC1_PEM: &str = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIHroTs0Z7pN9zVyCJXZp3LdE2y0tfOMAXCLk8ghWi46voAoGCCqGSM49\nAwEHoUQDQgAEbCjLR3pkRbDtBeizlv4osrh3geTJynROWrakWwg9K2bFFzZE+gnL\nwqsGO+/vutQAlLdhmAf62t+lBb4QyeI43Q==\n-----END EC PRIVATE KEY-----";
+    const SEC1_PUBLIC: &str =
+        "BGwoy0d6ZEWw7QXos5b-KLK4d4Hkycp0Tlq2pFsIPStmxRc2RPoJy8KrBjvv77rUAJS3YZgH-trfpQW-EMniON0";
+
+    #[test]
+    fn sec1_keys_from_openssl_or_helm_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ec.pem");
+        std::fs::write(&path, SEC1_PEM).unwrap();
+        let v = Vapid::load(&path, false, "mailto:a@b").unwrap();
+        assert_eq!(v.public_key_b64(), SEC1_PUBLIC);
+        // Not a SEC1 key under that header: refused, not a panic.
+        std::fs::write(
+            &path,
+            "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            Vapid::load(&path, false, "mailto:a@b"),
             Err(VapidError::BadKey(_))
         ));
     }
