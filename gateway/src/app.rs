@@ -19,7 +19,7 @@ use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::state::AppState;
-use crate::{api, approvals, files_proxy, web};
+use crate::{api, approvals, files_proxy, push, web};
 
 pub fn router(st: AppState) -> Router {
     let api = Router::new()
@@ -47,6 +47,16 @@ pub fn router(st: AppState) -> Router {
         .route("/workspaces/{name}/files/{*rest}", any(files_proxy::proxy))
         .route("/workspaces/{name}/git/{*rest}", any(files_proxy::proxy))
         .route("/workspaces/{name}/claude/{*rest}", any(files_proxy::proxy))
+        .route(
+            "/push/vapid-public-key",
+            get(push::routes::vapid_public_key),
+        )
+        .route(
+            "/push/subscriptions",
+            post(push::routes::subscribe).delete(push::routes::unsubscribe),
+        )
+        .route("/push/test", post(push::routes::test))
+        .route("/push/action", post(push::routes::action))
         .fallback(api::api_not_found)
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             axum::http::header::CACHE_CONTROL,
@@ -153,6 +163,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     )
     .await?;
 
+    let push = start_push(&cfg, &data_dir, signing_key.as_bytes())?;
     let metrics = Metrics::default();
     let mut kube_client = None;
     let backend: Arc<dyn WorkspaceBackend> = match cfg.backend {
@@ -181,12 +192,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         shutdown: shutdown.clone(),
         proxies: TaskTracker::new(),
         trusted_proxies: cfg.trusted_proxies.clone().into(),
+        push,
         approvals: approvals::Approvals::new(backend.clone()),
     };
     tokio::spawn(approvals::watch::run(
         st.approvals.clone(),
         shutdown.clone(),
     ));
+    if let Some(p) = &st.push {
+        tokio::spawn(push::bridge::run(
+            p.clone(),
+            st.approvals.clone(),
+            Duration::from_secs(cfg.push_reminder_before),
+            shutdown.clone(),
+        ));
+    }
     if let (Some((client, namespace)), Some(cm)) = (kube_client, &cfg.revocations_configmap) {
         crate::backend::kubernetes::revocations::start(client, &namespace, cm, st.auth.clone());
     }
@@ -265,6 +285,32 @@ async fn kubernetes_backend(
     tracing::info!(%namespace, "kubernetes backend: watching Workspaces");
     let backend = KubernetesBackend::start(client.clone(), &namespace, template);
     Ok((backend, client, namespace))
+}
+
+/// Web Push: the VAPID key (the flag's file, else the data dir's, made
+/// once) and the subscriptions in gateway.db.
+fn start_push(
+    cfg: &Config,
+    data_dir: &std::path::Path,
+    signing_key: &[u8],
+) -> anyhow::Result<Option<Arc<push::Push>>> {
+    let vapid = match &cfg.vapid_key_file {
+        Some(path) => push::vapid::Vapid::load(path, false, &cfg.vapid_subject)?,
+        None => push::vapid::Vapid::load(&data_dir.join("vapid-key"), true, &cfg.vapid_subject)?,
+    };
+    let store = push::store::SubscriptionStore::open(&data_dir.join("gateway.db"))
+        .context("opening gateway.db for push subscriptions")?;
+    Ok(Some(Arc::new(push::Push::new(
+        vapid,
+        store,
+        signing_key,
+        push::PushSettings {
+            policy: push::subscription::EndpointPolicy {
+                allow_http_loopback: cfg.push_allow_http_loopback,
+            },
+            action_ttl: Duration::from_secs(cfg.push_action_ttl),
+        },
+    ))))
 }
 
 /// The lines the contracts promise on stdout.

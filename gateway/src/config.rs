@@ -122,6 +122,38 @@ pub struct Config {
     /// clients: limit connections per client in the ingress.
     #[arg(long, env = "DISPATCH_MAX_CONNECTIONS_PER_ADDRESS")]
     pub max_connections_per_address: Option<usize>,
+
+    /// Web Push: file holding the VAPID private key (PKCS#8, PEM or
+    /// base64url). Default: one generated once in the data dir (`vapid-key`).
+    /// Replicas must share one (a Secret), since browsers subscribe to its
+    /// public key.
+    #[arg(long, env = "DISPATCH_VAPID_KEY_FILE")]
+    pub vapid_key_file: Option<PathBuf>,
+
+    /// Web Push: the contact push services see in the VAPID JWT (`sub`), a
+    /// `mailto:` or `https:` URL.
+    #[arg(
+        long,
+        env = "DISPATCH_VAPID_SUBJECT",
+        default_value = "mailto:admin@dispatch.invalid"
+    )]
+    pub vapid_subject: String,
+
+    /// Web Push: the longest a notification's Allow / Deny stays usable, in
+    /// seconds (shorter when the agent denies the request sooner).
+    #[arg(long, env = "DISPATCH_PUSH_ACTION_TTL", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(30..=86_400))]
+    pub push_action_ttl: u64,
+
+    /// Web Push: seconds before a waiting request is denied (the agent's
+    /// --claude-permission-timeout) at which its user is reminded. 0: never.
+    #[arg(long, env = "DISPATCH_PUSH_REMINDER_BEFORE", default_value_t = 120)]
+    pub push_reminder_before: u64,
+
+    /// Web Push, for tests only: accept plain http:// push endpoints on
+    /// loopback (a test's own receiver). Real push services are https.
+    #[arg(long, env = "DISPATCH_PUSH_ALLOW_HTTP_LOOPBACK")]
+    pub push_allow_http_loopback: bool,
 }
 
 impl Config {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod names;
 pub mod open_files;
 pub mod proxy;
+pub mod push;
 pub mod registry;
 pub mod server;
 pub mod state;

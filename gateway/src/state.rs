@@ -23,6 +23,8 @@ pub struct AppState {
     pub proxies: TaskTracker,
     /// Peers whose `X-Forwarded-For` is believed (see `client_addr`).
     pub trusted_proxies: Arc<[ipnet::IpNet]>,
+    /// Web Push (None: not configured, the routes answer 404).
+    pub push: Option<Arc<crate::push::Push>>,
     /// Claude's permission requests across workspaces (one watch per agent).
     pub approvals: Arc<Approvals>,
 }

@@ -46,14 +46,26 @@ fn no_web_dir() -> Response {
         .into_response()
 }
 
+/// Files at fixed names that must never be stale: the service worker (a
+/// stale one keeps answering notifications the old way) and the manifest.
+const ALWAYS_REVALIDATED: [&str; 2] = ["/sw.js", "/manifest.webmanifest"];
+
 /// Serves a file of the web UI, or index.html for paths that are none.
 pub async fn serve(st: &AppState, req: Request) -> Response {
     let Some(dir) = st.web_dir.as_deref() else {
         return no_web_dir();
     };
+    let always_fresh = ALWAYS_REVALIDATED.contains(&req.uri().path());
     let svc = ServeDir::new(dir).fallback(ServeFile::new(dir.join("index.html")));
     match svc.oneshot(req).await {
-        Ok(resp) => with_cache_policy(resp.map(Body::new)),
+        Ok(resp) => {
+            let mut resp = with_cache_policy(resp.map(Body::new));
+            if always_fresh && resp.status().is_success() {
+                resp.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            }
+            resp
+        }
         Err(e) => match e {},
     }
 }

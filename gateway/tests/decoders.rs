@@ -174,6 +174,7 @@ fn app() -> &'static (tokio::runtime::Runtime, axum::Router, tempfile::TempDir) 
                 shutdown: Default::default(),
                 proxies: Default::default(),
                 trusted_proxies: Arc::new([]),
+                push: None,
                 approvals: dispatch_gateway::approvals::Approvals::new(backend.clone()),
             })
         });

@@ -170,6 +170,7 @@ async fn chart_lints_dry_runs_and_installs_under_restricted_pod_security() {
     // upgrade agrees on them).
     let secrets: Api<Secret> = Api::namespaced(cp.client(), NS);
     let signing = secrets.get("dispatch-signing").await.expect("signing key");
+    let vapid = secrets.get("dispatch-vapid").await.expect("VAPID key");
     let mut upgrade = cp.helm();
     upgrade.args([
         "upgrade",
@@ -186,6 +187,11 @@ async fn chart_lints_dry_runs_and_installs_under_restricted_pod_security() {
         secrets.get("dispatch-signing").await.unwrap().data,
         signing.data,
         "the signing key survives an upgrade"
+    );
+    assert_eq!(
+        secrets.get("dispatch-vapid").await.unwrap().data,
+        vapid.data,
+        "the VAPID key (browsers subscribed to its public key) survives an upgrade"
     );
 
     // RBAC: what each ServiceAccount may do, and what it may not.

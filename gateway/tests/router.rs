@@ -147,6 +147,7 @@ async fn app_with_backend() -> (Router, tempfile::TempDir, Arc<FakeBackend>) {
         shutdown: Default::default(),
         proxies: Default::default(),
         trusted_proxies: Arc::new([]),
+        push: None,
         approvals: dispatch_gateway::approvals::Approvals::new(backend.clone()),
     });
     (app, dir, backend)

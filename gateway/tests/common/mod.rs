@@ -94,6 +94,7 @@ impl Gateway {
             .arg("--agent-bin")
             .arg(agent_bin())
             .args(&opts.extra)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .env_remove("DISPATCH_KEY")
             .env_remove("DISPATCH_KEY_FILE")
             .env_remove("DISPATCH_USERS_FILE")
