@@ -18,9 +18,9 @@ use dispatch_api::rest::ApiError;
 use dispatch_api::{ErrorCode, SessionId};
 use serde::Deserialize;
 
+use crate::agent::Agent;
 use crate::claude::broker::Answer;
 use crate::session::ClientError;
-use crate::agent::Agent;
 
 /// Longest a status request waits for a change.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -33,10 +33,7 @@ pub struct StatusQuery {
     wait: Option<u64>,
 }
 
-pub async fn status(
-    State(state): State<Arc<Agent>>,
-    Query(q): Query<StatusQuery>,
-) -> Response {
+pub async fn status(State(state): State<Arc<Agent>>, Query(q): Query<StatusQuery>) -> Response {
     if let Some(since) = q.since {
         let wait = q
             .wait

@@ -1331,7 +1331,6 @@ async fn a_turns_changes_are_listed_and_undone_exactly() {
     assert_eq!(status, 400);
 }
 
-
 /// A minimal HTTP/1.1 POST with a JSON body: (status, body).
 async fn http_post(addr: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
