@@ -59,6 +59,8 @@ const DURATION_PATTERN: &str = r"^([0-9]{1,5}([.][0-9]{1,9})?(ns|us|µs|ms|s|m|h
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the workspace stands"),
     printcolumn(name = "Owner", type_ = "string", json_path = ".spec.owner", description = "Who the workspace belongs to"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the agent answers"),
+    printcolumn(name = "Claude", type_ = "string", json_path = ".status.claude.state", description = "What Claude is doing: Idle, Working, AwaitingApproval"),
+    printcolumn(name = "Waiting", type_ = "integer", json_path = ".status.claude.pendingApprovals", description = "Permission requests waiting for a person"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 54 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label (lower-case letters, digits and '-') of at most 54 characters"),
     // Shrinking is refused, except back down to what the claim itself asks
@@ -249,6 +251,63 @@ pub struct ClaudeDefaults {
     /// How Claude Code asks before using tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission_mode: Option<PermissionMode>,
+    /// A limit on what Claude may cost in this workspace per period, from
+    /// the CLI's own cost reports: a warning at 80 %, new turns refused at 100 %.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<ClaudeBudget>,
+}
+
+/// A cost limit for Claude in one workspace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaudeBudget {
+    /// US dollars per period, such as 5 or 12.5.
+    #[schemars(range(min = 0.0, max = 1_000_000_000.0))]
+    pub usd: f64,
+    /// The period, a Go duration of at least 1m such as "24h" or "168h". Unset: 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        validation = Rule::new(format!("self.matches('{DURATION_PATTERN}')")).message("budget.period must be a duration such as 24h"),
+        validation = Rule::new(format!("!self.matches('{DURATION_PATTERN}') || (duration(self) >= duration('1m') && duration(self) <= duration('8784h'))")).message("budget.period must be between 1m and 8784h (366 days)")
+    )]
+    pub period: Option<String>,
+}
+
+/// What Claude is doing in a workspace, from a person's point of view.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClaudeState {
+    /// No turn running, nothing waiting.
+    Idle,
+    /// A turn is running.
+    Working,
+    /// A permission request waits for a person.
+    AwaitingApproval,
+}
+
+/// Claude's state in a running workspace (written by the operator, at a
+/// bounded rate and only when it changes).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaudeWorkspaceStatus {
+    /// Idle, Working or AwaitingApproval (the most urgent of its sessions').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ClaudeState>,
+    /// Permission requests waiting for a person.
+    #[serde(default)]
+    pub pending_approvals: u32,
+    /// Claude sessions running.
+    #[serde(default)]
+    pub sessions_running: u32,
+    /// When the last turn finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_turn_time: Option<Time>,
+    /// What the CLI reported Claude cost in this agent's sessions, in US dollars.
+    #[serde(default, rename = "costUSD")]
+    pub cost_usd: f64,
+    /// ok, warning (80 % of the budget) or exhausted (new turns refused); unset without a budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
 }
 
 /// What the operator last saw of the workspace.
@@ -277,6 +336,9 @@ pub struct WorkspaceStatus {
     /// The volume claim that holds the workspace's files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume: Option<VolumeStatus>,
+    /// Claude's state while the workspace runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claude: Option<ClaudeWorkspaceStatus>,
 }
 
 /// The volume claim as the operator last saw it.
@@ -412,7 +474,10 @@ mod tests {
             .flatten()
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(cols, ["Phase", "Owner", "Ready", "Age"]);
+        assert_eq!(
+            cols,
+            ["Phase", "Owner", "Ready", "Claude", "Waiting", "Age"]
+        );
         let json = serde_json::to_string(&crd).unwrap();
         assert!(json.contains("owner is immutable"));
         assert!(json.contains("duration(self) >= duration('1s')"));

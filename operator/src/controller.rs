@@ -160,6 +160,9 @@ pub async fn run(
         );
     let ws_stream = children_ready.map(move |()| ws_watch).flatten_stream();
 
+    // Claude's state in the status: one long poll per running agent, for as
+    // long as this replica runs the controller.
+    let claude = tokio::spawn(crate::claude_watch::run(ctx.clone(), workspaces.clone()));
     let config = ControllerConfig::default()
         .concurrency(concurrency)
         .debounce(debounce);
@@ -180,6 +183,7 @@ pub async fn run(
             }
         })
         .await;
+    claude.abort();
 }
 
 fn error_policy(

@@ -122,7 +122,44 @@ pub fn validate(ws: &Workspace) -> Result<Validated, Invalid> {
             Some(d)
         }
     };
+    if let Some(b) = ws.spec.claude.as_ref().and_then(|c| c.budget.as_ref()) {
+        if !(b.usd.is_finite() && (0.0..=1e9).contains(&b.usd)) {
+            return Err(Invalid {
+                reason: "InvalidBudget",
+                message: format!("claude.budget.usd {} must be 0 to 1e9", b.usd),
+            });
+        }
+        if let Some(p) = &b.period {
+            let d: Option<Duration> = p
+                .parse::<kube::core::Duration>()
+                .ok()
+                .filter(|d| !d.is_negative())
+                .map(Into::into);
+            if !d.is_some_and(|d| (MIN_BUDGET_PERIOD..=MAX_BUDGET_PERIOD).contains(&d)) {
+                return Err(Invalid {
+                    reason: "InvalidBudget",
+                    message: format!(
+                        "claude.budget.period {p:?} must be a duration from 1m to 8784h"
+                    ),
+                });
+            }
+        }
+    }
     Ok(Validated { idle_timeout })
+}
+
+const MIN_BUDGET_PERIOD: Duration = Duration::from_secs(60);
+const MAX_BUDGET_PERIOD: Duration = Duration::from_secs(366 * 86_400);
+
+/// The budget's period (validated; a day when unset).
+fn budget_period(b: &crd::ClaudeBudget) -> Duration {
+    b.period
+        .as_deref()
+        .and_then(|p| p.parse::<kube::core::Duration>().ok())
+        .filter(|d| !d.is_negative())
+        .map(Into::into)
+        .unwrap_or(Duration::from_secs(86_400))
+        .clamp(MIN_BUDGET_PERIOD, MAX_BUDGET_PERIOD)
 }
 
 /// Everything the operator makes for one Workspace. `pod` is `None` while suspended.
@@ -410,6 +447,13 @@ fn pod_env(ws: &Workspace) -> Vec<EnvVar> {
         if let Some(mode) = claude.permission_mode {
             out.push(env("DISPATCH_CLAUDE_PERMISSION_MODE", mode.as_cli_arg()));
         }
+        if let Some(b) = &claude.budget {
+            out.push(env("DISPATCH_CLAUDE_BUDGET_USD", b.usd.to_string()));
+            out.push(env(
+                "DISPATCH_CLAUDE_BUDGET_PERIOD",
+                budget_period(b).as_secs().to_string(),
+            ));
+        }
     }
     if let Some(key) = &ws.spec.anthropic_api_key {
         out.push(secret_env("ANTHROPIC_API_KEY", &key.name, &key.key));
@@ -694,6 +738,50 @@ mod tests {
         let c = desired(&w, &WorkspaceDefaults::default(), "tok");
         assert!(c.pvc.metadata.owner_references.is_none());
         assert!(c.pod.unwrap().metadata.owner_references.is_some());
+    }
+
+    #[test]
+    fn a_budget_reaches_the_agent_and_bad_ones_are_refused() {
+        let budget = |b: &str| {
+            ws(&MINIMAL.replace(
+                "{owner: alice}",
+                &format!("{{owner: alice, claude: {{budget: {b}}}}}"),
+            ))
+        };
+        let d = WorkspaceDefaults::default();
+        let pod = desired(&budget("{usd: 2.5, period: 1h}"), &d, "tok")
+            .pod
+            .unwrap();
+        let env = pod.spec.unwrap().containers[0].env.clone().unwrap();
+        let val = |n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(val("DISPATCH_CLAUDE_BUDGET_USD").as_deref(), Some("2.5"));
+        assert_eq!(
+            val("DISPATCH_CLAUDE_BUDGET_PERIOD").as_deref(),
+            Some("3600")
+        );
+        let pod = desired(&budget("{usd: 1}"), &d, "tok").pod.unwrap();
+        let env = pod.spec.unwrap().containers[0].env.clone().unwrap();
+        assert!(
+            env.iter().any(|e| e.name == "DISPATCH_CLAUDE_BUDGET_PERIOD"
+                && e.value.as_deref() == Some("86400"))
+        );
+        for bad in [
+            "{usd: -1}",
+            "{usd: 1, period: 10s}",
+            "{usd: 1, period: nonsense}",
+            "{usd: 1, period: 9000h}",
+        ] {
+            assert_eq!(
+                validate(&budget(bad)).unwrap_err().reason,
+                "InvalidBudget",
+                "{bad}"
+            );
+        }
+        assert!(validate(&budget("{usd: 0, period: 1m}")).is_ok());
     }
 
     #[test]

@@ -10,8 +10,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-/// Longest `/activity` body read (the real one is under 200 bytes).
-const MAX_BODY: usize = 64 * 1024;
+/// Longest agent body read (`/activity` is under 200 bytes; `/claude/status`
+/// lists at most 100 requests, whose inputs may be long).
+const MAX_BODY: usize = 4 << 20;
 
 /// What to do about an idle-timed workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +86,19 @@ pub enum ActivityError {
 impl ActivityClient {
     /// `GET <endpoint>/activity` with the bearer token.
     pub async fn fetch(&self, endpoint: &str, token: &str) -> Result<Activity, ActivityError> {
-        let uri: hyper::Uri = format!("{}/activity", endpoint.trim_end_matches('/'))
+        self.get_json(endpoint, token, "/activity", Duration::from_secs(5))
+            .await
+    }
+
+    /// `GET <endpoint><path>` with the bearer token: its JSON body, within `timeout`.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        token: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<T, ActivityError> {
+        let uri: hyper::Uri = format!("{}{path}", endpoint.trim_end_matches('/'))
             .parse()
             .map_err(|_| ActivityError::Endpoint(endpoint.into()))?;
         let req = hyper::Request::get(uri)
@@ -108,7 +121,7 @@ impl ActivityClient {
                 .to_bytes();
             serde_json::from_slice(&body).map_err(|e| ActivityError::Body(e.to_string()))
         };
-        tokio::time::timeout(Duration::from_secs(5), call)
+        tokio::time::timeout(timeout, call)
             .await
             .map_err(|_| ActivityError::Timeout)?
     }

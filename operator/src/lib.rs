@@ -7,6 +7,8 @@
 
 pub mod applier;
 pub mod children;
+pub mod claude_status;
+pub mod claude_watch;
 pub mod config;
 pub mod context;
 pub mod controller;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use dispatch_api::crd::WorkspacePhase;
+use dispatch_api::crd::{ClaudeState, ClaudeWorkspaceStatus, WorkspacePhase};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,6 +22,26 @@ pub struct Metrics {
     duration: Histogram,
     by_phase: Family<Labels, Gauge>,
     phases: Mutex<HashMap<String, WorkspacePhase>>,
+    claude_by_state: Family<Labels, Gauge>,
+    claude_pending: Family<Labels, Gauge>,
+    claude_sessions: Family<Labels, Gauge>,
+    claude_cost: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    claude_states: Mutex<HashMap<String, ClaudeState>>,
+}
+
+/// Claude's states, for metrics.
+const CLAUDE_STATES: [ClaudeState; 3] = [
+    ClaudeState::Idle,
+    ClaudeState::Working,
+    ClaudeState::AwaitingApproval,
+];
+
+fn claude_state_name(s: ClaudeState) -> &'static str {
+    match s {
+        ClaudeState::Idle => "Idle",
+        ClaudeState::Working => "Working",
+        ClaudeState::AwaitingApproval => "AwaitingApproval",
+    }
 }
 
 impl Default for Metrics {
@@ -48,6 +68,35 @@ impl Default for Metrics {
                 .get_or_create(&vec![("phase", p.as_str().to_string())])
                 .set(0);
         }
+        let claude_by_state = Family::<Labels, Gauge>::default();
+        registry.register(
+            "claude_workspaces",
+            "Running workspaces by Claude's state",
+            claude_by_state.clone(),
+        );
+        for s in CLAUDE_STATES {
+            claude_by_state
+                .get_or_create(&vec![("state", claude_state_name(s).to_string())])
+                .set(0);
+        }
+        let claude_pending = Family::<Labels, Gauge>::default();
+        registry.register(
+            "claude_pending_approvals",
+            "Claude permission requests waiting for a person, per workspace",
+            claude_pending.clone(),
+        );
+        let claude_sessions = Family::<Labels, Gauge>::default();
+        registry.register(
+            "claude_sessions_running",
+            "Claude sessions running, per workspace",
+            claude_sessions.clone(),
+        );
+        let claude_cost = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "claude_cost_usd",
+            "What the CLI reported Claude cost in the running agent, per workspace",
+            claude_cost.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -55,6 +104,11 @@ impl Default for Metrics {
             duration,
             by_phase,
             phases: Mutex::default(),
+            claude_by_state,
+            claude_pending,
+            claude_sessions,
+            claude_cost,
+            claude_states: Mutex::default(),
         }
     }
 }
@@ -95,6 +149,40 @@ impl Metrics {
         }
     }
 
+    /// Records Claude's state in workspace `key`; `None` when its agent stopped.
+    pub fn set_claude(&self, key: &str, claude: Option<&ClaudeWorkspaceStatus>) {
+        let labels = vec![("workspace", key.to_string())];
+        match claude {
+            Some(c) => {
+                self.claude_pending
+                    .get_or_create(&labels)
+                    .set(i64::from(c.pending_approvals));
+                self.claude_sessions
+                    .get_or_create(&labels)
+                    .set(i64::from(c.sessions_running));
+                self.claude_cost.get_or_create(&labels).set(c.cost_usd);
+            }
+            None => {
+                self.claude_pending.remove(&labels);
+                self.claude_sessions.remove(&labels);
+                self.claude_cost.remove(&labels);
+            }
+        }
+        let Ok(mut states) = self.claude_states.lock() else {
+            return;
+        };
+        match claude.and_then(|c| c.state) {
+            Some(s) => states.insert(key.to_string(), s),
+            None => states.remove(key),
+        };
+        for s in CLAUDE_STATES {
+            let n = states.values().filter(|v| **v == s).count();
+            self.claude_by_state
+                .get_or_create(&vec![("state", claude_state_name(s).to_string())])
+                .set(n as i64);
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -107,6 +195,39 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claude_gauges_follow_and_are_forgotten() {
+        let m = Metrics::default();
+        let c = ClaudeWorkspaceStatus {
+            state: Some(ClaudeState::AwaitingApproval),
+            pending_approvals: 2,
+            sessions_running: 1,
+            cost_usd: 0.5,
+            ..Default::default()
+        };
+        m.set_claude("a/x", Some(&c));
+        let text = m.render();
+        assert!(
+            text.contains("dispatch_operator_claude_pending_approvals{workspace=\"a/x\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dispatch_operator_claude_workspaces{state=\"AwaitingApproval\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dispatch_operator_claude_cost_usd{workspace=\"a/x\"} 0.5"),
+            "{text}"
+        );
+        m.set_claude("a/x", None);
+        let text = m.render();
+        assert!(!text.contains("workspace=\"a/x\""), "{text}");
+        assert!(
+            text.contains("dispatch_operator_claude_workspaces{state=\"AwaitingApproval\"} 0"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn phases_are_counted_and_forgotten() {

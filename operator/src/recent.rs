@@ -53,10 +53,14 @@ fn digest(s: &str) -> u64 {
 const STATUS_HISTORY: usize = 4;
 
 /// A digest of a status as it reads back from the apiserver.
+/// `claude` is left out: the Claude watcher writes it apart from the
+/// reconcile, and a change there is no reason to reconcile.
 pub fn status_digest(status: &WorkspaceStatus) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    serde_json::to_vec(status).unwrap_or_default().hash(&mut h);
+    let mut s = status.clone();
+    s.claude = None;
+    serde_json::to_vec(&s).unwrap_or_default().hash(&mut h);
     h.finish()
 }
 

@@ -132,6 +132,13 @@ pub fn compute(
             .volume
             .cloned()
             .or_else(|| previous.and_then(|s| s.volume.clone())),
+        // Claude's state is the Claude watcher's to write while the agent
+        // runs (claude_watch.rs); once it stops, there is none.
+        claude: if phase == WorkspacePhase::Running {
+            previous.and_then(|s| s.claude.clone())
+        } else {
+            None
+        },
     }
 }
 
@@ -260,8 +267,13 @@ fn pod_wait_reason(pod: &Pod) -> String {
 /// Whether two statuses differ in anything but condition timestamps (so an
 /// unchanged status is not written again).
 pub fn differs(a: &WorkspaceStatus, b: &WorkspaceStatus) -> bool {
+    let running = b.phase == Some(WorkspacePhase::Running);
     let strip = |s: &WorkspaceStatus| {
         let mut s = s.clone();
+        if running {
+            // Not the reconcile's to write while running (see merge_patch).
+            s.claude = None;
+        }
         for c in &mut s.conditions {
             c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
         }
@@ -287,6 +299,11 @@ pub fn merge_patch(next: &WorkspaceStatus) -> serde_json::Value {
         for f in FIELDS.iter() {
             obj.entry(f.clone()).or_insert(serde_json::Value::Null);
         }
+        // While the agent runs, `claude` is the Claude watcher's: a reconcile
+        // working from a cache that lags its last write must not undo it.
+        if next.phase == Some(WorkspacePhase::Running) {
+            obj.remove("claude");
+        }
     }
     serde_json::json!({ "status": status })
 }
@@ -294,6 +311,42 @@ pub fn merge_patch(next: &WorkspaceStatus) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claude_is_the_watchers_while_running_and_goes_when_it_stops() {
+        let claude = dispatch_api::crd::ClaudeWorkspaceStatus {
+            state: Some(dispatch_api::crd::ClaudeState::AwaitingApproval),
+            pending_approvals: 1,
+            ..Default::default()
+        };
+        let running = WorkspaceStatus {
+            phase: Some(WorkspacePhase::Running),
+            claude: Some(claude.clone()),
+            ..Default::default()
+        };
+        // A reconcile never writes it while running, even from a stale cache.
+        assert!(merge_patch(&running)["status"].get("claude").is_none());
+        let older = WorkspaceStatus {
+            claude: None,
+            ..running.clone()
+        };
+        assert!(!differs(&running, &older));
+        // Once stopped, it is cleared.
+        let suspended = WorkspaceStatus {
+            phase: Some(WorkspacePhase::Suspended),
+            ..Default::default()
+        };
+        assert_eq!(
+            merge_patch(&suspended)["status"]["claude"],
+            serde_json::Value::Null
+        );
+        assert!(differs(&running, &suspended));
+        // And the status digest (what marks a write as the operator's own) ignores it.
+        assert_eq!(
+            crate::recent::status_digest(&running),
+            crate::recent::status_digest(&older)
+        );
+    }
 
     #[test]
     fn merge_patch_clears_every_field_that_is_gone() {

@@ -59,6 +59,13 @@ impl Error {
     }
 }
 
+/// The agent's token as the operator knows it (its Secret in the cache, or
+/// just written), once settled.
+pub fn agent_token(ws: &Workspace, ctx: &Context) -> Option<String> {
+    let t = apply::token(ws, ctx);
+    t.settled.then_some(t.value)
+}
+
 /// Runs the pipeline for one Workspace.
 pub async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
