@@ -1,5 +1,6 @@
 // @vitest-environment jsdom
 // markdown.ts (highlight.js's setup) loads DOMPurify, which needs a DOM.
+import { structuredPatch } from "diff";
 import { describe, expect, it } from "vitest";
 import { diffTexts, lineWords, parseUnified, wordSegments } from "../src/lib/review/diff";
 import { highlightLines, languageFor, markChanged, splitHtmlLines } from "../src/lib/review/highlight";
@@ -44,6 +45,49 @@ describe("diffs of two texts", () => {
     const gone = diffTexts("n.txt", "one\n", null);
     expect(gone.status).toBe("deleted");
     expect(gone.removed).toBe(1);
+  });
+
+  it("gives hunks that rebuild the new text, with as few changed lines as jsdiff finds", () => {
+    // A small deterministic generator: the same cases every run.
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    for (let round = 0; round < 200; round++) {
+      const a = Array.from({ length: rand(40) }, () => `l${rand(8)}`);
+      const b = [...a];
+      for (let e = rand(6); e > 0; e--) {
+        const at = rand(b.length + 1);
+        if (rand(2) === 0) b.splice(at, 1);
+        else b.splice(at, 0, `n${rand(8)}`);
+      }
+      const text = (ls: string[]) => (ls.length ? ls.join("\n") + "\n" : "");
+      const d = diffTexts("f", text(a), text(b));
+      // Apply the hunks to the old lines.
+      const out: string[] = [];
+      let next = 1;
+      for (const h of d.hunks) {
+        const first = h.lines.find((l) => l.oldNo !== undefined)?.oldNo ?? h.oldStart + 1;
+        while (next < first) out.push(a[next++ - 1]);
+        for (const l of h.lines) {
+          if (l.kind !== "add") expect(l.text).toBe(a[l.oldNo! - 1]);
+          if (l.kind !== "del") out.push(l.text);
+          if (l.kind !== "add") next = l.oldNo! + 1;
+          if (l.kind !== "del") expect(l.text).toBe(b[l.newNo! - 1]);
+        }
+      }
+      while (next <= a.length) out.push(a[next++ - 1]);
+      expect(out, `round ${round}`).toEqual(b);
+      const p = structuredPatch("f", "f", text(a), text(b), undefined, undefined, { context: 3 });
+      const changed = p.hunks.flatMap((h) => h.lines).filter((l) => l[0] === "+" || l[0] === "-").length;
+      expect(d.added + d.removed, `round ${round}`).toBe(changed);
+    }
+  });
+
+  it("shows a change of the final newline alone", () => {
+    const d = diffTexts("f", "a\nb", "a\nb\n");
+    expect(d.hunks.length).toBeGreaterThan(0);
   });
 
   it("keeps a rewritten line plain (no word marks when little is shared)", () => {
