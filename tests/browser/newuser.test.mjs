@@ -48,7 +48,7 @@ describe("a new user's terminal", () => {
     ctx = await browser.newContext({ viewport: { width: 1200, height: 760 } });
     page = await ctx.newPage();
     page.on("console", (m) => {
-      if (m.type() === "error") consoleErrors.push(m.text());
+      if (m.type() === "error") consoleErrors.push(`${m.text()} ${m.location()?.url ?? ""}`);
     });
     page.on("pageerror", (e) => consoleErrors.push(String(e)));
     await login(page);
@@ -254,7 +254,10 @@ describe("a new user's terminal", () => {
     await waitForLine(p, id, /^2$/, "the word count through the pipe");
     await waitForLine(p, id, /^home=\/.*\/$/, "the home directory from ~/");
     // Alt, PgUp and PgDn reach the program as their escape sequences
-    await typeLine(p, "cat -v");
+    // Keys sent while the shell still reads the line would go to readline, not
+    // cat: the marker's output means bash has read the line and runs it.
+    await typeLine(p, `echo cat-${tag}; cat -v`);
+    await waitForLine(p, id, new RegExp(`^cat-${tag}$`), "cat -v to start");
     await bar.getByRole("button", { name: /^Alt/ }).tap();
     assert.equal(await bar.getByRole("button", { name: /^Alt/ }).getAttribute("aria-pressed"), "true");
     await p.keyboard.type("x");
