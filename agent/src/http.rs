@@ -20,12 +20,14 @@ pub fn router(state: Arc<Agent>) -> std::io::Result<Router> {
         &state.root,
         state.config.files.clone(),
     )?);
-    let turns = Arc::new(crate::turns::start_recorder(&files));
+    let git = Arc::new(crate::git::open(&state.root, &state.config.files));
+    let turns = Arc::new(crate::turns::start_recorder(&files, &git));
     crate::turns::install(turns.clone());
     let protected = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/sessions", get(sessions))
         .route("/activity", get(activity))
+        .merge(crate::git::routes::router(git))
         .merge(crate::files::routes::router(files))
         .merge(crate::turns::routes::router(turns))
         .route("/claude/status", get(crate::claude_routes::status))

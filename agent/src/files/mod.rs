@@ -19,9 +19,6 @@ pub mod version;
 pub mod walk;
 
 use std::path::Path;
-use std::time::Duration;
-
-use crate::git::run::Git;
 
 /// Limits of the files and git routes (flags of the agent).
 #[derive(Debug, Clone, clap::Args)]
@@ -48,24 +45,17 @@ pub struct FilesLimits {
     pub max_git_output_bytes: u64,
 }
 
-/// What the files and git routes share.
+/// What the files routes share.
 pub struct Files {
     pub root: std::sync::Arc<confine::Root>,
-    pub git: Git,
     pub limits: FilesLimits,
 }
 
 impl Files {
     /// `root` is the canonical workspace root.
     pub fn open(root: &Path, limits: FilesLimits) -> std::io::Result<Files> {
-        crate::git::ignore_agent_state(root);
         Ok(Files {
             root: std::sync::Arc::new(confine::Root::open(root)?),
-            git: Git::new(
-                root,
-                Duration::from_secs(limits.git_timeout),
-                limits.max_git_output_bytes as usize,
-            ),
             limits,
         })
     }

@@ -26,7 +26,6 @@ pub fn router<S: Clone + Send + Sync + 'static>(files: Arc<Files>) -> Router<S> 
         .route("/files/move", post(rename))
         .route("/files", delete(remove))
         .route("/files/archive", get(download_dir))
-        .merge(crate::git::routes::router())
         .with_state(files)
 }
 

@@ -7,6 +7,17 @@ pub mod routes;
 pub mod run;
 pub mod status;
 
+/// The workspace's git, within the agent's limits; the agent's state
+/// directory kept out of it.
+pub fn open(root: &std::path::Path, limits: &crate::files::FilesLimits) -> run::Git {
+    ignore_agent_state(root);
+    run::Git::new(
+        root,
+        std::time::Duration::from_secs(limits.git_timeout),
+        limits.max_git_output_bytes as usize,
+    )
+}
+
 /// Keeps the agent's state directory out of git: a `.gitignore` inside it
 /// that ignores everything there (itself too), so that `git add -A` never
 /// takes the agent's database or Claude's credentials, and the user's own

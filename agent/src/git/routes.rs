@@ -12,12 +12,12 @@ use dispatch_api::files::{GitCheckout, GitCommitDone, GitCommitRequest, GitPaths
 use serde::Deserialize;
 
 use super::ops;
-use crate::files::Files;
+use super::run::Git;
 use crate::files::error::FsError;
 use crate::files::relpath::RelPath;
 use crate::files::routes::{flag, json, query};
 
-pub fn router() -> Router<Arc<Files>> {
+pub fn router<S: Clone + Send + Sync + 'static>(git: Arc<Git>) -> Router<S> {
     Router::new()
         .route("/git/status", get(status))
         .route("/git/init", post(init))
@@ -29,6 +29,7 @@ pub fn router() -> Router<Arc<Files>> {
         .route("/git/checkout", post(checkout))
         .route("/git/log", get(log))
         .route("/git/show", get(show))
+        .with_state(git)
 }
 
 /// A diff as text; `X-Dispatch-Truncated: 1` when it was cut at the bound.
@@ -43,12 +44,12 @@ fn text(body: Vec<u8>, truncated: bool) -> Response {
     resp
 }
 
-async fn status(State(f): State<Arc<Files>>) -> Result<Response, FsError> {
-    Ok(axum::Json(ops::status(&f.git).await?).into_response())
+async fn status(State(git): State<Arc<Git>>) -> Result<Response, FsError> {
+    Ok(axum::Json(ops::status(&git).await?).into_response())
 }
 
-async fn init(State(f): State<Arc<Files>>) -> Result<StatusCode, FsError> {
-    ops::init(&f.git).await?;
+async fn init(State(git): State<Arc<Git>>) -> Result<StatusCode, FsError> {
+    ops::init(&git).await?;
     tracing::info!("git repository made");
     Ok(StatusCode::CREATED)
 }
@@ -60,36 +61,36 @@ struct DiffQuery {
 }
 
 async fn diff(
-    State(f): State<Arc<Files>>,
+    State(git): State<Arc<Git>>,
     q: Result<Query<DiffQuery>, QueryRejection>,
 ) -> Result<Response, FsError> {
     let q = query(q)?;
     let path = q.path.as_deref().map(RelPath::parse).transpose()?;
-    let (body, truncated) = ops::diff(&f.git, flag(&q.staged), path.as_ref()).await?;
+    let (body, truncated) = ops::diff(&git, flag(&q.staged), path.as_ref()).await?;
     Ok(text(body, truncated))
 }
 
 async fn stage(
-    State(f): State<Arc<Files>>,
+    State(git): State<Arc<Git>>,
     j: Result<axum::Json<GitPaths>, JsonRejection>,
 ) -> Result<StatusCode, FsError> {
-    ops::stage(&f.git, &json(j)?.paths).await?;
+    ops::stage(&git, &json(j)?.paths).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn unstage(
-    State(f): State<Arc<Files>>,
+    State(git): State<Arc<Git>>,
     j: Result<axum::Json<GitPaths>, JsonRejection>,
 ) -> Result<StatusCode, FsError> {
-    ops::unstage(&f.git, &json(j)?.paths).await?;
+    ops::unstage(&git, &json(j)?.paths).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn commit(
-    State(f): State<Arc<Files>>,
+    State(git): State<Arc<Git>>,
     j: Result<axum::Json<GitCommitRequest>, JsonRejection>,
 ) -> Result<Response, FsError> {
-    let sha = ops::commit(&f.git, &json(j)?.message).await?;
+    let sha = ops::commit(&git, &json(j)?.message).await?;
     tracing::info!(commit = %sha, "committed");
     Ok((
         StatusCode::CREATED,
@@ -98,15 +99,15 @@ async fn commit(
         .into_response())
 }
 
-async fn branches(State(f): State<Arc<Files>>) -> Result<Response, FsError> {
-    Ok(axum::Json(ops::branches(&f.git).await?).into_response())
+async fn branches(State(git): State<Arc<Git>>) -> Result<Response, FsError> {
+    Ok(axum::Json(ops::branches(&git).await?).into_response())
 }
 
 async fn checkout(
-    State(f): State<Arc<Files>>,
+    State(git): State<Arc<Git>>,
     j: Result<axum::Json<GitCheckout>, JsonRejection>,
 ) -> Result<StatusCode, FsError> {
-    ops::checkout(&f.git, &json(j)?.branch).await?;
+    ops::checkout(&git, &json(j)?.branch).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -116,11 +117,11 @@ struct LogQuery {
 }
 
 async fn log(
-    State(f): State<Arc<Files>>,
+    State(git): State<Arc<Git>>,
     q: Result<Query<LogQuery>, QueryRejection>,
 ) -> Result<Response, FsError> {
     let limit = query(q)?.limit.unwrap_or(50);
-    Ok(axum::Json(ops::log(&f.git, limit).await?).into_response())
+    Ok(axum::Json(ops::log(&git, limit).await?).into_response())
 }
 
 #[derive(Deserialize)]
@@ -129,9 +130,9 @@ struct ShowQuery {
 }
 
 async fn show(
-    State(f): State<Arc<Files>>,
+    State(git): State<Arc<Git>>,
     q: Result<Query<ShowQuery>, QueryRejection>,
 ) -> Result<Response, FsError> {
-    let (body, truncated) = ops::show(&f.git, &query(q)?.sha).await?;
+    let (body, truncated) = ops::show(&git, &query(q)?.sha).await?;
     Ok(text(body, truncated))
 }

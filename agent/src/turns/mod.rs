@@ -22,13 +22,15 @@ static RECORDER: OnceLock<Arc<recorder::Recorder>> = OnceLock::new();
 
 /// The recorder of this workspace, its private repository in
 /// `.dispatch/turns.git`.
-pub fn start_recorder(files: &crate::files::Files) -> recorder::Recorder {
-    let root = files.git.root();
+pub fn start_recorder(
+    files: &crate::files::Files,
+    git: &crate::git::run::Git,
+) -> recorder::Recorder {
+    let root = git.root();
     let git_dir = root
         .join(crate::files::relpath::AGENT_STATE_DIR)
         .join("turns.git");
-    let git =
-        crate::git::run::Git::private(root, &git_dir, files.git.timeout, files.git.max_output);
+    let git = crate::git::run::Git::private(root, &git_dir, git.timeout, git.max_output);
     recorder::Recorder::start(snapshot::Snapshots::new(git, &git_dir), files.root.clone())
 }
 
