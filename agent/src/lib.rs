@@ -45,15 +45,13 @@ pub mod turns;
 pub mod workspace_identity;
 pub mod ws;
 
-use std::io::Write;
-
 pub use agent::Agent;
 pub use config::Config;
 
 /// Binds, announces the address on stdout, and serves until SIGTERM or
 /// SIGINT; then stops the sessions and returns.
 pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
-    let stop = shutdown_signal();
+    let stop = dispatch_process::shutdown_signal();
     let inherited = config.listen_fd.map(inherited_listener).transpose()?;
     let state = Agent::open(config, token)?;
     let listener = match inherited {
@@ -65,9 +63,7 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
         // The holder announces the address, once, for all its agents.
         holder.ready();
     } else {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "DISPATCH_AGENT_LISTENING {addr}")?;
-        out.flush()?;
+        dispatch_process::announce(&[&format!("DISPATCH_AGENT_LISTENING {addr}")])?;
     }
     tracing::info!(%addr, workspace = %state.root.display(), "agent listening");
     let app = http::router(state.clone())?;
@@ -122,24 +118,4 @@ fn inherited_listener(fd: i32) -> anyhow::Result<std::net::TcpListener> {
 /// stayed unwritable for seconds, so it is not set.)
 fn tune_socket(tcp: &mut tokio::net::TcpStream) {
     let _ = tcp.set_nodelay(true);
-}
-
-/// Listens for SIGTERM and SIGINT from the moment it is called (before the
-/// address is announced, so that a stop sent right after is never fatal);
-/// the future resolves at the first.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let signals = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    );
-    async move {
-        let (Ok(mut term), Ok(mut int)) = signals else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-    }
 }

@@ -2,20 +2,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dispatch_agent::{Config, auth::Token};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // A log line that cannot be written is dropped. Reporting the failure
-        // goes through eprintln!, which panics when stderr is gone (a killed
-        // gateway's end of the pipe): that panic killed the holder's signal
-        // thread before it stopped its agent.
-        .log_internal_errors(false)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    dispatch_process::init_logs(false);
     let config = Config::parse();
     if config.hold {
         // The agent gets the same arguments (and environment), without --hold.

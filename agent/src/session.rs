@@ -193,11 +193,7 @@ impl Services {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use dispatch_process::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -97,22 +97,6 @@ async fn metrics(State(st): State<AppState>) -> impl axum::response::IntoRespons
     )
 }
 
-#[cfg(unix)]
-async fn signalled() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
 fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -224,7 +208,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let app = router(st);
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        signalled().await;
+        dispatch_process::shutdown_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
@@ -315,11 +299,10 @@ fn start_push(
 
 /// The lines the contracts promise on stdout.
 fn announce(addr: SocketAddr, key: Option<String>) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "DISPATCH_GATEWAY_LISTENING http://{addr}");
+    let mut lines = vec![format!("DISPATCH_GATEWAY_LISTENING http://{addr}")];
     if let Some(key) = key {
-        let _ = writeln!(out, "Open http://{addr}/login?key={key}");
+        lines.push(format!("Open http://{addr}/login?key={key}"));
     }
-    let _ = out.flush();
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let _ = dispatch_process::announce(&lines);
 }

@@ -10,7 +10,6 @@ use dispatch_operator::metrics::Metrics;
 use dispatch_operator::{controller, http};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     // Before the runtime's threads exist, so that none has an arena of its own yet.
@@ -23,19 +22,11 @@ fn main() -> anyhow::Result<()> {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.log_json {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
+    dispatch_process::init_logs(cli.log_json);
 
     let metrics = Arc::new(Metrics::default());
     let bound = http::serve(cli.listen, metrics.clone()).await?;
-    println!("DISPATCH_OPERATOR_LISTENING {bound}");
+    dispatch_process::announce(&[&format!("DISPATCH_OPERATOR_LISTENING {bound}")])?;
 
     let client = Client::try_default().await?;
     let identity = cli.leader.identity.clone().unwrap_or_else(|| {
@@ -63,17 +54,7 @@ async fn run() -> anyhow::Result<()> {
         tracing::info!(identity = e.identity(), "leading");
     }
 
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-    };
+    let shutdown = dispatch_process::shutdown_signal();
     let settings = controller::Settings {
         namespace: cli.namespace.clone(),
         defaults: cli.workspace.clone(),

@@ -352,9 +352,8 @@ fn serve_agent(shared: &Shared, sock: &OwnedFd, addr: std::net::SocketAddr) {
             (ToHolder::Ready, _) => {
                 lock(&shared.state).ready = true;
                 if !ANNOUNCED.swap(true, Ordering::AcqRel) {
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "DISPATCH_AGENT_LISTENING {addr}");
-                    let _ = out.flush();
+                    let _ =
+                        dispatch_process::announce(&[&format!("DISPATCH_AGENT_LISTENING {addr}")]);
                 }
             }
         }

@@ -50,12 +50,7 @@ pub enum AuthFailure {
     RateLimited(Duration),
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use dispatch_process::now_ms;
 
 /// Tells other gateway replicas about a logout (token id, expiry in Unix ms).
 pub type RevocationSink = Arc<
