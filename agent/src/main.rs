@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     ) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("dispatch-agent: {e}");
+            dispatch_process::say(format_args!("dispatch-agent: {e}"));
             return ExitCode::from(2);
         }
     };
@@ -30,14 +30,14 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("dispatch-agent: starting the runtime: {e}");
+            dispatch_process::say(format_args!("dispatch-agent: starting the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(dispatch_agent::run(config, token)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dispatch-agent: {e:#}");
+            dispatch_process::say(format_args!("dispatch-agent: {e:#}"));
             ExitCode::FAILURE
         }
     }

@@ -8,7 +8,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("dispatch-gateway: {e:#}");
+            dispatch_process::say(format_args!("dispatch-gateway: {e:#}"));
             std::process::ExitCode::FAILURE
         }
     }

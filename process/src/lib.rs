@@ -59,6 +59,13 @@ pub fn announce(lines: &[&str]) -> std::io::Result<()> {
     out.flush()
 }
 
+/// A line on stderr for whoever started the process (its reason to exit,
+/// say). Never panics, unlike `eprintln!`, when stderr is gone, as it is once
+/// a killed parent's end of the pipe closed.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// Unix time in milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,11 +79,7 @@ fn signals() -> SigSet {
 
 extern "C" fn ignore(_: libc::c_int) {}
 
-/// A line on stderr for the starter; never panics (unlike eprintln!) when
-/// stderr is gone, as it is once a killed gateway's end of the pipe closed.
-fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
+use dispatch_process::say;
 
 fn hold(listen: std::net::SocketAddr, agent_args: Vec<OsString>) -> anyhow::Result<ExitCode> {
     // SIGTERM and SIGINT are taken by one thread with sigwait; children get
