@@ -30,6 +30,11 @@ pub struct Agent {
     pub sessions: Sessions,
     pub limits: Limits,
     pub claude: Arc<crate::claude::ClaudeHost>,
+    /// The workspace's files, its git, and each Claude turn's changes (the
+    /// REST routes beside the WebSocket).
+    pub files: Arc<crate::files::Files>,
+    pub git: Arc<crate::git::run::Git>,
+    pub turns: Arc<crate::turns::recorder::Recorder>,
     /// What the terminal sessions share: screen worker, holder link.
     pub terminals: Arc<Terminals>,
     /// Set when the agent is shutting down; connections close.
@@ -80,6 +85,9 @@ impl Agent {
             retention_bytes: config.retention_bytes,
             input_rate: config.input_rate,
         };
+        let files = Arc::new(crate::files::Files::open(&root, config.files.clone())?);
+        let git = Arc::new(crate::git::open(&root, &config.files));
+        let turns = Arc::new(crate::turns::start_recorder(&files, &git));
         let claude = crate::claude::ClaudeHost::new(
             &config.claude_bin,
             crate::claude::Workspace {
@@ -94,6 +102,7 @@ impl Agent {
                         usd,
                         period_secs: config.claude_budget_period,
                     }),
+                turns: Some(turns.clone()),
             },
             Duration::from_secs(config.claude_permission_timeout),
             crate::claude::SessionDefaults {
@@ -134,6 +143,9 @@ impl Agent {
             sessions,
             limits,
             claude,
+            files,
+            git,
+            turns,
             terminals,
             shutdown,
             connection_slots: Arc::new(tokio::sync::Semaphore::new(

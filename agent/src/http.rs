@@ -15,33 +15,26 @@ use dispatch_api::rest::ApiError;
 
 use crate::agent::Agent;
 
-pub fn router(state: Arc<Agent>) -> std::io::Result<Router> {
-    let files = Arc::new(crate::files::Files::open(
-        &state.root,
-        state.config.files.clone(),
-    )?);
-    let git = Arc::new(crate::git::open(&state.root, &state.config.files));
-    let turns = Arc::new(crate::turns::start_recorder(&files, &git));
-    crate::turns::install(turns.clone());
+pub fn router(state: Arc<Agent>) -> Router {
     let protected = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/sessions", get(sessions))
         .route("/activity", get(activity))
-        .merge(crate::git::routes::router(git))
-        .merge(crate::files::routes::router(files))
-        .merge(crate::turns::routes::router(turns))
+        .merge(crate::git::routes::router(state.git.clone()))
+        .merge(crate::files::routes::router(state.files.clone()))
+        .merge(crate::turns::routes::router(state.turns.clone()))
         .route("/claude/status", get(crate::claude_routes::status))
         .route(
             "/claude/sessions/{id}/permissions/{request_id}",
             axum::routing::post(crate::claude_routes::answer),
         )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Ok(Router::new()
+    Router::new()
         .merge(protected)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state))
+        .with_state(state)
 }
 
 async fn require_token(State(state): State<Arc<Agent>>, req: Request, next: Next) -> Response {

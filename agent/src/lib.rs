@@ -66,7 +66,7 @@ pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
         dispatch_process::announce(&[&format!("DISPATCH_AGENT_LISTENING {addr}")])?;
     }
     tracing::info!(%addr, workspace = %state.root.display(), "agent listening");
-    let app = http::router(state.clone())?;
+    let app = http::router(state.clone());
     let st = state.clone();
     let listener = axum::serve::ListenerExt::tap_io(listener, tune_socket);
     axum::serve(listener, app)

@@ -123,6 +123,8 @@ pub struct ClaudeHost {
     mem_cap: usize,
     retention: u64,
     budget: Arc<budget::Budget>,
+    /// Records each turn's changes (none in tests that need no record).
+    turns: Option<Arc<crate::turns::recorder::Recorder>>,
 }
 
 /// Where Claude sessions run and what they may keep.
@@ -135,6 +137,7 @@ pub struct Workspace {
     pub mem_cap: usize,
     pub retention: u64,
     pub budget: Option<budget::Limit>,
+    pub turns: Option<Arc<crate::turns::recorder::Recorder>>,
 }
 
 /// Model and permission mode for sessions that do not name them.
@@ -163,6 +166,7 @@ impl ClaudeHost {
             services: workspace.services,
             mem_cap: workspace.mem_cap,
             retention: workspace.retention,
+            turns: workspace.turns,
             permission_timeout,
             defaults,
             // SAFETY: geteuid has no preconditions and cannot fail.
@@ -324,7 +328,9 @@ pub async fn handle<E: AsClaude>(
             let session = find(registry, &id)?;
             if !input.trim().is_empty() {
                 // The workspace as it was, before the CLI reads the turn.
-                crate::turns::turn_started(id.as_str()).await;
+                if let Some(turns) = &host.turns {
+                    turns.turn_started(id.as_str()).await;
+                }
             }
             session.send_input(&input)?;
             Ok(vec![])
@@ -520,6 +526,7 @@ async fn start<E: AsClaude>(
         retention: host.retention,
         permission_timeout: host.permission_timeout,
         budget: host.budget.clone(),
+        turns: host.turns.clone(),
     };
     let session = ClaudeSession::start(host.services.clone(), id.clone(), spec).map_err(|e| {
         host.services.metrics.error(ErrorCode::SpawnFailed);

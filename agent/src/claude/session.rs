@@ -73,6 +73,8 @@ pub struct ClaudeSession {
     interrupts: AtomicU64,
     /// The workspace's cost budget (none for sessions of an earlier run).
     budget: Option<Arc<super::budget::Budget>>,
+    /// Told where each turn begins and ends (none for sessions of an earlier run).
+    turns: Option<Arc<crate::turns::recorder::Recorder>>,
 }
 
 /// What a new session needs beyond the launch itself.
@@ -86,6 +88,7 @@ pub struct StartSpec {
     pub retention: u64,
     pub permission_timeout: Duration,
     pub budget: Arc<super::budget::Budget>,
+    pub turns: Option<Arc<crate::turns::recorder::Recorder>>,
 }
 
 fn resolved_event(r: &Resolved) -> Value {
@@ -163,6 +166,7 @@ impl ClaudeSession {
             timer_wake: Notify::new(),
             interrupts: AtomicU64::new(0),
             budget: Some(spec.budget.clone()),
+            turns: spec.turns.clone(),
         });
 
         let row = SessionRow {
@@ -266,6 +270,7 @@ impl ClaudeSession {
             timer_wake: Notify::new(),
             interrupts: AtomicU64::new(0),
             budget: None,
+            turns: None,
         }))
     }
 
@@ -479,7 +484,9 @@ impl ClaudeSession {
             }
             "result" => {
                 self.turn_running.store(false, Ordering::Relaxed);
-                crate::turns::turn_ended(self.id.as_str());
+                if let Some(turns) = &self.turns {
+                    turns.turn_ended(self.id.as_str());
+                }
             }
             "system" if ev.subtype.as_deref() == Some("init") => {
                 if let Some(cid) = ev.session_id.clone() {

@@ -7,18 +7,13 @@
 //! NotebookEdit tools, not what its Bash tool changes, and a turn here must
 //! show and undo both.
 //!
-//! The hook into the Claude sessions is two calls, [`turn_started`] (awaited
-//! before the user's message is handed to the CLI) and [`turn_ended`] (at its
-//! `result`), reaching the recorder the agent installed at start. A process
-//! serves one workspace, so one recorder.
+//! The Claude sessions hold the workspace's recorder and make two calls,
+//! `turn_started` (awaited before the user's message is handed to the CLI)
+//! and `turn_ended` (at its `result`).
 
 pub mod recorder;
 pub mod routes;
 pub mod snapshot;
-
-use std::sync::{Arc, OnceLock};
-
-static RECORDER: OnceLock<Arc<recorder::Recorder>> = OnceLock::new();
 
 /// The recorder of this workspace, its private repository in
 /// `.dispatch/turns.git`.
@@ -32,22 +27,4 @@ pub fn start_recorder(
         .join("turns.git");
     let git = crate::git::run::Git::private(root, &git_dir, git.timeout, git.max_output);
     recorder::Recorder::start(snapshot::Snapshots::new(git, &git_dir), files.root.clone())
-}
-
-pub fn install(r: Arc<recorder::Recorder>) {
-    let _ = RECORDER.set(r);
-}
-
-/// Before the CLI reads a user's message: the workspace as it was.
-pub async fn turn_started(session: &str) {
-    if let Some(r) = RECORDER.get() {
-        r.turn_started(session).await;
-    }
-}
-
-/// At the turn's `result`: the workspace as the turn left it.
-pub fn turn_ended(session: &str) {
-    if let Some(r) = RECORDER.get() {
-        r.turn_ended(session);
-    }
 }
