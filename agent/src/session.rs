@@ -107,6 +107,17 @@ pub trait Session: Send + Sync + 'static {
     fn attachments(&self) -> &AtomicU32;
 }
 
+/// What a client is told when a session it streams has ended: its exit code
+/// and why.
+pub fn ended_message(s: &dyn Session) -> dispatch_api::ServerMessage {
+    let info = s.info();
+    dispatch_api::ServerMessage::SessionEnded {
+        id: s.id().clone(),
+        exit_code: info.exit_code,
+        reason: info.end_reason,
+    }
+}
+
 /// One client streaming session `S`: counted in the session's info while
 /// it lives, however the stream ends.
 pub struct Attached<S: Session>(Arc<S>);

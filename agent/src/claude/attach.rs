@@ -89,13 +89,8 @@ pub async fn run_attachment<O: Outbox>(s: Arc<ClaudeSession>, since: Option<u64>
             continue;
         }
         if p.ended {
-            let info = s.info();
-            let m = ServerMessage::SessionEnded {
-                id: id.clone(),
-                exit_code: info.exit_code,
-                reason: info.end_reason,
-            };
-            out.send(m.into()).await;
+            out.send(crate::session::ended_message(s.as_ref()).into())
+                .await;
             return;
         }
         if rx.changed().await.is_err() {

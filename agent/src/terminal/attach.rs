@@ -120,13 +120,8 @@ pub async fn run<O: Outbox>(s: Arc<TerminalSession>, plan: Option<ReplayPlan>, o
             continue;
         }
         if p.ended {
-            let info = s.info();
-            let m = ServerMessage::SessionEnded {
-                id: id.clone(),
-                exit_code: info.exit_code,
-                reason: info.end_reason,
-            };
-            out.send(m.into()).await;
+            out.send(crate::session::ended_message(s.as_ref()).into())
+                .await;
             return;
         }
         if rx.changed().await.is_err() {
