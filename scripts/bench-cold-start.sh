@@ -43,34 +43,44 @@ bench() {
     DISPATCH_BENCH_CERT="$PKI/admin.crt" DISPATCH_BENCH_CLIENT_KEY="$PKI/admin.key" \
     DISPATCH_BENCH_STORAGE_CLASS="$1" node tests/browser/real-node.bench.mjs
 }
-# BENCH_VOLUMES=static skips the first run.
-if [ "${BENCH_VOLUMES:-both}" != static ]; then
+# BENCH_VOLUMES=static skips the first run, =immediate runs only the last.
+if [ "${BENCH_VOLUMES:-both}" != static ] && [ "${BENCH_VOLUMES:-both}" != immediate ]; then
   step "cold start, volumes provisioned on demand (local-path-provisioner)"
   bench ""
 fi
 # The same with volumes made beforehand (local PVs of a class without a provisioner, as a
 # cluster with a pool of volumes has): what the pod itself costs, without provisioning.
-step "cold start, volumes made beforehand"
+# Twice: binding when the pod is scheduled (WaitForFirstConsumer, what local volumes
+# normally use), and binding when the claim is made (Immediate), which shows what the
+# scheduler's wait for a binding costs.
 pool="$(dirname "$KUBECONFIG")/static-volumes"
-{
-  echo "apiVersion: storage.k8s.io/v1"
-  echo "kind: StorageClass"
-  echo "metadata: {name: static-local}"
-  echo "provisioner: kubernetes.io/no-provisioner"
-  echo "volumeBindingMode: WaitForFirstConsumer"
-  for i in $(seq 0 "${BENCH_COLD:-20}"); do
-    mkdir -p -m 0777 "$pool/pv$i"
-    echo "---"
-    echo "apiVersion: v1"
-    echo "kind: PersistentVolume"
-    echo "metadata: {name: static-pv$i}"
-    echo "spec:"
-    echo "  capacity: {storage: 1Gi}"
-    echo "  accessModes: [ReadWriteOnce]"
-    echo "  persistentVolumeReclaimPolicy: Retain"
-    echo "  storageClassName: static-local"
-    echo "  local: {path: $pool/pv$i}"
-    echo "  nodeAffinity: {required: {nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [dispatch-node]}]}]}}"
-  done
-} | "$BIN/kubectl" apply -f - >/dev/null
-bench static-local
+static_pass() { # class, binding mode
+  {
+    echo "apiVersion: storage.k8s.io/v1"
+    echo "kind: StorageClass"
+    echo "metadata: {name: $1}"
+    echo "provisioner: kubernetes.io/no-provisioner"
+    echo "volumeBindingMode: $2"
+    for i in $(seq 0 "${BENCH_COLD:-20}"); do
+      mkdir -p -m 0777 "$pool/$1-pv$i"
+      echo "---"
+      echo "apiVersion: v1"
+      echo "kind: PersistentVolume"
+      echo "metadata: {name: $1-pv$i}"
+      echo "spec:"
+      echo "  capacity: {storage: 1Gi}"
+      echo "  accessModes: [ReadWriteOnce]"
+      echo "  persistentVolumeReclaimPolicy: Retain"
+      echo "  storageClassName: $1"
+      echo "  local: {path: $pool/$1-pv$i}"
+      echo "  nodeAffinity: {required: {nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [dispatch-node]}]}]}}"
+    done
+  } | "$BIN/kubectl" apply -f - >/dev/null
+  bench "$1"
+}
+if [ "${BENCH_VOLUMES:-both}" != immediate ]; then
+  step "cold start, volumes made beforehand, bound when the pod is scheduled"
+  static_pass static-local WaitForFirstConsumer
+fi
+step "cold start, volumes made beforehand, bound when the claim is made"
+static_pass static-immediate Immediate
