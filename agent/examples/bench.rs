@@ -302,12 +302,31 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
+/// The agent's RSS (KiB) when `pid` is the process the bench started: under
+/// a holder, the holder's child that serves (its command line has
+/// `--holder-fd`), not the holder.
 fn rss_kib(pid: u32) -> u64 {
+    let pid = if HOLD.load(std::sync::atomic::Ordering::Relaxed) {
+        served_by(pid).unwrap_or(pid)
+    } else {
+        pid
+    };
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// The holder's child that runs the agent.
+fn served_by(holder: u32) -> Option<u32> {
+    let kids = std::fs::read_to_string(format!("/proc/{holder}/task/{holder}/children")).ok()?;
+    kids.split_whitespace()
+        .filter_map(|k| k.parse::<u32>().ok())
+        .find(|k| {
+            std::fs::read(format!("/proc/{k}/cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a.starts_with(b"--holder-fd")))
+        })
 }
 
 /// WebSockets opened at once for the memory figures.
