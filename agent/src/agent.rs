@@ -102,7 +102,7 @@ impl Agent {
                         usd,
                         period_secs: config.claude_budget_period,
                     }),
-                turns: Some(turns.clone()),
+                turns: turns.clone(),
             },
             Duration::from_secs(config.claude_permission_timeout),
             crate::claude::SessionDefaults {

@@ -123,8 +123,8 @@ pub struct ClaudeHost {
     mem_cap: usize,
     retention: u64,
     budget: Arc<budget::Budget>,
-    /// Records each turn's changes (none in tests that need no record).
-    turns: Option<Arc<crate::turns::recorder::Recorder>>,
+    /// Records each turn's changes.
+    turns: Arc<crate::turns::recorder::Recorder>,
 }
 
 /// Where Claude sessions run and what they may keep.
@@ -137,7 +137,7 @@ pub struct Workspace {
     pub mem_cap: usize,
     pub retention: u64,
     pub budget: Option<budget::Limit>,
-    pub turns: Option<Arc<crate::turns::recorder::Recorder>>,
+    pub turns: Arc<crate::turns::recorder::Recorder>,
 }
 
 /// Model and permission mode for sessions that do not name them.
@@ -328,9 +328,7 @@ pub async fn handle<E: AsClaude>(
             let session = find(registry, &id)?;
             if !input.trim().is_empty() {
                 // The workspace as it was, before the CLI reads the turn.
-                if let Some(turns) = &host.turns {
-                    turns.turn_started(id.as_str()).await;
-                }
+                host.turns.turn_started(id.as_str()).await;
             }
             session.send_input(&input)?;
             Ok(vec![])

@@ -88,7 +88,7 @@ pub struct StartSpec {
     pub retention: u64,
     pub permission_timeout: Duration,
     pub budget: Arc<super::budget::Budget>,
-    pub turns: Option<Arc<crate::turns::recorder::Recorder>>,
+    pub turns: Arc<crate::turns::recorder::Recorder>,
 }
 
 fn resolved_event(r: &Resolved) -> Value {
@@ -166,7 +166,7 @@ impl ClaudeSession {
             timer_wake: Notify::new(),
             interrupts: AtomicU64::new(0),
             budget: Some(spec.budget.clone()),
-            turns: spec.turns.clone(),
+            turns: Some(spec.turns.clone()),
         });
 
         let row = SessionRow {
