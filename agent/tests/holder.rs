@@ -261,23 +261,37 @@ async fn without_a_holder_what_a_session_left_is_ended_after_a_restart() {
     let mut c = agent.connect().await;
     let id = c.start(json!({"shell": "/bin/sh"})).await;
     // Ways out of a terminal's reach: nohup, setsid, ignoring signals, and
-    // the last also without the environment that names its session.
+    // the last also without the environment that names its session. The
+    // setsid one names itself in a file (setsid may fork, so `$!` is not its
+    // pid; and its own echo on the terminal it left was lost now and then:
+    // this test timed out waiting for it in two CI runs).
+    let setsid_file = tmp.path().join("setsid.pid");
     c.write(
         &id,
-        "nohup sleep 1000 >/dev/null 2>&1 & echo nohup=$!; \
-         setsid sh -c 'echo setsid=$$; exec sleep 1001' & \
-         (trap '' HUP TERM; exec sleep 1002) & echo deaf=$!; \
-         env -i sh -c 'trap \"\" HUP TERM; exec sleep 1003' & echo bare=$!\n",
+        &format!(
+            "nohup sleep 1000 >/dev/null 2>&1 & echo nohup=$!; \
+             setsid sh -c 'echo $$ > {f}.tmp && mv {f}.tmp {f}; exec sleep 1001' \
+               </dev/null >/dev/null 2>&1 & \
+             (trap '' HUP TERM; exec sleep 1002) & echo deaf=$!; \
+             env -i sh -c 'trap \"\" HUP TERM; exec sleep 1003' & echo bare=$!\n",
+            f = setsid_file.display()
+        ),
     )
     .await;
     let mut out = c.wait_output(&id, "deaf=").await;
     out = c.wait_until_digits(&id, out, "deaf=").await;
-    out = c.wait_until_digits(&id, out, "setsid=").await;
     out = c.wait_until_digits(&id, out, "bare=").await;
-    let pids: Vec<i32> = ["nohup=", "setsid=", "deaf=", "bare="]
+    eventually("the setsid child's pid file", || setsid_file.exists()).await;
+    let setsid_pid: i32 = std::fs::read_to_string(&setsid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut pids: Vec<i32> = ["nohup=", "deaf=", "bare="]
         .iter()
         .map(|k| number_after(&out, k).unwrap_or_else(|| panic!("{k} in {out}")))
         .collect();
+    pids.push(setsid_pid);
     agent.signal(libc::SIGKILL);
     agent.wait_exit();
     // The kernel hangs the terminal up; these three do not care.
