@@ -19,7 +19,7 @@ use crate::config::{BackendKind, Config};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::state::AppState;
-use crate::{api, approvals, files_proxy, push, web};
+use crate::{api, approvals, approvals_routes, files_proxy, push, push_routes, web};
 
 pub fn router(st: AppState) -> Router {
     let api = Router::new()
@@ -35,11 +35,11 @@ pub fn router(st: AppState) -> Router {
             get(api::get_workspace).delete(api::delete_workspace),
         )
         .route("/workspaces/{name}/open", post(api::open_workspace))
-        .route("/approvals", get(approvals::routes::inbox))
-        .route("/approvals/events", get(approvals::routes::events))
+        .route("/approvals", get(approvals_routes::inbox))
+        .route("/approvals/events", get(approvals_routes::events))
         .route(
             "/approvals/{workspace}/{session}/{request_id}",
-            post(approvals::routes::answer),
+            post(approvals_routes::answer),
         )
         .route("/workspaces/{name}/sessions", get(api::list_sessions))
         .route("/workspaces/{name}/ws", get(api::workspace_ws))
@@ -47,16 +47,13 @@ pub fn router(st: AppState) -> Router {
         .route("/workspaces/{name}/files/{*rest}", any(files_proxy::proxy))
         .route("/workspaces/{name}/git/{*rest}", any(files_proxy::proxy))
         .route("/workspaces/{name}/claude/{*rest}", any(files_proxy::proxy))
-        .route(
-            "/push/vapid-public-key",
-            get(push::routes::vapid_public_key),
-        )
+        .route("/push/vapid-public-key", get(push_routes::vapid_public_key))
         .route(
             "/push/subscriptions",
-            post(push::routes::subscribe).delete(push::routes::unsubscribe),
+            post(push_routes::subscribe).delete(push_routes::unsubscribe),
         )
-        .route("/push/test", post(push::routes::test))
-        .route("/push/action", post(push::routes::action))
+        .route("/push/test", post(push_routes::test))
+        .route("/push/action", post(push_routes::action))
         .fallback(api::api_not_found)
         .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
             axum::http::header::CACHE_CONTROL,

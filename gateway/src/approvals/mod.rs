@@ -6,11 +6,10 @@
 //! statuses becomes [`ApprovalEvent`]s ([`events`]) on one broadcast
 //! ([`Approvals::subscribe`]); the latest status of each agent answers
 //! `GET /api/approvals` ([`Approvals::inbox`]); [`Approvals::answer`]
-//! answers one request through the agent that holds it. [`routes`] serves
+//! answers one request through the agent that holds it. `approvals_routes` serves
 //! all this to browsers, each user seeing only their workspaces.
 
 pub mod events;
-pub mod routes;
 pub mod watch;
 
 use std::collections::HashMap;

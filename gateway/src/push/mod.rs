@@ -4,14 +4,13 @@
 //!
 //! `vapid` signs, `ece` encrypts, `deliver` sends, `store` keeps the
 //! subscriptions, `action_token` authorises the buttons, `message` says
-//! what a notification shows, `routes` is the HTTP API.
+//! what a notification shows; `push_routes` is the HTTP API.
 
 pub mod action_token;
 pub mod bridge;
 pub mod deliver;
 pub mod ece;
 pub mod message;
-pub mod routes;
 pub mod store;
 pub mod subscription;
 pub mod vapid;

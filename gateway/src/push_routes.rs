@@ -10,13 +10,13 @@ use axum::http::{HeaderMap, StatusCode};
 use dispatch_api::ErrorCode;
 use serde::{Deserialize, Serialize};
 
-use super::action_token::ActionTokenError;
-use super::message::PushEvent;
-use super::subscription::SubscribeBody;
-use super::{AnswerError, DeliveryReport, Push};
 use crate::auth::now_ms;
 use crate::extract::{Caller, refuse_cross_site};
 use crate::fail::{Fail, bad_json};
+use crate::push::action_token::ActionTokenError;
+use crate::push::message::PushEvent;
+use crate::push::subscription::SubscribeBody;
+use crate::push::{AnswerError, DeliveryReport, Push};
 use crate::state::AppState;
 
 fn push(st: &AppState) -> Result<&Arc<Push>, Fail> {

@@ -23,7 +23,7 @@ use dispatch_api::{ErrorCode, SessionId};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::AnswerError;
+use crate::approvals::AnswerError;
 use crate::extract::{Caller, workspace_name};
 use crate::fail::{Fail, bad_json};
 use crate::state::AppState;
