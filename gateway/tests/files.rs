@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use hyper_util::rt::TokioIo;
 
 type Body = http_body_util::combinators::BoxBody<axum::body::Bytes, std::io::Error>;
 
@@ -24,29 +23,6 @@ fn generated(len: u64) -> Body {
         Some((Ok(Frame::data(axum::body::Bytes::from(chunk))), at + n))
     });
     StreamBody::new(s).boxed()
-}
-
-/// Sends a streamed request; the status, headers and the body left unread.
-async fn send(
-    host: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Body,
-) -> hyper::Response<hyper::body::Incoming> {
-    let stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", host);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    sender.send_request(req.body(body).unwrap()).await.unwrap()
 }
 
 fn peak_rss_kb(pid: u32) -> u64 {
@@ -110,7 +86,9 @@ async fn a_script_with_a_bearer_key_uploads_and_downloads_through_the_gateway() 
         "GET",
         "/api/workspaces/data/files/content?path=big.bin&download=1",
         &auth,
-        http_body_util::Empty::new().map_err(|e| match e {}).boxed(),
+        http_body_util::Empty::<axum::body::Bytes>::new()
+            .map_err(|e| match e {})
+            .boxed(),
     )
     .await;
     assert_eq!(resp.status(), 200);

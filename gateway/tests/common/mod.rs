@@ -333,13 +333,20 @@ pub fn cookie_of(r: &Resp) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
-pub async fn http(
+/// One HTTP/1.1 request on a connection of its own, with any body; the
+/// response with its body unread.
+pub async fn send<B>(
     host: &str,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-    body: &str,
-) -> Resp {
+    body: B,
+) -> hyper::Response<hyper::body::Incoming>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = tokio::net::TcpStream::connect(host).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -352,11 +359,20 @@ pub async fn http(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-    let resp = tokio::time::timeout(STEP, sender.send_request(req))
+    sender.send_request(req.body(body).unwrap()).await.unwrap()
+}
+
+pub async fn http(
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
+    let body = Full::new(Bytes::from(body.to_owned()));
+    let resp = tokio::time::timeout(STEP, send(host, method, path, headers, body))
         .await
-        .expect("response in time")
-        .unwrap();
+        .expect("response in time");
     let status = resp.status().as_u16();
     let mut hm: HashMap<String, Vec<String>> = HashMap::new();
     for (k, v) in resp.headers() {
