@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, TOKEN, http_get};
+use common::{Client, TOKEN, http_get, http_request};
 use dispatch_model_server::{ModelServer, Turn};
 use serde_json::{Value, json};
 
@@ -1176,19 +1176,8 @@ async fn in_dont_ask_mode_a_tool_use_is_refused_without_a_prompt() {
 
 /// `method path` on the agent with its token and a JSON body: (status, JSON).
 async fn agent_json(addr: &str, method: &str, path: &str) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    let (status, body) = http_request(addr, method, path, Some(TOKEN), "").await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
 /// One real CLI turn writes, edits (Write, Read, Edit tools) and deletes
@@ -1333,24 +1322,7 @@ async fn a_turns_changes_are_listed_and_undone_exactly() {
 
 /// A minimal HTTP/1.1 POST with a JSON body: (status, body).
 async fn http_post(addr: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    http_request(addr, "POST", path, token, body).await
 }
 
 async fn claude_status(addr: &str, query: &str) -> Value {

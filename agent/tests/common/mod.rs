@@ -132,9 +132,24 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// A minimal HTTP/1.1 GET: (status, body).
 pub async fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    http_request(addr, "GET", path, token, "").await
+}
+
+/// A minimal HTTP/1.1 request with a JSON body (may be empty): (status, body).
+pub async fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
