@@ -131,7 +131,7 @@ else
     "${BUILDAH[@]}" push -q "$ref" "docker-archive:$out/$n.tar:$ref"
   done
   # Old tags go, archives and images alike: only the newest set is kept (each is ~1.3 GB).
-  find "$IMAGES" -maxdepth 1 -mindepth 1 -type d -regex '.*/[0-9a-f]\{16\}' ! -name "$tag" -exec rm -rf {} +
+  find "$IMAGES" -maxdepth 1 -mindepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{16}' ! -name "$tag" -exec rm -rf {} +
   "${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}}' |
     grep -E '^localhost/dispatch-(agent|gateway|operator):' | grep -v ":$tag\$" |
     xargs -r "${BUILDAH[@]}" rmi -f >/dev/null 2>&1 || true
