@@ -345,6 +345,11 @@ pub struct WorkspaceStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeStatus {
+    /// Name of the claim that holds the workspace's files: `<name>-data`, or
+    /// a warm volume's own name when the Workspace took one made beforehand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub claim_name: Option<String>,
     /// UID of the claim, so that a claim made anew (its files gone) is noticed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]

@@ -38,6 +38,9 @@ pub struct Cli {
     pub leader: LeaderArgs,
 
     #[command(flatten)]
+    pub warm: WarmArgs,
+
+    #[command(flatten)]
     pub workspace: WorkspaceDefaults,
 }
 
@@ -65,6 +68,23 @@ pub struct LeaderArgs {
     pub identity: Option<String>,
 }
 
+/// Volumes made ahead of the Workspaces that will take them (see
+/// `warm_volumes`): a new Workspace then starts on a claim already bound,
+/// without waiting for its volume to be provisioned.
+#[derive(Debug, Clone, Args)]
+pub struct WarmArgs {
+    /// How many ready, unused claims to keep (0: none). They need a
+    /// StorageClass that binds a claim when it is made (`volumeBindingMode:
+    /// Immediate`): with one that waits for a Pod they would never bind.
+    #[arg(long, env = "DISPATCH_OPERATOR_WARM_VOLUMES", default_value_t = 0)]
+    pub warm_volumes: u16,
+    /// `namespace/name` of a ConfigMap that owns the unused claims, so that
+    /// deleting it (uninstalling the chart that made it) deletes them; the
+    /// claims are kept in its namespace. Required when --warm-volumes > 0.
+    #[arg(long, env = "DISPATCH_OPERATOR_WARM_VOLUMES_OWNER")]
+    pub warm_volumes_owner: Option<String>,
+}
+
 /// What a Workspace gets when its spec does not say.
 #[derive(Debug, Clone, Args)]
 pub struct WorkspaceDefaults {
@@ -78,6 +98,10 @@ pub struct WorkspaceDefaults {
     /// Volume size for Workspaces that name none.
     #[arg(long, env = "DISPATCH_DEFAULT_STORAGE_SIZE", default_value = "10Gi")]
     pub storage_size: String,
+    /// StorageClass for Workspaces that name none (default: the cluster's
+    /// default class).
+    #[arg(long, env = "DISPATCH_DEFAULT_STORAGE_CLASS", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub storage_class: Option<String>,
     #[arg(long, env = "DISPATCH_DEFAULT_CPU_REQUEST", default_value = "250m")]
     pub cpu_request: String,
     #[arg(long, env = "DISPATCH_DEFAULT_MEMORY_REQUEST", default_value = "512Mi")]
@@ -104,6 +128,7 @@ impl Default for WorkspaceDefaults {
         Self {
             agent_image: "ghcr.io/dispatch-dev/dispatch-agent:latest".into(),
             storage_size: "10Gi".into(),
+            storage_class: None,
             cpu_request: "250m".into(),
             memory_request: "512Mi".into(),
             cpu_limit: "2".into(),

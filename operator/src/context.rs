@@ -16,6 +16,7 @@ use crate::config::WorkspaceDefaults;
 use crate::idle::ActivityClient;
 use crate::metrics::Metrics;
 use crate::recent::Recent;
+use crate::warm_volumes::Warm;
 
 /// What every reconcile shares: the client, the caches of children, metrics,
 /// and what this process remembers per workspace.
@@ -31,6 +32,8 @@ pub struct Context {
     pub services: Store<PartialObjectMeta<Service>>,
     pub policies: Store<PartialObjectMeta<NetworkPolicy>>,
     pub recent: Arc<Recent>,
+    /// The warm volumes, when the operator keeps some.
+    pub warm: Option<Warm>,
     /// When each workspace's children were last applied in full.
     pub full_applies: Mutex<HashMap<String, Instant>>,
     /// Failed reconciles in a row, per workspace (for the backoff).
@@ -48,13 +51,19 @@ impl Context {
             m.remove(key);
         }
         let (ns, name) = key.split_once('/').unwrap_or(("", key));
-        let children = [
+        let mut children = vec![
             format!("Secret/{ns}/{}", names::token_secret(name)),
             format!("PersistentVolumeClaim/{ns}/{}", names::pvc(name)),
             format!("Service/{ns}/{}", names::service(name)),
             format!("NetworkPolicy/{ns}/{}", names::network_policy(name)),
             format!("Pod/{ns}/{}", names::pod(name)),
         ];
+        if let Some(warm) = &self.warm {
+            if let Some(claim) = warm.taken_by(key) {
+                children.push(format!("PersistentVolumeClaim/{ns}/{claim}"));
+            }
+            warm.forget(key);
+        }
         self.recent.forget_workspace(key, &children);
     }
 }

@@ -25,6 +25,7 @@ use crate::idle::ActivityClient;
 use crate::metrics::Metrics;
 use crate::recent::Recent;
 use crate::reconcile::{self, Error};
+use crate::warm_volumes::{self, Warm};
 use crate::watch_filter;
 
 /// How the controller runs.
@@ -36,6 +37,8 @@ pub struct Settings {
     pub debounce: Duration,
     /// This replica's name in Events.
     pub instance: String,
+    /// Warm volumes to keep, if any.
+    pub warm: Option<warm_volumes::Settings>,
 }
 
 /// The Workspace a child belongs to: its controller reference, and its
@@ -72,6 +75,7 @@ pub async fn run(
         concurrency,
         debounce,
         instance,
+        warm,
     } = settings;
     let ns = namespace.as_deref();
     let recent = Arc::new(Recent::default());
@@ -110,6 +114,10 @@ pub async fn run(
         tracing::info!("caches of children synced");
     };
 
+    // The warm volumes' watch is driven by the task that keeps them, below.
+    let warm_watch = warm
+        .as_ref()
+        .map(|w| warm_volumes::watch(&client, &w.owner_namespace));
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -128,6 +136,10 @@ pub async fn run(
         services,
         policies,
         recent: recent.clone(),
+        warm: warm_watch
+            .as_ref()
+            .zip(warm.as_ref())
+            .map(|((store, _), w)| Warm::new(w.owner_namespace.clone(), store.clone())),
         full_applies: Mutex::default(),
         failures: Mutex::default(),
     });
@@ -163,6 +175,15 @@ pub async fn run(
     // Claude's state in the status: one long poll per running agent, for as
     // long as this replica runs the controller.
     let claude = tokio::spawn(crate::claude_watch::run(ctx.clone(), workspaces.clone()));
+    let warm_task = warm.zip(warm_watch).map(|(settings, (store, stream))| {
+        tokio::spawn(warm_volumes::run(
+            client.clone(),
+            settings,
+            store,
+            stream,
+            ctx.metrics.clone(),
+        ))
+    });
     let config = ControllerConfig::default()
         .concurrency(concurrency)
         .debounce(debounce);
@@ -184,6 +205,9 @@ pub async fn run(
         })
         .await;
     claude.abort();
+    if let Some(t) = warm_task {
+        t.abort();
+    }
 }
 
 fn error_policy(

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dispatch_api::crd::{
-    self, AGENT_PORT, LABEL_MANAGED_BY, LABEL_OWNER, LABEL_WORKSPACE, MANAGED_BY, TOKEN_KEY,
-    Workspace, names,
+    self, AGENT_PORT, LABEL_MANAGED_BY, LABEL_OWNER, LABEL_WORKSPACE, MANAGED_BY, StorageSpec,
+    TOKEN_KEY, Workspace, names,
 };
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
@@ -197,7 +197,7 @@ fn selector(ws: &Workspace) -> BTreeMap<String, String> {
     ])
 }
 
-fn owner_ref(ws: &Workspace) -> OwnerReference {
+pub fn owner_ref(ws: &Workspace) -> OwnerReference {
     OwnerReference {
         api_version: Workspace::api_version(&()).into_owned(),
         kind: Workspace::kind(&()).into_owned(),
@@ -218,8 +218,74 @@ fn meta(ws: &Workspace, name: String) -> ObjectMeta {
     }
 }
 
-/// Builds every child. `token` is the agent's bearer token (kept across reconciles).
+/// Builds every child, the claim named after the Workspace. `token` is the
+/// agent's bearer token (kept across reconciles).
 pub fn desired(ws: &Workspace, defaults: &WorkspaceDefaults, token: &str) -> Children {
+    desired_with_claim(ws, defaults, token, &names::pvc(&ws.name_any()))
+}
+
+/// The spec of a Workspace's claim: what a warm volume must match exactly to
+/// be taken for it.
+pub fn claim_spec(
+    storage: &StorageSpec,
+    defaults: &WorkspaceDefaults,
+) -> PersistentVolumeClaimSpec {
+    PersistentVolumeClaimSpec {
+        access_modes: Some(vec!["ReadWriteOnce".into()]),
+        storage_class_name: storage
+            .storage_class_name
+            .clone()
+            .or_else(|| defaults.storage_class.clone()),
+        resources: Some(VolumeResourceRequirements {
+            requests: Some(BTreeMap::from([(
+                "storage".to_string(),
+                Quantity(
+                    storage
+                        .size
+                        .clone()
+                        .unwrap_or_else(|| defaults.storage_size.clone()),
+                ),
+            )])),
+            ..VolumeResourceRequirements::default()
+        }),
+        ..PersistentVolumeClaimSpec::default()
+    }
+}
+
+/// A short name for a claim spec: warm volumes carry the shape of the claims
+/// they can stand in for.
+pub fn claim_shape(spec: &PersistentVolumeClaimSpec) -> String {
+    stable_hash(spec)
+}
+
+/// The Workspace's claim, named `claim_name`.
+pub fn claim(
+    ws: &Workspace,
+    defaults: &WorkspaceDefaults,
+    claim_name: &str,
+) -> PersistentVolumeClaim {
+    let storage = ws.spec.storage.clone().unwrap_or_default();
+    let mut claim_meta = meta(ws, claim_name.to_string());
+    if storage.retain_on_delete {
+        // No owner: garbage collection leaves a claim to keep when the
+        // Workspace goes, and deleting a Workspace never needs the operator.
+        claim_meta.owner_references = None;
+    }
+    PersistentVolumeClaim {
+        metadata: claim_meta,
+        spec: Some(claim_spec(&storage, defaults)),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+/// Builds every child; the Pod mounts the claim `claim_name` (a warm volume
+/// taken for the Workspace has a name of its own).
+pub fn desired_with_claim(
+    ws: &Workspace,
+    defaults: &WorkspaceDefaults,
+    token: &str,
+    claim_name: &str,
+) -> Children {
     let name = ws.name_any();
     let secret = Secret {
         metadata: meta(ws, names::token_secret(&name)),
@@ -230,34 +296,7 @@ pub fn desired(ws: &Workspace, defaults: &WorkspaceDefaults, token: &str) -> Chi
         )])),
         ..Secret::default()
     };
-    let storage = ws.spec.storage.clone().unwrap_or_default();
-    let mut claim_meta = meta(ws, names::pvc(&name));
-    if storage.retain_on_delete {
-        // No owner: garbage collection leaves a claim to keep when the
-        // Workspace goes, and deleting a Workspace never needs the operator.
-        claim_meta.owner_references = None;
-    }
-    let pvc = PersistentVolumeClaim {
-        metadata: claim_meta,
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: storage.storage_class_name.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([(
-                    "storage".to_string(),
-                    Quantity(
-                        storage
-                            .size
-                            .clone()
-                            .unwrap_or_else(|| defaults.storage_size.clone()),
-                    ),
-                )])),
-                ..VolumeResourceRequirements::default()
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
-        ..PersistentVolumeClaim::default()
-    };
+    let pvc = claim(ws, defaults, claim_name);
     let service = Service {
         metadata: meta(ws, names::service(&name)),
         spec: Some(ServiceSpec {
@@ -279,7 +318,7 @@ pub fn desired(ws: &Workspace, defaults: &WorkspaceDefaults, token: &str) -> Chi
         ..Service::default()
     };
     let network_policy = network_policy(ws, defaults);
-    let pod = (!ws.spec.suspended).then(|| pod(ws, defaults));
+    let pod = (!ws.spec.suspended).then(|| pod(ws, defaults, claim_name));
     let mut children = Children {
         secret,
         pvc,
@@ -499,7 +538,7 @@ fn resources(ws: &Workspace, d: &WorkspaceDefaults) -> ResourceRequirements {
     }
 }
 
-fn pod(ws: &Workspace, d: &WorkspaceDefaults) -> Pod {
+fn pod(ws: &Workspace, d: &WorkspaceDefaults, claim_name: &str) -> Pod {
     let name = ws.name_any();
     let mount = |volume: &str, path: &str, read_only: bool| VolumeMount {
         name: volume.into(),
@@ -602,7 +641,7 @@ fn pod(ws: &Workspace, d: &WorkspaceDefaults) -> Pod {
                 Volume {
                     name: "workspace".into(),
                     persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                        claim_name: names::pvc(&name),
+                        claim_name: claim_name.to_string(),
                         read_only: Some(false),
                     }),
                     ..Volume::default()

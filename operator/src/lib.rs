@@ -3,7 +3,8 @@
 //! apart from the I/O so they are unit-tested without a cluster:
 //! `controller` wires the watches (`children`: one generic watch per kind of
 //! child) to the pipeline (`reconcile`: one module per step), which writes
-//! children through `applier`; `leader` elects, `http` serves metrics.
+//! children through `applier`; `warm_volumes` keeps claims ready for new
+//! Workspaces; `leader` elects, `http` serves metrics.
 
 pub mod applier;
 pub mod children;
@@ -23,4 +24,5 @@ pub mod recent;
 pub mod reconcile;
 pub mod status;
 pub mod trim;
+pub mod warm_volumes;
 pub mod watch_filter;

@@ -55,12 +55,18 @@ async fn run() -> anyhow::Result<()> {
     }
 
     let shutdown = dispatch_process::shutdown_signal();
+    let warm = dispatch_operator::warm_volumes::Settings::parse(
+        cli.warm.warm_volumes,
+        cli.warm.warm_volumes_owner.as_deref(),
+        dispatch_operator::desired::claim_spec(&Default::default(), &cli.workspace),
+    )?;
     let settings = controller::Settings {
         namespace: cli.namespace.clone(),
         defaults: cli.workspace.clone(),
         concurrency: cli.concurrency.max(1),
         debounce: Duration::from_millis(cli.debounce_ms),
         instance: identity,
+        warm,
     };
     tokio::spawn(dispatch_operator::trim::when_quiet(metrics.clone()));
     let run = controller::run(client, settings, metrics, shutdown);

@@ -27,6 +27,8 @@ pub struct Metrics {
     claude_sessions: Family<Labels, Gauge>,
     claude_cost: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     claude_states: Mutex<HashMap<String, ClaudeState>>,
+    warm_ready: Gauge,
+    warm_taken: Counter,
 }
 
 /// Claude's states, for metrics.
@@ -97,6 +99,18 @@ impl Default for Metrics {
             "What the CLI reported Claude cost in the running agent, per workspace",
             claude_cost.clone(),
         );
+        let warm_ready = Gauge::default();
+        registry.register(
+            "warm_volumes_ready",
+            "Claims made ahead, bound and unused",
+            warm_ready.clone(),
+        );
+        let warm_taken = Counter::default();
+        registry.register(
+            "warm_volumes_taken",
+            "Warm volumes taken by new Workspaces",
+            warm_taken.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -109,11 +123,22 @@ impl Default for Metrics {
             claude_sessions,
             claude_cost,
             claude_states: Mutex::default(),
+            warm_ready,
+            warm_taken,
         }
     }
 }
 
 impl Metrics {
+    /// Warm volumes bound and unused now.
+    pub fn set_warm_ready(&self, n: usize) {
+        self.warm_ready.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub fn warm_taken(&self) {
+        self.warm_taken.inc();
+    }
+
     pub fn reconciled(&self, took: Duration) {
         self.reconciles.inc();
         self.duration.observe(took.as_secs_f64());

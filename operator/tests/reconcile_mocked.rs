@@ -165,6 +165,7 @@ fn context(client: Client, ws: &Workspace, pods: Vec<Pod>) -> Arc<Context> {
         services,
         policies,
         recent: Arc::new(Recent::default()),
+        warm: None,
         full_applies: Mutex::default(),
         failures: Mutex::default(),
     })

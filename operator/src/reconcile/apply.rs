@@ -126,7 +126,7 @@ pub async fn children(ws: &Workspace, ctx: &Context, c: &Children, token: &Token
     }
 
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    let seen_claim = cached(&ctx.pvcs, &ns, &names::pvc(&name));
+    let seen_claim = cached(&ctx.pvcs, &ns, &c.pvc.name_any());
     // A claim being deleted is left to go; a new one is made once it has.
     if seen_claim
         .as_ref()

@@ -14,7 +14,7 @@ use kube::{Resource, ResourceExt};
 use crate::applier::json_patch;
 use crate::children::cached;
 use crate::context::{Context, key};
-use crate::reconcile::Error;
+use crate::reconcile::{Error, claim};
 
 fn has_finalizer(ws: &Workspace) -> bool {
     ws.finalizers().iter().any(|f| f == FINALIZER)
@@ -32,7 +32,10 @@ pub fn needed(ws: &Workspace, claim_owned_by_it: bool) -> bool {
 fn claim_owned(ws: &Workspace, ctx: &Context) -> bool {
     let ns = ws.namespace().unwrap_or_default();
     let uid = ws.meta().uid.as_deref().unwrap_or_default();
-    cached(&ctx.pvcs, &ns, &names::pvc(&ws.name_any())).is_some_and(|c| {
+    let Some(claim) = claim::existing(ws, ctx) else {
+        return false;
+    };
+    cached(&ctx.pvcs, &ns, &claim).is_some_and(|c| {
         c.metadata
             .owner_references
             .iter()
@@ -68,14 +71,12 @@ pub async fn on_deletion(ws: &Workspace, ctx: &Context) -> Result<Action, Error>
 /// The claim no longer names the Workspace as owner, so garbage collection keeps it.
 async fn release_claim(ws: &Workspace, ctx: &Context) -> Result<(), Error> {
     let ns = ws.namespace().unwrap_or_default();
+    // A claim taken from the warm volumes has a name of its own.
+    let claim = claim::existing(ws, ctx).unwrap_or_else(|| names::pvc(&ws.name_any()));
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = serde_json::json!({"metadata": {"ownerReferences": null}});
     match pvcs
-        .patch(
-            &names::pvc(&ws.name_any()),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
+        .patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
         Ok(_) => Ok(()),

@@ -1,7 +1,7 @@
 //! The reconcile pipeline, one step per module:
 //!
-//! validate ([`crate::desired::validate`]) -> desired ([`apply::token`],
-//! [`crate::desired::desired`]) -> finalizer ([`finalizer`]) -> apply
+//! validate ([`crate::desired::validate`]) -> claim ([`claim`]) -> desired
+//! ([`apply::token`], [`crate::desired::desired_with_claim`]) -> finalizer ([`finalizer`]) -> apply
 //! ([`apply`]) -> observe ([`observe`]) -> idle ([`idle`]) -> status ([`report`]).
 //!
 //! Each child is applied on its own: one refused child is reported in the
@@ -9,6 +9,7 @@
 //! the Pod: a suspend always removes it) from being reconciled.
 
 mod apply;
+mod claim;
 mod finalizer;
 mod idle;
 mod observe;
@@ -91,8 +92,9 @@ async fn pipeline(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         Ok(v) => v,
         Err(invalid) => return report::refuse(ws, ctx, &invalid).await,
     };
+    let claim = claim::resolve(ws, ctx).await;
     let token = apply::token(ws, ctx);
-    let children = desired::desired(ws, &ctx.defaults, &token.value);
+    let children = desired::desired_with_claim(ws, &ctx.defaults, &token.value, &claim);
     // A finalizer that cannot be put on or taken off holds up nothing else.
     let finalizer = finalizer::keep_only_where_needed(ws, ctx).await;
     let applied = apply::children(ws, ctx, &children, &token).await;

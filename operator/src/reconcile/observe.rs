@@ -49,7 +49,7 @@ pub async fn observe(
         .map(|f| Problem::new(APPLY_FAILED, f.summary()))
         .collect();
 
-    let cached_claim = cached(&ctx.pvcs, &ns, &names::pvc(&name));
+    let cached_claim = cached(&ctx.pvcs, &ns, &want_claim.name_any());
     let claim: Option<ObjectMeta> = applied
         .claim
         .as_ref()
@@ -73,7 +73,7 @@ pub async fn observe(
         .or_else(|| current.then(|| claim_size(want_claim)).flatten());
     let volume = claim
         .as_ref()
-        .map(|c| volume_status(ws, c.uid.clone(), size, previous.as_ref()))
+        .map(|c| volume_status(ws, c, size, previous.as_ref()))
         .or(ours);
     if let Some(c) = &claim
         && c.deletion_timestamp.is_some()
@@ -129,16 +129,18 @@ pub async fn observe(
 /// generation in which it replaced a deleted one.
 fn volume_status(
     ws: &Workspace,
-    uid: Option<String>,
+    claim: &ObjectMeta,
     size: Option<String>,
     previous: Option<&VolumeStatus>,
 ) -> VolumeStatus {
+    let uid = claim.uid.clone();
     let before = previous.and_then(|p| p.claim_uid.clone());
     let replaced_in_generation = match (&before, &uid) {
         (Some(b), Some(u)) if b != u => ws.metadata.generation,
         _ => previous.and_then(|p| p.replaced_in_generation),
     };
     VolumeStatus {
+        claim_name: claim.name.clone(),
         claim_uid: uid,
         size: size.or_else(|| previous.and_then(|p| p.size.clone())),
         replaced_in_generation,
@@ -190,21 +192,26 @@ mod tests {
         w
     }
 
-    fn uid(u: &str) -> Option<String> {
-        Some(u.into())
+    fn uid(u: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some("ws-a-data".into()),
+            uid: Some(u.into()),
+            ..ObjectMeta::default()
+        }
     }
 
     #[test]
     fn a_claim_with_another_uid_replaced_the_one_with_the_files() {
-        let first = volume_status(&ws(1), uid("u1"), Some("2Gi".into()), None);
+        let first = volume_status(&ws(1), &uid("u1"), Some("2Gi".into()), None);
         assert_eq!(first.claim_uid.as_deref(), Some("u1"));
+        assert_eq!(first.claim_name.as_deref(), Some("ws-a-data"));
         assert_eq!(first.size.as_deref(), Some("2Gi"));
         assert_eq!(first.replaced_in_generation, None);
-        let same = volume_status(&ws(2), uid("u1"), None, Some(&first));
+        let same = volume_status(&ws(2), &uid("u1"), None, Some(&first));
         assert_eq!(same, first, "the size is kept until the claim is written");
-        let new = volume_status(&ws(3), uid("u2"), Some("2Gi".into()), Some(&first));
+        let new = volume_status(&ws(3), &uid("u2"), Some("2Gi".into()), Some(&first));
         assert_eq!(new.replaced_in_generation, Some(3));
-        let later = volume_status(&ws(4), uid("u2"), None, Some(&new));
+        let later = volume_status(&ws(4), &uid("u2"), None, Some(&new));
         assert_eq!(later.replaced_in_generation, Some(3), "remembered");
     }
 
