@@ -86,8 +86,32 @@ async fn chart_lints_dry_runs_and_installs_under_restricted_pod_security() {
         "gateway.ingress.enabled=true,gateway.ingress.tlsSecret=tls,gateway.ingress.className=nginx",
         "--set",
         "gateway.trustedProxies={10.0.0.0/8,192.168.0.0/16}",
+        "--set",
+        "operator.warmVolumes=2,workspaces.defaults.storageClass=fast",
     ]);
     let rendered = ok("helm template", run(template, None));
+    // Warm volumes: the ConfigMap that owns them, the operator told of it and
+    // allowed to read it (that one only), the default class passed on.
+    let owner = format!("{RELEASE}-warm-volumes");
+    assert!(
+        rendered.contains(&format!(
+            "kind: ConfigMap\nmetadata:\n  name: {owner}\n  namespace: dry"
+        )),
+        "the warm volumes' owner is rendered"
+    );
+    for env in [
+        "- name: DISPATCH_OPERATOR_WARM_VOLUMES\n              value: \"2\"".to_string(),
+        format!(
+            "- name: DISPATCH_OPERATOR_WARM_VOLUMES_OWNER\n              value: \"dry/{owner}\""
+        ),
+        "- name: DISPATCH_DEFAULT_STORAGE_CLASS\n              value: \"fast\"".to_string(),
+    ] {
+        assert!(rendered.contains(&env), "operator env lacks {env}");
+    }
+    assert!(
+        rendered.contains(&format!("resourceNames: [\"{owner}\"]")),
+        "the operator may read the owner"
+    );
     assert!(
         rendered.contains(
             "- name: DISPATCH_TRUSTED_PROXIES\n              value: \"10.0.0.0/8,192.168.0.0/16\""
