@@ -41,10 +41,13 @@ bench() {
   DISPATCH_BENCH_GATEWAY_URL="http://127.0.0.1:$port" DISPATCH_BENCH_KEY="$key" DISPATCH_BENCH_NAMESPACE="$NS" \
     DISPATCH_BENCH_API="https://10.213.0.1:6443" DISPATCH_BENCH_CA="$PKI/ca.crt" \
     DISPATCH_BENCH_CERT="$PKI/admin.crt" DISPATCH_BENCH_CLIENT_KEY="$PKI/admin.key" \
-    DISPATCH_BENCH_STORAGE_CLASS="$1" node tests/browser/real-node.bench.mjs
+    DISPATCH_BENCH_STORAGE_CLASS="$1" DISPATCH_BENCH_LABEL="${2:-}" node tests/browser/real-node.bench.mjs
 }
-# BENCH_VOLUMES=static skips the first run, =immediate runs only the last.
-if [ "${BENCH_VOLUMES:-both}" != static ] && [ "${BENCH_VOLUMES:-both}" != immediate ]; then
+# BENCH_VOLUMES picks the passes (a comma-separated list, default all of them):
+# provisioned, static, immediate, warm.
+passes=",${BENCH_VOLUMES:-provisioned,static,immediate,warm},"
+wants() { [[ "$passes" == *",$1,"* ]]; }
+if wants provisioned; then
   step "cold start, volumes provisioned on demand (local-path-provisioner)"
   bench ""
 fi
@@ -78,9 +81,26 @@ static_pass() { # class, binding mode
   } | "$BIN/kubectl" apply -f - >/dev/null
   bench "$1"
 }
-if [ "${BENCH_VOLUMES:-both}" != immediate ]; then
+if wants static; then
   step "cold start, volumes made beforehand, bound when the pod is scheduled"
   static_pass static-local WaitForFirstConsumer
 fi
-step "cold start, volumes made beforehand, bound when the claim is made"
-static_pass static-immediate Immediate
+if wants immediate; then
+  step "cold start, volumes made beforehand, bound when the claim is made"
+  static_pass static-immediate Immediate
+fi
+# The operator keeps warm volumes (the chart's operator.warmVolumes): claims provisioned
+# by local-path-provisioner ahead of the Workspaces, which take them bound.
+if wants warm; then
+  step "cold start, warm volumes (local-path-provisioner, the operator keeps 3 ready)"
+  "$BIN/helm" upgrade dispatch charts/dispatch -n "$NS" --reuse-values --wait --timeout 5m \
+    --set operator.warmVolumes=3 --set workspaces.defaults.storageClass=local-path-immediate \
+    --set workspaces.defaults.storageSize=1Gi >/dev/null
+  for _ in $(seq 1 600); do
+    bound="$("${K[@]}" get pvc -l dispatch.dev/warm-volume -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c '^Bound$' || true)"
+    [ "$bound" -ge 3 ] && break
+    sleep 0.2
+  done
+  [ "$bound" -ge 3 ] || die "the operator made no 3 bound warm volumes: $("${K[@]}" get pvc 2>&1)"
+  bench local-path-immediate "warm volumes (local-path-immediate, 3 kept)"
+fi

@@ -188,7 +188,7 @@ await browser.close();
 
 const run = results.map((r) => r.running);
 const prompt = results.map((r) => r.prompt);
-const label = STORAGE_CLASS ? `volumes pre-made (${STORAGE_CLASS})` : "volumes provisioned (default class)";
+const label = process.env.DISPATCH_BENCH_LABEL || (STORAGE_CLASS ? `volumes pre-made (${STORAGE_CLASS})` : "volumes provisioned (default class)");
 console.log(`${label}:`);
 console.log(`cold start apply -> Running   p50 ${ms(pct(run, 50))}, p90 ${ms(pct(run, 90))}, max ${ms(Math.max(...run))} over ${results.length}`);
 console.log(`cold start apply -> prompt    p50 ${ms(pct(prompt, 50))}, p90 ${ms(pct(prompt, 90))}, max ${ms(Math.max(...prompt))} over ${results.length} (goal p50 <= 1500 ms)`);

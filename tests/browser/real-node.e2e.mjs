@@ -119,7 +119,10 @@ describe("real node: the chart's images end to end", () => {
       "--set", "image.registry=localhost", "--set", `image.tag=${TAG}`,
       // The pods' network is a bridge of this machine only; workspaces reach the model
       // server on its host address, which the default (public) egress leaves out.
-      "--set", "workspaces.egress=all"]);
+      "--set", "workspaces.egress=all",
+      // One warm volume: the workspace below takes it, provisioned and bound beforehand.
+      "--set", "operator.warmVolumes=1", "--set", "workspaces.defaults.storageClass=local-path-immediate",
+      "--set", "workspaces.defaults.storageSize=1Gi"]);
     key = Buffer.from(jsonpath("secret", "dispatch-access", "{.data.access-key}"), "base64").toString();
     forward = portForward("svc/dispatch-gateway", 80);
     url = await forward.url;
@@ -159,13 +162,20 @@ describe("real node: the chart's images end to end", () => {
       ["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"],
       ["RUST_LOG", "info,dispatch_agent=debug"],
     ].map(([name, value]) => ({ name, value }));
+    // The operator keeps one warm volume, provisioned by the real provisioner.
+    const warm = () => kubectl(["get", "pvc", "-l", "dispatch.dev/warm-volume", "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.phase}{\"\\n\"}{end}"]);
+    await until(() => /^dispatch-warm-\S+ Bound$/m.test(warm()), "a bound warm volume", 180_000);
+    const ready = warm().trim().split(" ")[0];
     kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "dispatch.dev/v1alpha1", kind: "Workspace", metadata: { name: WS }, spec: { owner: "me", storage: { size: "1Gi" }, env } }));
     await until(() => jsonpath("ws", WS, "{.status.phase}") === "Running", `${WS} Running`, 180_000);
+    // It took the warm volume: its Pod mounts it and its status names it.
+    assert.equal(jsonpath("ws", WS, "{.status.volume.claimName}"), ready);
+    assert.equal(jsonpath("pod", POD, "{.spec.volumes[?(@.name==\"workspace\")].persistentVolumeClaim.claimName}"), ready);
+    assert.equal(jsonpath("pvc", ready, "{.metadata.labels.dispatch\\.dev/workspace}"), WS);
     assert.equal(jsonpath("pod", POD, "{.spec.containers[0].image}"), `localhost/dispatch-agent:${TAG}`);
     assert.equal(jsonpath("pod", POD, "{.status.phase}"), "Running");
     assert.match(jsonpath("pod", POD, "{.status.podIP}"), /^10\.213\.0\.\d+$/);
-    // The claim was provisioned by the real provisioner and bound.
-    assert.equal(jsonpath("pvc", `ws-${WS}-data`, "{.status.phase}"), "Bound");
+    assert.equal(jsonpath("pvc", ready, "{.status.phase}"), "Bound");
   });
 
   test("through kubectl port-forward, the browser's terminal echoes through gateway and agent", async () => {
@@ -303,11 +313,12 @@ describe("real node: the chart's images end to end", () => {
   });
 
   test("suspend removes the pod and keeps the volume; resume finds the file", async () => {
-    const pv = jsonpath("pvc", `ws-${WS}-data`, "{.spec.volumeName}");
+    const claim = jsonpath("ws", WS, "{.status.volume.claimName}");
+    const pv = jsonpath("pvc", claim, "{.spec.volumeName}");
     kubectl(["patch", "ws", WS, "--type=merge", "-p", '{"spec":{"suspended":true}}']);
     await until(() => kubectlAny(["get", "pod", POD]).status !== 0, "the pod to go", 120_000);
     assert.equal(jsonpath("ws", WS, "{.status.phase}"), "Suspended");
-    assert.equal(jsonpath("pvc", `ws-${WS}-data`, "{.spec.volumeName}"), pv);
+    assert.equal(jsonpath("pvc", claim, "{.spec.volumeName}"), pv);
     kubectl(["patch", "ws", WS, "--type=merge", "-p", '{"spec":{"suspended":false}}']);
     await until(() => jsonpath("ws", WS, "{.status.phase}") === "Running", "the resumed workspace", 180_000);
     assert.equal(kubectl(["exec", POD, "-c", "agent", "--", "cat", "/workspace/marker.txt"]).trim(), process.env.REAL_NODE_MARKER);

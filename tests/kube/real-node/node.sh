@@ -116,7 +116,7 @@ make_pki() {
 # --- configs -----------------------------------------------------------------------------
 write_configs() {
   mkdir -p "$RN_STATE/cni/net.d" "$RN_STATE/cni/ipam" "$RN_STATE/containerd" "$RN_STATE/kubelet" \
-    "$RN_STATE/local-path"
+    "$RN_STATE/local-path" "$RN_STATE/local-path-immediate"
   cat >"$RN_STATE/cni/net.d/10-dispatch.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -242,12 +242,23 @@ provisioner: rancher.io/local-path
 volumeBindingMode: WaitForFirstConsumer
 reclaimPolicy: Delete
 ---
+# The same provisioner binding a claim when it is made (one node: its directory is "shared"
+# by every node there is), for warm volumes (the operator's --warm-volumes).
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: local-path-immediate}
+provisioner: rancher.io/local-path
+volumeBindingMode: Immediate
+reclaimPolicy: Delete
+---
 kind: ConfigMap
 apiVersion: v1
 metadata: {name: local-path-config, namespace: local-path-storage}
 data:
   config.json: |-
-    {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": ["$RN_STATE/local-path"]}]}
+    {"storageClassConfigs": {
+      "local-path": {"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": ["$RN_STATE/local-path"]}]},
+      "local-path-immediate": {"sharedFileSystemPath": "$RN_STATE/local-path-immediate"}}}
   setup: |-
     #!/bin/sh
     set -eu
