@@ -22,13 +22,10 @@ pub struct Agent {
     pub config: Config,
     /// Canonical workspace root.
     pub root: PathBuf,
-    /// `<root>/.dispatch`
-    pub state_dir: PathBuf,
     pub name: String,
     pub token: Token,
     pub services: Arc<Services>,
     pub sessions: Sessions,
-    pub limits: Limits,
     pub claude: Arc<crate::claude::ClaudeHost>,
     /// The workspace's files, its git, and each Claude turn's changes (the
     /// REST routes beside the WebSocket).
@@ -136,12 +133,10 @@ impl Agent {
         Ok(Arc::new(Agent {
             config,
             root,
-            state_dir,
             name,
             token,
             services,
             sessions,
-            limits,
             claude,
             files,
             git,
@@ -169,10 +164,5 @@ impl Agent {
         // watcher never keeps a stale picture under a current version.
         let version = *self.services.claude_changes.borrow();
         crate::claude::status(&self.claude, self.sessions.registry(), version)
-    }
-
-    /// Whether the Claude CLI can be found (on PATH or as a path).
-    pub fn claude_available(&self) -> bool {
-        self.claude.available()
     }
 }

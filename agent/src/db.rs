@@ -202,6 +202,7 @@ pub fn set_segments(
     tx.commit()
 }
 
+#[cfg(test)]
 pub fn segments(conn: &Connection, id: &str) -> rusqlite::Result<Vec<u64>> {
     let mut st = conn.prepare(
         "SELECT start_offset FROM output_segments WHERE session_id = ?1 ORDER BY start_offset",

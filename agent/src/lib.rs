@@ -1,56 +1,67 @@
 //! The Dispatch agent: runs inside one workspace, hosts its sessions, and
 //! serves them over a WebSocket (see `dispatch_api` for the protocol).
 //!
-//! Module map: [`config`] flags; [`auth`] the bearer token; [`http`] routes;
-//! [`ws`] one client connection; [`agent`] the agent as opened at start;
-//! [`sessions`] the sessions service (the kinds as one enum, restore,
-//! stop-all); [`registry`] sessions by id and the gate new ones pass (one at
-//! a time, within the limit); [`session`] what all kinds share; [`lock`];
-//! [`memory`] giving freed memory back to the system;
-//! [`terminal`] PTY sessions (PTY, ring, output log, emulated screen);
-//! [`claude`] Claude sessions; [`procs`] finding and ending process trees;
-//! [`db`] SQLite; [`event_log_bounds`] what the event log
-//! keeps; [`workspace_identity`] which workspace the state belongs to;
-//! [`outbox`] what attachments send to a client; [`metrics`]; [`paths`];
-//! [`ratelimit`]; [`holder`] shells that outlive the agent; [`leftovers`]
-//! what sessions of a crashed run left running; [`files`] the workspace's
-//! files over HTTP, confined to its root; [`git`] git over HTTP; [`turns`]
-//! each Claude turn's changes, with undo.
+//! The crate root exposes what the binary and the tests use: [`run`],
+//! [`Config`], [`Token`], [`hold`] and [`event_kinds`]; the modules are
+//! private.
+//!
+//! Module map: `config` flags; `auth` the bearer token; `http` routes;
+//! `claude_routes` the REST routes for watchers of Claude; `ws` one client
+//! connection; `session_requests` reading back a terminal's output and
+//! renaming a session; `agent` the agent as opened at start; `sessions` the
+//! sessions service (the kinds as one enum, restore, stop-all); `registry`
+//! sessions by id and the gate new ones pass (one at a time, within the
+//! limit); `session` what all kinds share; `lock`; `memory` giving freed
+//! memory back to the system; `terminal` PTY sessions (PTY, ring, output
+//! log, emulated screen); `claude` Claude sessions; `procs` finding and
+//! ending process trees; `db` SQLite; `event_log_bounds` what the event log
+//! keeps; `workspace_identity` which workspace the state belongs to;
+//! `outbox` what attachments send to a client; `metrics`; `paths`;
+//! `ratelimit`; `holder` shells that outlive the agent; `leftovers` what
+//! sessions of a crashed run left running; `files` the workspace's files
+//! over HTTP, confined to its root; `git` git over HTTP; `turns` each
+//! Claude turn's changes, with undo.
 
-pub mod agent;
-pub mod auth;
-pub mod claude;
-pub mod claude_routes;
-pub mod config;
-pub mod db;
-pub mod event_log_bounds;
-pub mod files;
-pub mod git;
-pub mod holder;
-pub mod http;
-pub mod leftovers;
-pub mod lock;
-pub mod memory;
-pub mod metrics;
-pub mod outbox;
-pub mod paths;
-pub mod procs;
-pub mod ratelimit;
-pub mod registry;
-pub mod session;
-pub mod session_requests;
-pub mod sessions;
-pub mod terminal;
-pub mod turns;
-pub mod workspace_identity;
-pub mod ws;
+mod agent;
+mod auth;
+mod claude;
+mod claude_routes;
+mod config;
+mod db;
+mod event_log_bounds;
+mod files;
+mod git;
+mod holder;
+mod http;
+mod leftovers;
+mod lock;
+mod memory;
+mod metrics;
+mod outbox;
+mod paths;
+mod procs;
+mod ratelimit;
+mod registry;
+mod session;
+mod session_requests;
+mod sessions;
+mod terminal;
+mod turns;
+mod workspace_identity;
+mod ws;
 
-pub use agent::Agent;
+pub use auth::Token;
 pub use config::Config;
+/// The tests read the event log with it.
+pub use db::event_kinds;
+/// `dispatch-agent --hold`.
+pub use holder::process::run as hold;
+
+use agent::Agent;
 
 /// Binds, announces the address on stdout, and serves until SIGTERM or
 /// SIGINT; then stops the sessions and returns.
-pub async fn run(config: Config, token: auth::Token) -> anyhow::Result<()> {
+pub async fn run(config: Config, token: Token) -> anyhow::Result<()> {
     let stop = dispatch_process::shutdown_signal();
     let inherited = config.listen_fd.map(inherited_listener).transpose()?;
     let state = Agent::open(config, token)?;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dispatch_agent::{Config, auth::Token};
+use dispatch_agent::{Config, Token};
 
 fn main() -> ExitCode {
     dispatch_process::init_logs(false);
@@ -12,7 +12,7 @@ fn main() -> ExitCode {
             .skip(1)
             .filter(|a| a != "--hold")
             .collect();
-        return dispatch_agent::holder::process::run(config.listen, args);
+        return dispatch_agent::hold(config.listen, args);
     }
     let token = match Token::load(
         config.token_file.as_deref(),

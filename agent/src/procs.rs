@@ -58,6 +58,7 @@ pub fn stop_in_steps<P: Send + Sync + 'static>(
     }
 }
 
+#[cfg(test)]
 fn state_of(stat: &str) -> Option<char> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().next()?.chars().next()
@@ -162,19 +163,11 @@ pub fn kill_session(sid: i32, sig: Signal) {
     }
 }
 
-/// Whether `pid` is gone (or a zombie waiting to be reaped).
 /// The command name of process `pid` (`/proc/<pid>/comm`), if it is there.
 pub fn command_name(pid: i32) -> Option<String> {
     let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     let name = name.trim();
     (!name.is_empty()).then(|| name.to_owned())
-}
-
-pub fn is_gone(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => state_of(&stat) == Some('Z'),
-        Err(_) => true,
-    }
 }
 
 #[cfg(test)]

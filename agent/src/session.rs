@@ -95,7 +95,6 @@ impl Meta {
 
 pub trait Session: Send + Sync + 'static {
     fn id(&self) -> &SessionId;
-    fn kind(&self) -> SessionKind;
     fn info(&self) -> SessionInfo;
     fn is_running(&self) -> bool;
     /// A name the user chose (`session.rename`); kept in SQLite too.
@@ -236,9 +235,6 @@ mod tests {
     impl Session for Fake {
         fn id(&self) -> &SessionId {
             &self.id
-        }
-        fn kind(&self) -> SessionKind {
-            SessionKind::Terminal
         }
         fn info(&self) -> SessionInfo {
             Meta::started(String::new(), ".".into(), 0, None).info(

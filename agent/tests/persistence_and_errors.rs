@@ -78,7 +78,7 @@ async fn restart_keeps_old_sessions_and_their_output() {
     // session's attach and refused write, the second session's start and end.
     let conn = rusqlite::Connection::open(ws.join(".dispatch/agent.db")).unwrap();
     for (session, logged) in [(&id, ["attach", "error"]), (&id2, ["start", "end"])] {
-        let kinds = dispatch_agent::db::event_kinds(&conn, session).unwrap();
+        let kinds = dispatch_agent::event_kinds(&conn, session).unwrap();
         for k in logged {
             assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
         }

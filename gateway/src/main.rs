@@ -3,8 +3,8 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     dispatch_process::init_logs(false);
-    let cfg = dispatch_gateway::config::Config::parse();
-    match dispatch_gateway::app::run(cfg).await {
+    let cfg = dispatch_gateway::Config::parse();
+    match dispatch_gateway::run(cfg).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

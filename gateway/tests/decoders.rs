@@ -14,15 +14,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use dispatch_api::rest::ApiError;
-use dispatch_gateway::app::router;
 use dispatch_gateway::auth::origin::{SiteHeaders, cross_site, origin_matches_host};
 use dispatch_gateway::auth::{Auth, AuthSettings, KeyStore, LoginLimiter, TokenSigner, cookie};
 use dispatch_gateway::backend::local::LocalBackend;
-use dispatch_gateway::client_addr::client_ip;
-use dispatch_gateway::metrics::Metrics;
-use dispatch_gateway::names::WorkspaceName;
-use dispatch_gateway::registry::Registry;
-use dispatch_gateway::state::AppState;
+use dispatch_gateway::{AppState, Approvals, Metrics, Registry, WorkspaceName, client_ip, router};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use tower::ServiceExt;
@@ -175,7 +170,7 @@ fn app() -> &'static (tokio::runtime::Runtime, axum::Router, tempfile::TempDir) 
                 proxies: Default::default(),
                 trusted_proxies: Arc::new([]),
                 push: None,
-                approvals: dispatch_gateway::approvals::Approvals::new(backend.clone()),
+                approvals: Approvals::new(backend.clone()),
             })
         });
         (rt, router, dir)

@@ -13,13 +13,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use dispatch_api::rest::{ApiError, WorkspaceInfo, WorkspacePhase};
-use dispatch_gateway::app::router;
 use dispatch_gateway::auth::{Auth, AuthSettings, KeyStore, LoginLimiter, TokenSigner};
 use dispatch_gateway::backend::{AgentEndpoint, BackendError, WorkspaceBackend};
-use dispatch_gateway::metrics::Metrics;
-use dispatch_gateway::names::WorkspaceName;
-use dispatch_gateway::registry::Registry;
-use dispatch_gateway::state::AppState;
+use dispatch_gateway::{AppState, Approvals, Metrics, Registry, WorkspaceName, router};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -148,7 +144,7 @@ async fn app_with_backend() -> (Router, tempfile::TempDir, Arc<FakeBackend>) {
         proxies: Default::default(),
         trusted_proxies: Arc::new([]),
         push: None,
-        approvals: dispatch_gateway::approvals::Approvals::new(backend.clone()),
+        approvals: Approvals::new(backend.clone()),
     });
     (app, dir, backend)
 }

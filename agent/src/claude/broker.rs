@@ -213,6 +213,7 @@ impl Broker {
         v
     }
 
+    #[cfg(test)]
     pub fn is_pending(&self, request_id: &str) -> bool {
         self.pending.contains_key(request_id)
     }

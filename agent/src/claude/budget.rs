@@ -104,10 +104,6 @@ impl Budget {
         }
     }
 
-    pub fn limit(&self) -> Option<Limit> {
-        self.limit
-    }
-
     /// Counts a turn's cost; the new level when it changed.
     pub fn spend(&self, usd: f64, now: i64) -> Option<Level> {
         let limit = self.limit?;

@@ -290,6 +290,7 @@ pub fn find(config_dir: &Path, id: &str) -> Option<PathBuf> {
 }
 
 /// The absolute cwd recorded inside a transcript.
+#[cfg(test)]
 pub fn recorded_cwd(path: &Path) -> Option<String> {
     summarize(read_lines(path))?.cwd
 }

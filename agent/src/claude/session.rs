@@ -286,10 +286,6 @@ impl ClaudeSession {
         self.turn_running.load(Ordering::Relaxed)
     }
 
-    pub fn pid(&self) -> Option<i32> {
-        self.pid
-    }
-
     pub fn oldest_seq(&self) -> u64 {
         lock(&self.inner).log.oldest()
     }
@@ -662,14 +658,6 @@ impl ClaudeSession {
         self.timer_wake.notify_one();
         tracing::info!(session = %self.id, ?exit_code, "claude session ended");
     }
-
-    /// Waits (bounded) until the session has ended.
-    pub async fn wait_ended(&self, timeout: Duration) -> bool {
-        let mut rx = self.progress.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|p| p.ended))
-            .await
-            .is_ok()
-    }
 }
 
 async fn write_stdin(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiver<Vec<u8>>) {
@@ -684,10 +672,6 @@ async fn write_stdin(mut stdin: tokio::process::ChildStdin, mut rx: mpsc::Receiv
 impl Session for ClaudeSession {
     fn id(&self) -> &SessionId {
         &self.id
-    }
-
-    fn kind(&self) -> SessionKind {
-        SessionKind::Claude
     }
 
     fn info(&self) -> SessionInfo {

@@ -59,10 +59,12 @@ impl RelPath {
         Ok(RelPath { names })
     }
 
+    #[cfg(test)]
     pub fn root() -> RelPath {
         RelPath { names: Vec::new() }
     }
 
+    #[cfg(test)]
     pub fn is_root(&self) -> bool {
         self.names.is_empty()
     }
@@ -93,12 +95,6 @@ impl RelPath {
     /// The last name, or "workspace" for the root (for download file names).
     pub fn file_name(&self) -> &str {
         self.names.last().map_or("workspace", String::as_str)
-    }
-
-    pub fn join(&self, name: &str) -> RelPath {
-        let mut names = self.names.clone();
-        names.push(name.to_owned());
-        RelPath { names }
     }
 
     /// Whether this is the agent's state directory or inside it: readable,

@@ -15,7 +15,6 @@ use crate::lock::lock;
 pub struct HeldSession {
     pub id: String,
     pub pid: i32,
-    pub start: u64,
     /// `Some(code)` when its program has ended already.
     pub exited: Option<Option<i32>>,
     pub fds: HeldFds,
@@ -80,16 +79,15 @@ impl HolderLink {
                     FromHolder::Held {
                         id,
                         pid,
-                        start,
                         exited,
                         code,
+                        ..
                     },
                     fds,
                 )) => match HeldFds::from_vec(fds) {
                     Some(fds) => held.push(HeldSession {
                         id,
                         pid,
-                        start,
                         exited: exited.then_some(code),
                         fds,
                     }),

@@ -26,7 +26,7 @@ pub mod start;
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -165,7 +165,6 @@ pub struct TerminalSession {
     meta: Mutex<Meta>,
     ring: Mutex<Ring>,
     log: Mutex<Option<OutputLog>>,
-    log_dir: Option<PathBuf>,
     progress: watch::Sender<Progress>,
     screen: Mutex<Screen>,
     screen_queued: AtomicBool,
@@ -294,7 +293,6 @@ impl TerminalSession {
             meta,
             limits,
             log,
-            spec.log_dir,
             0,
             pid,
             Master::Pty(spawned.master),
@@ -359,7 +357,6 @@ impl TerminalSession {
             meta,
             limits,
             Some(log),
-            log_dir,
             end,
             held.pid,
             Master::Held(master),
@@ -387,7 +384,6 @@ impl TerminalSession {
         meta: Meta,
         limits: Limits,
         log: Option<OutputLog>,
-        log_dir: PathBuf,
         end: u64,
         pid: i32,
         master: Master,
@@ -402,7 +398,6 @@ impl TerminalSession {
             meta: Mutex::new(meta),
             ring: Mutex::new(Ring::new(limits.ring_bytes, end)),
             log: Mutex::new(log),
-            log_dir: Some(log_dir),
             progress: watch::Sender::new(Progress { end, ended: false }),
             screen: Mutex::new(Screen::new(rows, cols, oldest)),
             screen_queued: AtomicBool::new(false),
@@ -523,7 +518,6 @@ impl TerminalSession {
             // Small: nothing more is appended.
             ring: Mutex::new(Ring::new(1, end)),
             log: Mutex::new(log),
-            log_dir,
             progress: watch::Sender::new(Progress { end, ended: true }),
             screen: Mutex::new(Screen::new(rows, cols, oldest)),
             screen_queued: AtomicBool::new(false),
@@ -742,10 +736,6 @@ impl TerminalSession {
         self.terminals.as_ref()?.holder.as_ref()
     }
 
-    pub fn pid(&self) -> Option<i32> {
-        self.pid
-    }
-
     pub fn subscribe(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
     }
@@ -915,13 +905,6 @@ impl TerminalSession {
         (screen.parsed_upto(), screen.snapshot())
     }
 
-    /// The emulator's screen brought up to date, for callers that inspect it.
-    pub fn with_screen<R>(&self, f: impl FnOnce(&Screen) -> R) -> R {
-        let mut screen = lock(&self.screen);
-        self.catch_up(&mut screen, usize::MAX);
-        f(&screen)
-    }
-
     /// Called by the screen worker once the session's output has paused.
     /// Parses up to the end as it stood when called, in small slices so that a
     /// snapshot never waits long for the lock, and gives up as soon as output
@@ -993,10 +976,6 @@ impl TerminalSession {
             }
         }
     }
-
-    pub fn log_dir(&self) -> Option<&Path> {
-        self.log_dir.as_deref()
-    }
 }
 
 #[cfg(test)]
@@ -1019,7 +998,6 @@ impl TerminalSession {
             meta: Mutex::new(Meta::started("t".into(), ".".into(), 0, Some((80, 24)))),
             ring: Mutex::new(Ring::new(ring_bytes, 0)),
             log: Mutex::new(log),
-            log_dir,
             progress: watch::Sender::new(Progress {
                 end: 0,
                 ended: false,
@@ -1050,10 +1028,6 @@ impl CatchUp for TerminalSession {
 impl Session for TerminalSession {
     fn id(&self) -> &SessionId {
         &self.id
-    }
-
-    fn kind(&self) -> SessionKind {
-        SessionKind::Terminal
     }
 
     fn set_title(&self, title: String) {

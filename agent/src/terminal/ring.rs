@@ -36,10 +36,6 @@ impl Ring {
         }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.cap
-    }
-
     /// Makes `buf[..len]` addressable, growing by doubling but never past `cap`.
     fn grow_to(&mut self, len: usize) {
         if len <= self.buf.len() {

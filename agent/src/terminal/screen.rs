@@ -85,11 +85,13 @@ impl Screen {
         }
     }
 
+    #[cfg(test)]
     pub fn size(&self) -> (u16, u16) {
         let (r, c) = self.parser.screen().size();
         (r.get(), c.get())
     }
 
+    #[cfg(test)]
     pub fn screen(&self) -> &vt100::Screen {
         self.parser.screen()
     }

@@ -51,10 +51,6 @@ impl Snapshots {
         }
     }
 
-    pub fn git(&self) -> &Git {
-        &self.git
-    }
-
     /// Makes the private repository the first time.
     async fn ensure(&self) -> Result<(), FsError> {
         let git_dir = &self.git_dir;

@@ -91,7 +91,7 @@ impl Approvals {
     }
 
     /// Every event for every user, from now on; filter by
-    /// [`ApprovalEvent::owner`].
+    /// `ApprovalEvent::owner`.
     pub fn subscribe(&self) -> broadcast::Receiver<ApprovalEvent> {
         self.events.subscribe()
     }

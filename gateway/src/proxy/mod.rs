@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use agent_conn::{AgentConn, ConnectError, connect as connect_agent};
 use frames::Sender;
 use relay::{Buffer, End, Half, IoSource, Source, TcpSource, relay};
-pub use upgrade::{RelayContext, Upgrade, UpgradeError};
+pub use upgrade::{RelayContext, Upgrade};
 
 use crate::metrics::{DirectionLabel, Metrics};
 

@@ -44,7 +44,9 @@ pub struct KeysBody {
     pub auth: String,
 }
 
-/// `POST /api/push/subscriptions` body: `PushSubscription.toJSON()` plus `prefs`.
+/// `POST /api/push/subscriptions` body: `PushSubscription.toJSON()` plus
+/// `prefs`. Its `expirationTime` is not read: push services that expire
+/// subscriptions answer 404/410.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SubscribeBody {
@@ -52,9 +54,6 @@ pub struct SubscribeBody {
     pub keys: KeysBody,
     #[serde(default)]
     pub prefs: Prefs,
-    /// Ignored: push services that expire subscriptions answer 404/410.
-    #[serde(default)]
-    pub expiration_time: Option<serde_json::Value>,
 }
 
 /// A checked subscription.
