@@ -5,11 +5,15 @@
 //! child) to the pipeline (`reconcile`: one module per step), which writes
 //! children through `applier`; `warm_volumes` keeps claims ready for new
 //! Workspaces; `leader` elects, `http` serves metrics.
+//!
+//! Public are the modules the binaries, the tests and the benchmark use; the
+//! watch plumbing (`children`, `watch_filter`), the `applier`, `ownership`
+//! and the Claude watcher are private.
 
-pub mod applier;
-pub mod children;
-pub mod claude_status;
-pub mod claude_watch;
+mod applier;
+mod children;
+mod claude_status;
+mod claude_watch;
 pub mod config;
 pub mod context;
 pub mod controller;
@@ -19,10 +23,10 @@ pub mod http;
 pub mod idle;
 pub mod leader;
 pub mod metrics;
-pub mod ownership;
+mod ownership;
 pub mod recent;
 pub mod reconcile;
 pub mod status;
 pub mod trim;
 pub mod warm_volumes;
-pub mod watch_filter;
+mod watch_filter;
