@@ -41,8 +41,10 @@ bench() {
   DISPATCH_BENCH_GATEWAY_URL="http://127.0.0.1:$port" DISPATCH_BENCH_KEY="$key" DISPATCH_BENCH_NAMESPACE="$NS" \
     DISPATCH_BENCH_API="https://10.213.0.1:6443" DISPATCH_BENCH_CA="$PKI/ca.crt" \
     DISPATCH_BENCH_CERT="$PKI/admin.crt" DISPATCH_BENCH_CLIENT_KEY="$PKI/admin.key" \
-    DISPATCH_BENCH_STORAGE_CLASS="$1" DISPATCH_BENCH_LABEL="${2:-}" node tests/browser/real-node.bench.mjs
+    DISPATCH_BENCH_STORAGE_CLASS="$1" DISPATCH_BENCH_LABEL="${2:-}" node tests/browser/real-node.bench.mjs |
+    tee -a "$summary"
 }
+summary="$(mktemp)"
 # BENCH_VOLUMES picks the passes (a comma-separated list, default all of them):
 # provisioned, static, immediate, warm.
 passes=",${BENCH_VOLUMES:-provisioned,static,immediate,warm},"
@@ -104,3 +106,11 @@ if wants warm; then
   [ "$bound" -ge 3 ] || die "the operator made no 3 bound warm volumes: $("${K[@]}" get pvc 2>&1)"
   bench local-path-immediate "warm volumes (local-path-immediate, 3 kept)"
 fi
+
+# Side by side: each pass's apply -> prompt p50, and its ratio to the first pass's.
+step "cold start, apply -> prompt p50 of each pass"
+awk '/:$/ && !/^cold/ { label = $0; sub(/:$/, "", label) }
+     /apply -> prompt/ { for (i = 1; i <= NF; i++) if ($i == "p50") p50 = $(i + 1)
+                        if (!first) first = p50
+                        printf "%-55s p50 %5d ms  %.2fx the first pass\n", label, p50, p50 / first }' "$summary"
+rm -f "$summary"
