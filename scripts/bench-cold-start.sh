@@ -110,7 +110,7 @@ fi
 # Side by side: each pass's apply -> prompt p50, and its ratio to the first pass's.
 step "cold start, apply -> prompt p50 of each pass"
 awk '/:$/ && !/^cold/ { label = $0; sub(/:$/, "", label) }
-     /apply -> prompt/ { for (i = 1; i <= NF; i++) if ($i == "p50") p50 = $(i + 1)
+     /apply -> prompt/ { for (i = 1; i <= NF; i++) if ($i == "p50") { p50 = $(i + 1); break }
                         if (!first) first = p50
                         printf "%-55s p50 %5d ms  %.2fx the first pass\n", label, p50, p50 / first }' "$summary"
 rm -f "$summary"
