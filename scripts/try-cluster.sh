@@ -31,7 +31,8 @@ K=("$BIN/kubectl" -n dispatch)
 "$BIN/kubectl" label namespace dispatch pod-security.kubernetes.io/enforce=restricted >/dev/null
 step "helm install dispatch (images localhost/dispatch-*:$DISPATCH_IMAGE_TAG)"
 "$BIN/helm" install dispatch charts/dispatch -n dispatch --wait --timeout 5m \
-  --set image.registry=localhost --set "image.tag=$DISPATCH_IMAGE_TAG" --set workspaces.egress=all >/dev/null
+  --set image.registry=localhost --set "image.tag=$DISPATCH_IMAGE_TAG" --set workspaces.egress=all \
+  --set operator.warmVolumes=2 --set workspaces.defaults.storageClass=local-path-immediate >/dev/null
 key="$("${K[@]}" get secret dispatch-access -o jsonpath='{.data.access-key}' | base64 -d)"
 "${K[@]}" port-forward --address 127.0.0.1 svc/dispatch-gateway "$PORT:80" >/dev/null &
 forward_pid=$!
