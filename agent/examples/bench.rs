@@ -130,6 +130,52 @@ fn pty_echo(rounds: usize) -> Vec<Duration> {
     out
 }
 
+/// `yes` in a PTY of its own, drained by a plain reader thread: the same
+/// flood as the agent's, with nothing of the agent in its way.
+struct PtyFlood {
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl PtyFlood {
+    fn start() -> Self {
+        let pair = native_pty_system().openpty(pty_size()).unwrap();
+        let mut cmd = CommandBuilder::new("yes");
+        cmd.arg("flood flood flood flood flood flood flood flood flood");
+        let child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let mut r = pair.master.try_clone_reader().unwrap();
+        let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = bytes.clone();
+        let reader = std::thread::spawn(move || {
+            let _master = pair.master;
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        PtyFlood {
+            child,
+            bytes,
+            reader,
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self.reader.join();
+    }
+}
+
 struct Agent {
     child: Child,
     addr: String,
@@ -430,6 +476,13 @@ async fn main() {
 
     // echo latency
     let mut raw = pty_echo(a.rounds);
+    // The PTY's own echo while another PTY floods: the floor under the same load.
+    let flood = PtyFlood::start();
+    std::thread::sleep(Duration::from_millis(300)); // let the flood get going
+    let (before, t_raw_flood) = (flood.bytes(), Instant::now());
+    let mut raw_flood = pty_echo(a.rounds);
+    let raw_flood_mbs = (flood.bytes() - before) as f64 / t_raw_flood.elapsed().as_secs_f64() / 1e6;
+    flood.stop();
     let mut ws = connect(&agent.addr).await;
     let id = start(&mut ws, "/bin/cat").await;
     let _ = agent_echo(&mut ws, &id, 50).await; // warm up
@@ -483,6 +536,7 @@ async fn main() {
     let t_same = t_same.elapsed();
 
     let (raw50, raw99) = (pct(&mut raw, 0.5), pct(&mut raw, 0.99));
+    let (rf50, rf99) = (pct(&mut raw_flood, 0.5), pct(&mut raw_flood, 0.99));
     let (i50, i99) = (pct(&mut idle, 0.5), pct(&mut idle, 0.99));
     let (o50, o99) = (pct(&mut flood_other, 0.5), pct(&mut flood_other, 0.99));
     let (s50, s99) = (pct(&mut flood_same, 0.5), pct(&mut flood_same, 0.99));
@@ -502,6 +556,11 @@ async fn main() {
         "  PTY own echo                p50 {:7.1} us  p99 {:7.1} us",
         us(raw50),
         us(raw99)
+    );
+    println!(
+        "  PTY own echo, flood in      p50 {:7.1} us  p99 {:7.1} us  (another PTY's flood read meanwhile: {raw_flood_mbs:.1} MB/s)",
+        us(rf50),
+        us(rf99)
     );
     println!(
         "  agent, idle                 p50 {:7.1} us  p99 {:7.1} us",
@@ -532,6 +591,16 @@ async fn main() {
         "  flood p99 / idle p99        {:7.2}x (other conn), {:.2}x (same conn)   (target <= 2x)",
         us(o99) / us(i99),
         us(s99) / us(i99)
+    );
+    println!(
+        "  agent over the PTY, idle    p50 {:+7.1} us  p99 {:+7.1} us",
+        us(i50) - us(raw50),
+        us(i99) - us(raw99)
+    );
+    println!(
+        "  agent over the PTY, flood   p50 {:+7.1} us  p99 {:+7.1} us   (each against the PTY's echo under its own flood; other conn)",
+        us(o50) - us(rf50),
+        us(o99) - us(rf99)
     );
     println!("memory and start");
     println!(
