@@ -61,7 +61,10 @@ pub async fn resolve(ws: &Workspace, ctx: &Context) -> String {
     let own = names::pvc(&ws.name_any());
     if let Some(warm) = &ctx.warm {
         let want = desired::claim(ws, &ctx.defaults, &own);
-        if let Some(taken) = warm.take(&ctx.client, &ctx.metrics, ws, &want).await {
+        if let Some(taken) = warm
+            .take(&ctx.client, &ctx.metrics, ws, &key(ws), &want)
+            .await
+        {
             return taken;
         }
     }
