@@ -39,6 +39,25 @@ async fn unused(pvcs: &Api<PersistentVolumeClaim>) -> (Vec<String>, usize) {
     (live.iter().map(|c| c.name_any()).collect(), bound)
 }
 
+/// The operator keeping two warm volumes of class `instant`, 1Gi, owned by `warm-owner`.
+fn start_operator(cp: &ControlPlane) -> Operator {
+    Operator::start(
+        cp,
+        &[
+            "--namespace",
+            NS,
+            "--storage-size",
+            "1Gi",
+            "--storage-class",
+            "instant",
+            "--warm-volumes",
+            "2",
+            "--warm-volumes-owner",
+            &format!("{NS}/warm-owner"),
+        ],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_workspace_takes_a_bound_warm_volume_and_the_pool_is_refilled() {
     let cp = ControlPlane::start().await.expect("control plane starts");
@@ -62,21 +81,7 @@ async fn a_new_workspace_takes_a_bound_warm_volume_and_the_pool_is_refilled() {
     ));
     ok(kubectl_apply(&cp, &objects));
 
-    let operator = Operator::start(
-        &cp,
-        &[
-            "--namespace",
-            NS,
-            "--storage-size",
-            "1Gi",
-            "--storage-class",
-            "instant",
-            "--warm-volumes",
-            "2",
-            "--warm-volumes-owner",
-            &format!("{NS}/warm-owner"),
-        ],
-    );
+    let operator = start_operator(&cp);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let wss: Api<Workspace> = Api::namespaced(client.clone(), NS);
@@ -170,21 +175,7 @@ async fn a_new_workspace_takes_a_bound_warm_volume_and_the_pool_is_refilled() {
     // A reconcile after a restart finds the taken claim by the status, and
     // keeps it (no second take, no claim named after the Workspace).
     drop(operator);
-    let _operator = Operator::start(
-        &cp,
-        &[
-            "--namespace",
-            NS,
-            "--storage-size",
-            "1Gi",
-            "--storage-class",
-            "instant",
-            "--warm-volumes",
-            "2",
-            "--warm-volumes-owner",
-            &format!("{NS}/warm-owner"),
-        ],
-    );
+    let _operator = start_operator(&cp);
     ok(kubectl(
         &cp,
         &[
