@@ -201,6 +201,15 @@ describe("Web Push in Chromium", () => {
     );
     assert.deepEqual(shown, [{ title: `${workspace}: Claude asks to use Bash`, body: payload.body, actions: ["allow", "deny"], sticky: true }]);
 
+    // The same approval pushed by another gateway replica (its own subscription of this
+    // browser, its own token): shown once, the first stays.
+    const copy = { ...payload, token: `${payload.token}-from-another-replica`, sentAt: payload.sentAt + 1500 };
+    const tokens = () =>
+      page.evaluate(async (tag) => (await (await navigator.serviceWorker.ready).getNotifications({ tag })).map((n) => n.data?.token ?? n.title), payload.tag);
+    const [sw0] = ctx.serviceWorkers();
+    await sw0.evaluate((p) => self.dispatchPush.handlePush(self.registration, p), copy);
+    assert.deepEqual(await tokens(), [payload.token], "the copy was not shown");
+
     // "Allow" on that notification: the handler notificationclick calls.
     const [worker] = ctx.serviceWorkers();
     assert.ok(worker, "the service worker is running");
@@ -216,6 +225,9 @@ describe("Web Push in Chromium", () => {
     await until(() => existsSync(made), "the allowed command's file", 60_000);
     const after = await page.evaluate(async (tag) => (await (await navigator.serviceWorker.ready).getNotifications({ tag })).map((n) => n.title), payload.tag);
     assert.deepEqual(after, ["Allowed"], "the approval's notification was replaced by the outcome");
+    // A copy arriving late from another replica does not bring the answered request back.
+    await worker.evaluate((p) => self.dispatchPush.handlePush(self.registration, p), copy);
+    assert.deepEqual(await tokens(), ["Allowed"], "a late copy was not shown");
     await shot(page, "push-02-answered");
 
     // The token is spent: pressing Deny on a copy of it changes nothing.

@@ -47,13 +47,33 @@ async function settle(reg, p) {
   await reg.showNotification(p.title, { body: p.body || "", tag: p.tag, icon: "/icon-192.png", silent: true, data: { kind: "settled", url: p.url } });
 }
 
+/** Two pushes of one event are at most this far apart (ms of their sentAt). */
+const SAME_EVENT_MS = 30_000;
+
+/**
+ * Whether `p` was shown already: every gateway replica keeps its own push
+ * subscriptions (a browser registers with whichever served the page) and
+ * pushes the events it sees, so one approval may arrive once per replica.
+ * The copy is dropped, not shown again (it would alert again, and after an
+ * answer it would bring back buttons that can only fail).
+ */
+async function shownAlready(reg, p) {
+  if (typeof p.tag !== "string" || typeof p.sentAt !== "number") return false;
+  const open = await reg.getNotifications({ tag: p.tag });
+  return open.some((n) => {
+    const d = n.data || {};
+    if (d.kind === "confirmation" || d.kind === "settled") return p.kind === "approval";
+    return d.kind === p.kind && typeof d.sentAt === "number" && Math.abs(d.sentAt - p.sentAt) < SAME_EVENT_MS;
+  });
+}
+
 async function handlePush(reg, payload) {
   if (payload && payload.kind === "resolved") {
     await settle(reg, payload);
     return;
   }
   const n = notificationFor(payload);
-  if (n) await reg.showNotification(n.title, n.options);
+  if (n && !(await shownAlready(reg, payload))) await reg.showNotification(n.title, n.options);
 }
 
 /** Tells the user how an answer went, replacing the approval's notification. */
