@@ -130,6 +130,9 @@ else
     n="${n%%:*}"
     "${BUILDAH[@]}" push -q "$ref" "docker-archive:$out/$n.tar:$ref"
   done
+  # buildah 1.28 leaves the working containers of multi-stage builds behind, each with its
+  # overlay mounted: they go, so that no mount of this build outlives it.
+  "${BUILDAH[@]}" rm --all >/dev/null 2>&1 || true
   # Old tags go, archives and images alike: only the newest set is kept (each is ~1.3 GB).
   find "$IMAGES" -maxdepth 1 -mindepth 1 -type d -regextype posix-extended -regex '.*/[0-9a-f]{16}' ! -name "$tag" -exec rm -rf {} +
   "${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}}' |
