@@ -197,7 +197,7 @@ fn selector(ws: &Workspace) -> BTreeMap<String, String> {
     ])
 }
 
-pub fn owner_ref(ws: &Workspace) -> OwnerReference {
+fn owner_ref(ws: &Workspace) -> OwnerReference {
     OwnerReference {
         api_version: Workspace::api_version(&()).into_owned(),
         kind: Workspace::kind(&()).into_owned(),
