@@ -17,6 +17,7 @@ use dispatch_api::crd::{LABEL_MANAGED_BY, MANAGED_BY, Workspace};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, PersistentVolumeClaimSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -35,6 +36,9 @@ const CREATE_GRACE: Duration = Duration::from_secs(30);
 /// The pool is looked at this often even without a change to a warm claim
 /// (its owner may have come or gone).
 const TICK: Duration = Duration::from_secs(10);
+/// A warm claim not bound this long after it was made is replaced (its
+/// provisioning failed, or its class binds only for a Pod).
+const STUCK_AFTER: Duration = Duration::from_secs(300);
 
 /// Where the warm claims are and what they are like.
 #[derive(Debug, Clone)]
@@ -206,24 +210,38 @@ pub fn takeable<'a>(
 pub struct Plan {
     pub create: usize,
     pub delete: Vec<String>,
+    /// Of those deleted, how many were never bound (see [`STUCK_AFTER`]).
+    pub stuck: usize,
 }
 
 /// Keeps `want` unused claims of `shape`: claims of another shape (the
-/// defaults changed) go, and of those beyond `want` the newest go (the older
-/// are likelier bound). `pending` claims were created and are not cached yet.
+/// defaults changed) go, claims still unbound [`STUCK_AFTER`] after they were
+/// made go, and of those beyond `want` the newest go (the older are likelier
+/// bound). `pending` claims were created and are not cached yet.
 pub fn plan<'a>(
     claims: impl Iterator<Item = &'a PersistentVolumeClaim>,
     shape: &str,
     want: usize,
     pending: usize,
+    now: Timestamp,
 ) -> Plan {
     let mut delete = Vec::new();
     let mut current = Vec::new();
+    let mut stuck = 0;
+    let stuck_before = now - STUCK_AFTER;
     for c in claims.filter(|c| c.metadata.deletion_timestamp.is_none()) {
-        if shape_of(c) == Some(shape) {
-            current.push(c);
-        } else {
+        let old = c
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .is_some_and(|t| t.0 < stuck_before);
+        if shape_of(c) != Some(shape) {
             delete.push(c.name_any());
+        } else if old && !ready(c) {
+            stuck += 1;
+            delete.push(c.name_any());
+        } else {
+            current.push(c);
         }
     }
     current.sort_by_key(|c| std::cmp::Reverse(c.metadata.creation_timestamp.clone()));
@@ -233,6 +251,7 @@ pub fn plan<'a>(
     Plan {
         create: want.saturating_sub(have),
         delete,
+        stuck,
     }
 }
 
@@ -294,7 +313,15 @@ pub async fn run(
             &shape,
             usize::from(settings.count),
             pending.len(),
+            Timestamp::now(),
         );
+        if p.stuck > 0 {
+            tracing::warn!(
+                stuck = p.stuck,
+                after = ?STUCK_AFTER,
+                "warm volumes were never bound and are made anew: does their StorageClass bind a claim when it is made (volumeBindingMode: Immediate)?"
+            );
+        }
         for name in &p.delete {
             match api.delete(name, &DeleteParams::default()).await {
                 Ok(_) => tracing::info!(claim = %name, "deleted a warm volume no longer wanted"),
@@ -380,7 +407,6 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::PersistentVolumeClaimStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use k8s_openapi::jiff::Timestamp;
 
     fn claim(
         name: &str,
@@ -403,6 +429,10 @@ mod tests {
                 ..PersistentVolumeClaimStatus::default()
             }),
         }
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).unwrap()
     }
 
     fn names(cs: &[&PersistentVolumeClaim]) -> Vec<String> {
@@ -428,43 +458,74 @@ mod tests {
     fn the_pool_is_filled_to_its_size_and_never_beyond() {
         let none: [PersistentVolumeClaim; 0] = [];
         assert_eq!(
-            plan(none.iter(), "s", 3, 0),
+            plan(none.iter(), "s", 3, 0, at(100)),
             Plan {
                 create: 3,
-                delete: vec![]
+                delete: vec![],
+                stuck: 0
             }
         );
-        assert_eq!(plan(none.iter(), "s", 3, 2).create, 1, "made, not yet seen");
+        assert_eq!(
+            plan(none.iter(), "s", 3, 2, at(100)).create,
+            1,
+            "made, not yet seen"
+        );
         let cs = [
             claim("x", "a", "s", true, 1),
             claim("y", "a", "s", false, 2),
         ];
         assert_eq!(
-            plan(cs.iter(), "s", 2, 0),
+            plan(cs.iter(), "s", 2, 0, at(100)),
             Plan {
                 create: 0,
-                delete: vec![]
+                delete: vec![],
+                stuck: 0
             }
         );
         assert_eq!(
-            plan(cs.iter(), "s", 1, 0),
+            plan(cs.iter(), "s", 1, 0, at(100)),
             Plan {
                 create: 0,
-                delete: vec!["y".into()]
+                delete: vec!["y".into()],
+                stuck: 0
             },
             "the newest goes first"
         );
-        assert_eq!(plan(cs.iter(), "s", 0, 0).delete.len(), 2);
+        assert_eq!(plan(cs.iter(), "s", 0, 0, at(100)).delete.len(), 2);
+    }
+
+    #[test]
+    fn a_claim_never_bound_is_replaced_after_a_while() {
+        let stuck_after = STUCK_AFTER.as_secs() as i64;
+        let cs = [claim("waiting", "a", "s", false, 1000)];
+        let young = plan(cs.iter(), "s", 1, 0, at(1000 + stuck_after - 1));
+        assert_eq!((young.create, young.stuck), (0, 0), "still provisioning");
+        let old = plan(cs.iter(), "s", 1, 0, at(1000 + stuck_after + 1));
+        assert_eq!(
+            old,
+            Plan {
+                create: 1,
+                delete: vec!["waiting".into()],
+                stuck: 1
+            }
+        );
+        let bound = [claim("bound", "a", "s", true, 1000)];
+        assert!(
+            plan(bound.iter(), "s", 1, 0, at(1_000_000))
+                .delete
+                .is_empty()
+        );
     }
 
     #[test]
     fn claims_of_an_old_shape_are_replaced() {
         let cs = [claim("old", "a", "s0", true, 1)];
         assert_eq!(
-            plan(cs.iter(), "s1", 1, 0),
+            plan(cs.iter(), "s1", 1, 0, at(100)),
             Plan {
                 create: 1,
-                delete: vec!["old".into()]
+                delete: vec!["old".into()],
+                stuck: 0
             }
         );
     }
