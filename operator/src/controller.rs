@@ -115,9 +115,10 @@ pub async fn run(
     };
 
     // The warm volumes' watch is driven by the task that keeps them, below.
-    let warm_watch = warm
-        .as_ref()
-        .map(|w| warm_volumes::watch(&client, &w.owner_namespace));
+    let warm = warm.map(|settings| {
+        let (store, stream) = warm_volumes::watch(&client, &settings.owner_namespace);
+        (settings, store, stream)
+    });
     let ctx = Arc::new(Context {
         recorder: Recorder::new(
             client.clone(),
@@ -136,10 +137,9 @@ pub async fn run(
         services,
         policies,
         recent: recent.clone(),
-        warm: warm_watch
+        warm: warm
             .as_ref()
-            .zip(warm.as_ref())
-            .map(|((store, _), w)| Warm::new(w.owner_namespace.clone(), store.clone())),
+            .map(|(w, store, _)| Warm::new(w.owner_namespace.clone(), store.clone())),
         full_applies: Mutex::default(),
         failures: Mutex::default(),
     });
@@ -175,7 +175,7 @@ pub async fn run(
     // Claude's state in the status: one long poll per running agent, for as
     // long as this replica runs the controller.
     let claude = tokio::spawn(crate::claude_watch::run(ctx.clone(), workspaces.clone()));
-    let warm_task = warm.zip(warm_watch).map(|(settings, (store, stream))| {
+    let warm_task = warm.map(|(settings, store, stream)| {
         tokio::spawn(warm_volumes::run(
             client.clone(),
             settings,

@@ -261,7 +261,7 @@ pub fn watch(
     namespace: &str,
 ) -> (
     Store<PersistentVolumeClaim>,
-    impl Stream<Item = Result<PersistentVolumeClaim, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<PersistentVolumeClaim, watcher::Error>> + Send + 'static + use<>,
 ) {
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     let (store, writer) = reflector::store();

@@ -39,6 +39,21 @@ async fn unused(pvcs: &Api<PersistentVolumeClaim>) -> (Vec<String>, usize) {
     (live.iter().map(|c| c.name_any()).collect(), bound)
 }
 
+/// A Workspace `name` in the test's namespace with `spec` (YAML flow style).
+fn workspace(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: dispatch.dev/v1alpha1\nkind: Workspace\nmetadata: {{name: {name}, namespace: {NS}}}\nspec: {spec}\n"
+    )
+}
+
+/// Whether `api` has an object named `name` now.
+async fn exists<K>(api: &Api<K>, name: String) -> bool
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(&name).await.ok().flatten().is_some()
+}
+
 /// The operator keeping two warm volumes of class `instant`, 1Gi, owned by `warm-owner`.
 fn start_operator(cp: &ControlPlane) -> Operator {
     Operator::start(
@@ -92,20 +107,8 @@ async fn a_new_workspace_takes_a_bound_warm_volume_and_the_pool_is_refilled() {
     .await;
     let (before, _) = unused(&pvcs).await;
 
-    ok(kubectl_apply(
-        &cp,
-        &format!(
-            "apiVersion: dispatch.dev/v1alpha1\nkind: Workspace\nmetadata: {{name: a, namespace: {NS}}}\nspec: {{owner: alice}}\n"
-        ),
-    ));
-    eventually("the Pod of a", WAIT, || async {
-        pods.get_opt(&names::pod("a"))
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-    })
-    .await;
+    ok(kubectl_apply(&cp, &workspace("a", "{owner: alice}")));
+    eventually("the Pod of a", WAIT, || exists(&pods, names::pod("a"))).await;
     let pod = pods.get(&names::pod("a")).await.expect("pod");
     let mounted = pod
         .spec
@@ -158,18 +161,9 @@ async fn a_new_workspace_takes_a_bound_warm_volume_and_the_pool_is_refilled() {
     let (pool, _) = unused(&pvcs).await;
     ok(kubectl_apply(
         &cp,
-        &format!(
-            "apiVersion: dispatch.dev/v1alpha1\nkind: Workspace\nmetadata: {{name: b, namespace: {NS}}}\nspec: {{owner: bob, storage: {{size: 2Gi}}}}\n"
-        ),
+        &workspace("b", "{owner: bob, storage: {size: 2Gi}}"),
     ));
-    eventually("b's own claim", WAIT, || async {
-        pvcs.get_opt(&names::pvc("b"))
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-    })
-    .await;
+    eventually("b's own claim", WAIT, || exists(&pvcs, names::pvc("b"))).await;
     assert_eq!(unused(&pvcs).await.0, pool, "b took no warm volume");
 
     // A reconcile after a restart finds the taken claim by the status, and

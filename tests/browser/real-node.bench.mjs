@@ -41,10 +41,10 @@ function kube(method, path, body) {
   });
 }
 
-/** Watches the namespace's Workspaces; calls onRunning(name, t) once per name. */
-function watchRunning(onRunning) {
-  const seen = new Set();
-  const req = request({ host: API.hostname, port: API.port, path: `${WS_PATH}?watch=1`, ...TLS }, (res) => {
+/** Watches `path` on the apiserver; calls onEvent(event, t) for each event, `t` when its
+ * chunk arrived (performance.now()). */
+function watchEvents(path, onEvent) {
+  const req = request({ host: API.hostname, port: API.port, path: `${path}?watch=1`, ...TLS }, (res) => {
     let buf = "";
     res.on("data", (d) => {
       const t = performance.now();
@@ -53,11 +53,7 @@ function watchRunning(onRunning) {
       while ((i = buf.indexOf("\n")) >= 0) {
         const ev = JSON.parse(buf.slice(0, i));
         buf = buf.slice(i + 1);
-        const name = ev.object?.metadata?.name;
-        if (ev.object?.status?.phase === "Running" && !seen.has(name)) {
-          seen.add(name);
-          onRunning(name, t);
-        }
+        onEvent(ev, t);
       }
     });
   });
@@ -65,37 +61,37 @@ function watchRunning(onRunning) {
   return req;
 }
 
+/** Watches the namespace's Workspaces; calls onRunning(name, t) once per name. */
+function watchRunning(onRunning) {
+  const seen = new Set();
+  return watchEvents(WS_PATH, (ev, t) => {
+    const name = ev.object?.metadata?.name;
+    if (ev.object?.status?.phase === "Running" && !seen.has(name)) {
+      seen.add(name);
+      onRunning(name, t);
+    }
+  });
+}
+
 /** Watches the namespace's pods; records, per pod, when this process first saw each step
  * (ms, on the same clock as the applies: the pod's own timestamps have 1 s resolution). */
 function watchPods(steps) {
-  const req = request({ host: API.hostname, port: API.port, path: `/api/v1/namespaces/${NS}/pods?watch=1`, ...TLS }, (res) => {
-    let buf = "";
-    res.on("data", (d) => {
-      const t = performance.now();
-      buf += d;
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        const ev = JSON.parse(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-        const pod = ev.object;
-        const name = pod?.metadata?.name;
-        if (!name) continue;
-        const seen = steps.get(name) ?? {};
-        const mark = (step, cond) => {
-          if (cond && seen[step] === undefined) seen[step] = t;
-        };
-        const cond = (type) => pod.status?.conditions?.some((c) => c.type === type && c.status === "True");
-        mark("created", true);
-        mark("scheduled", !!pod.spec?.nodeName);
-        mark("sandbox", cond("PodReadyToStartContainers"));
-        mark("started", !!pod.status?.containerStatuses?.[0]?.state?.running);
-        mark("ready", cond("Ready"));
-        steps.set(name, seen);
-      }
-    });
+  return watchEvents(`/api/v1/namespaces/${NS}/pods`, (ev, t) => {
+    const pod = ev.object;
+    const name = pod?.metadata?.name;
+    if (!name) return;
+    const seen = steps.get(name) ?? {};
+    const mark = (step, cond) => {
+      if (cond && seen[step] === undefined) seen[step] = t;
+    };
+    const cond = (type) => pod.status?.conditions?.some((c) => c.type === type && c.status === "True");
+    mark("created", true);
+    mark("scheduled", !!pod.spec?.nodeName);
+    mark("sandbox", cond("PodReadyToStartContainers"));
+    mark("started", !!pod.status?.containerStatuses?.[0]?.state?.running);
+    mark("ready", cond("Ready"));
+    steps.set(name, seen);
   });
-  req.end();
-  return req;
 }
 const podSteps = new Map();
 const podWatch = watchPods(podSteps);

@@ -29,13 +29,10 @@ pub fn needed(ws: &Workspace, claim_owned_by_it: bool) -> bool {
     retains_claim(ws) && claim_owned_by_it
 }
 
-fn claim_owned(ws: &Workspace, ctx: &Context) -> bool {
+fn claim_owned(ws: &Workspace, ctx: &Context, claim: &str) -> bool {
     let ns = ws.namespace().unwrap_or_default();
     let uid = ws.meta().uid.as_deref().unwrap_or_default();
-    let Some(claim) = claim::existing(ws, ctx) else {
-        return false;
-    };
-    cached(&ctx.pvcs, &ns, &claim).is_some_and(|c| {
+    cached(&ctx.pvcs, &ns, claim).is_some_and(|c| {
         c.metadata
             .owner_references
             .iter()
@@ -45,9 +42,14 @@ fn claim_owned(ws: &Workspace, ctx: &Context) -> bool {
 }
 
 /// Adds the finalizer where it is needed and removes it (ours from an older
-/// operator included) where it is not.
-pub async fn keep_only_where_needed(ws: &Workspace, ctx: &Context) -> Result<(), Error> {
-    let need = needed(ws, claim_owned(ws, ctx));
+/// operator included) where it is not. `claim` is the Workspace's claim
+/// (the claim step's answer).
+pub async fn keep_only_where_needed(
+    ws: &Workspace,
+    ctx: &Context,
+    claim: &str,
+) -> Result<(), Error> {
+    let need = needed(ws, claim_owned(ws, ctx, claim));
     match (need, has_finalizer(ws)) {
         (true, false) => add(ws, ctx).await,
         (false, true) => remove(ws, ctx).await,

@@ -96,7 +96,7 @@ async fn pipeline(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
     let token = apply::token(ws, ctx);
     let children = desired::desired_with_claim(ws, &ctx.defaults, &token.value, &claim);
     // A finalizer that cannot be put on or taken off holds up nothing else.
-    let finalizer = finalizer::keep_only_where_needed(ws, ctx).await;
+    let finalizer = finalizer::keep_only_where_needed(ws, ctx, &claim).await;
     let applied = apply::children(ws, ctx, &children, &token).await;
     let mut seen = observe::observe(ws, ctx, &applied, &children.pvc).await;
     let idle = idle::check(ws, ctx, &validated, &mut seen, &token).await?;
