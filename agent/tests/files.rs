@@ -215,6 +215,42 @@ async fn every_way_out_of_the_workspace_is_refused() {
     let r = put(a, ".dispatch/agent.db", &[], b"x").await;
     assert_refused(&r, 403, "forbidden", "write the agent's state");
 
+    // The agent's state is not the user's work: the root's listing and
+    // archive leave it out; it stays readable by its path, and a folder of
+    // that name deeper down is the user's own.
+    assert!(a.workspace.join(".dispatch/agent.db").exists());
+    std::fs::create_dir_all(a.workspace.join("src/.dispatch")).unwrap();
+    let names = |r: &Reply| -> Vec<String> {
+        r.json()["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let root = names(&get(a, "/files/list?path=").await);
+    assert!(root.contains(&"src".to_owned()), "{root:?}");
+    assert!(!root.contains(&".dispatch".to_owned()), "{root:?}");
+    let state = names(&get(a, "/files/list?path=.dispatch").await);
+    assert!(state.contains(&"agent.db".to_owned()), "{state:?}");
+    let src = names(&get(a, "/files/list?path=src").await);
+    assert!(src.contains(&".dispatch".to_owned()), "{src:?}");
+    let r = get(a, "/files/archive?path=").await;
+    assert_eq!(r.status, 200);
+    let paths: Vec<String> = tar::Archive::new(&r.body[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        paths.iter().any(|p| p.contains("src/.dispatch")),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.contains("agent.db")),
+        "the archive holds the agent's state: {paths:?}"
+    );
+
     // Without the token: 401 and nothing happens.
     let r = request(&a.addr, "PUT", "/files/content?path=nope", &[], bytes("x")).await;
     assert_eq!(r.status, 401);

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::confine::{Root, kind_of};
 use super::error::FsError;
-use super::relpath::RelPath;
+use super::relpath::{AGENT_STATE_DIR, RelPath};
 use super::walk;
 
 /// Bytes per chunk sent to the client, and chunks queued ahead of it.
@@ -30,6 +30,9 @@ pub fn archive(
 ) -> Result<mpsc::Receiver<std::io::Result<Bytes>>, FsError> {
     let dir = root.open_dir(rel)?;
     let top = rel.file_name().to_owned();
+    // The root's archive is the user's work without the agent's own state
+    // (a live database, logs).
+    let hidden = rel.is_root().then_some(AGENT_STATE_DIR);
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::task::spawn_blocking(move || {
         let out = ChannelWriter {
@@ -38,7 +41,7 @@ pub fn archive(
         };
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
-        let result = add_dir(&mut tar, &dir, &top, 0)
+        let result = add_dir(&mut tar, &dir, &top, 0, hidden)
             .and_then(|()| tar.into_inner())
             .and_then(|mut w| w.flush());
         if let Err(e) = result
@@ -58,6 +61,7 @@ fn add_dir<W: Write>(
     dir: &OwnedFd,
     path: &str,
     depth: usize,
+    hidden: Option<&str>,
 ) -> std::io::Result<()> {
     if depth >= walk::MAX_DEPTH {
         return Err(std::io::Error::other(format!(
@@ -70,8 +74,8 @@ fn add_dir<W: Write>(
     header.set_mode(0o755);
     header.set_size(0);
     tar.append_data(&mut header, format!("{path}/"), std::io::empty())?;
-    let (mut entries, more) =
-        walk::entries(dir, MAX_DIR_ENTRIES, path).map_err(|e| std::io::Error::other(e.message))?;
+    let (mut entries, more) = walk::entries(dir, MAX_DIR_ENTRIES, path, hidden)
+        .map_err(|e| std::io::Error::other(e.message))?;
     if more {
         return Err(std::io::Error::other(format!(
             "{path}: more than {MAX_DIR_ENTRIES} entries in one directory"
@@ -90,7 +94,7 @@ fn add_dir<W: Write>(
                 let Ok(sub) = walk::open_child_dir(dir, &e.name) else {
                     continue;
                 };
-                add_dir(tar, &sub, &child, depth + 1)?;
+                add_dir(tar, &sub, &child, depth + 1, None)?;
             }
             SFlag::S_IFREG => {
                 let Ok(file) = walk::open_child_file(dir, &e.name) else {

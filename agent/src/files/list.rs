@@ -5,12 +5,15 @@ use nix::sys::stat::{FileStat, SFlag};
 
 use super::confine::{Root, kind_of};
 use super::error::FsError;
-use super::relpath::RelPath;
+use super::relpath::{AGENT_STATE_DIR, RelPath};
 use super::walk;
 
 pub fn list(root: &Root, rel: &RelPath, limit: usize) -> Result<FileList, FsError> {
     let dir = root.open_dir(rel)?;
-    let (entries, truncated) = walk::entries(&dir, limit, &rel.to_string())?;
+    // The agent's own state is not the user's work: the root's listing
+    // leaves it out (it stays readable by its path).
+    let hidden = rel.is_root().then_some(AGENT_STATE_DIR);
+    let (entries, truncated) = walk::entries(&dir, limit, &rel.to_string(), hidden)?;
     let mut entries: Vec<FileEntry> = entries
         .into_iter()
         .map(|e| FileEntry {

@@ -68,7 +68,7 @@ fn remove_tree(parent: &OwnedFd, name: &str, depth: usize) -> nix::Result<()> {
     loop {
         // Read a batch, delete it, read again: deleting while reading one
         // stream of entries may skip some.
-        let (batch, _) = walk::entries(&dir, 4096, name).map_err(|_| Errno::EIO)?;
+        let (batch, _) = walk::entries(&dir, 4096, name, None).map_err(|_| Errno::EIO)?;
         if batch.is_empty() {
             break;
         }

@@ -64,7 +64,6 @@ impl RelPath {
         RelPath { names: Vec::new() }
     }
 
-    #[cfg(test)]
     pub fn is_root(&self) -> bool {
         self.names.is_empty()
     }

@@ -19,8 +19,14 @@ pub struct Entry {
 }
 
 /// Up to `limit` entries of `dir` (`.` and `..` left out; names that are not
-/// UTF-8 too, since the API cannot name them), and whether there were more.
-pub fn entries(dir: &OwnedFd, limit: usize, what: &str) -> Result<(Vec<Entry>, bool), FsError> {
+/// UTF-8 too, since the API cannot name them; and `hidden`, if given), and
+/// whether there were more.
+pub fn entries(
+    dir: &OwnedFd,
+    limit: usize,
+    what: &str,
+    hidden: Option<&str>,
+) -> Result<(Vec<Entry>, bool), FsError> {
     let dup = dir.try_clone().map_err(|e| FsError::from_io(&e, what))?;
     // The copy shares its offset with `dir`: start from the first entry
     // whatever an earlier read left.
@@ -39,6 +45,9 @@ pub fn entries(dir: &OwnedFd, limit: usize, what: &str) -> Result<(Vec<Entry>, b
             tracing::debug!(dir = what, "an entry whose name is not UTF-8 is left out");
             continue;
         };
+        if Some(name) == hidden {
+            continue;
+        }
         if out.len() == limit {
             more = true;
             break;
