@@ -58,12 +58,6 @@ pub fn stop_in_steps<P: Send + Sync + 'static>(
     }
 }
 
-#[cfg(test)]
-fn state_of(stat: &str) -> Option<char> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().next()?.chars().next()
-}
-
 /// A live (not zombie) process as `/proc/<pid>/stat` shows it. Its start
 /// time tells it apart from a later process that got the same pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +221,6 @@ mod tests {
         let stat =
             "1234 (we ird) name)) S 1 1234 1230 34816 1234 4194560 0 0 0 0 0 0 0 0 20 0 1 0 77 0 0";
         assert_eq!(Proc::parse(1234, stat).map(|p| p.sid), Some(1230));
-        assert_eq!(state_of(stat), Some('S'));
         assert_eq!(Proc::parse(1, "garbage"), None);
     }
 }

@@ -5,7 +5,7 @@
 //! workspace's Secret, `status` reports the resource's phase.
 
 mod agent_stderr;
-pub mod kubernetes;
+pub(crate) mod kubernetes;
 pub mod local;
 
 use std::time::Duration;
