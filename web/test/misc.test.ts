@@ -4,7 +4,7 @@ import { applyAlt, applyCtrl, applyModifiers, arrowSequence } from "../src/lib/k
 import { isDns1123Label, workspaceNameProblem } from "../src/lib/names";
 import { parseServerMessage } from "../src/lib/protocol";
 import { listRefreshMs, SOON_MS, STEADY_MS } from "../src/lib/refresh";
-import { parseRoute, routeHash } from "../src/lib/route";
+import { parseRoute, routeHash, sessionHash } from "../src/lib/route";
 import { isSoftwareRenderer } from "../src/lib/terminal";
 
 describe("workspace names", () => {
@@ -70,6 +70,16 @@ describe("routes", () => {
     }
     expect(parseRoute("")).toEqual({ page: "workspaces" });
     expect(parseRoute("#/w/%E0%A4%A")).toEqual({ page: "workspace", name: "%E0%A4%A" });
+  });
+
+  it("record the active tab only while the URL is still that workspace's", () => {
+    expect(sessionHash("#/w/dev", "dev", "t-1")).toBe("#/w/dev/s/t-1");
+    expect(sessionHash("#/w/dev/s/t-1", "dev", "t-2")).toBe("#/w/dev/s/t-2");
+    expect(sessionHash("#/w/dev/s/t-1", "dev", null)).toBe("#/w/dev");
+    // the user went to the list, the inbox or another workspace meanwhile
+    expect(sessionHash("#/", "dev", "t-1")).toBeNull();
+    expect(sessionHash("#/inbox", "dev", "t-1")).toBeNull();
+    expect(sessionHash("#/w/other", "dev", "t-1")).toBeNull();
   });
 });
 

@@ -32,6 +32,18 @@ export function routeHash(r: Route): string {
   }
 }
 
+/**
+ * The hash that records `session` as the active tab of workspace `name`, or
+ * null when the URL (`current`) has already left that workspace: a tab that
+ * becomes active while the user navigates away must not write the workspace
+ * back into the URL.
+ */
+export function sessionHash(current: string, name: string, session: string | null): string | null {
+  const r = parseRoute(current);
+  if (r.page !== "workspace" || r.name !== name) return null;
+  return routeHash({ page: "workspace", name, session: session ?? undefined });
+}
+
 function safeDecode(s: string): string {
   try {
     return decodeURIComponent(s);
