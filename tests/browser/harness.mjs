@@ -140,6 +140,19 @@ export function shot(page, name) {
   return page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
 }
 
+/**
+ * Rethrows `e` with what the page showed when it happened (its URL and text,
+ * and a screenshot `fail-<name>.png`), so a failure on a loaded CI machine
+ * can be read afterwards.
+ */
+export async function explain(page, name, e) {
+  const seen = await page
+    .evaluate(() => `${location.href}\n${document.body.innerText.slice(0, 2000)}`)
+    .catch((err) => `(page unreadable: ${err.message})`);
+  await shot(page, `fail-${name}`).catch(() => {});
+  throw new Error(`${e.message}\n--- the page (screenshot fail-${name}.png) ---\n${seen}`, { cause: e });
+}
+
 // In-page views of the terminal through the UI's read-only debug hook.
 export const activeSession = (page) => page.evaluate(() => window.__dispatch?.activeSession ?? null);
 export const paneText = (page, id) => page.evaluate((id) => window.__dispatch?.panes.get(id)?.text() ?? null, id);

@@ -274,11 +274,16 @@ describe("a new user's terminal", () => {
     await bar.getByRole("button", { name: /^Control/ }).tap();
     await p.keyboard.type("c");
     await waitForLine(p, id, /\^C/, "Ctrl+C");
+    // The terminal echoes ^C before cat has died: the next line is typed
+    // once bash shows its prompt again.
+    await until(async () => /[#$]$/.test(((await paneScreen(p, id)) ?? "").trimEnd().split("\n").at(-1)), "the prompt after Ctrl+C");
     // selection and copy on a touch screen: a URL printed in the terminal
     // long enough that the phone's terminal wraps it: the selection view has it on one line
     const url = `https://example.invalid/a-rather-long-path/to-a-page-${tag}/with-more-of-it?q=1`;
     await typeLine(p, `echo ${url}`);
-    await until(async () => (await paneText(p, id)).replace(/\n/g, "").split(url).length - 1 >= 2, "the URL, typed and printed");
+    await until(async () => (await paneText(p, id)).replace(/\n/g, "").split(url).length - 1 >= 2, "the URL, typed and printed").catch(async (e) => {
+      throw new Error(`${e.message}\n${(await paneText(p, id)).split("\n").slice(-8).join("\n")}`);
+    });
     await bar.getByRole("button", { name: "Select text to copy" }).tap();
     const text = p.getByTestId("select-text");
     await text.waitFor();

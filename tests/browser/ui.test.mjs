@@ -7,6 +7,7 @@ import { after, before, describe, test } from "node:test";
 import {
   activeSession,
   connStates,
+  explain,
   launchBrowser,
   openTerminal,
   paneScreen,
@@ -315,7 +316,9 @@ describe("web UI in Chromium", () => {
     await c.close();
   });
 
-  test("deletes a workspace only after confirming", async () => {
+  test("deletes a workspace only after confirming", () => deleteAfterConfirming().catch((e) => explain(page, "delete", e)));
+
+  async function deleteAfterConfirming() {
     const doomed = `tmp-${randomTag()}`;
     await page.goto(`${gw.url}/#/`);
     await page.getByLabel("New workspace").fill(doomed);
@@ -335,7 +338,7 @@ describe("web UI in Chromium", () => {
     await del.waitFor({ state: "detached" });
     const names = await page.evaluate(() => fetch("/api/workspaces").then((r) => r.json()).then((l) => l.map((w) => w.name)));
     assert.deepEqual(names, [workspace]);
-  });
+  }
 
   test("on a phone: responsive layout and the key toolbar with a sticky Ctrl", async () => {
     const c = await browser.newContext({ viewport: { width: 390, height: 760 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
