@@ -340,6 +340,19 @@ describe("web UI in Chromium", () => {
     assert.deepEqual(names, [workspace]);
   }
 
+  test("a navigation away from a workspace wins over its URL being rewritten before the hashchange", async () => {
+    await page.goto(`${gw.url}/#/w/${workspace}`);
+    await until(() => page.evaluate(() => window.__dispatch?.listed === true), "the session list");
+    // What a tab becoming active did between a click on a link and its
+    // hashchange event: the old handler read location.hash and stayed.
+    await page.evaluate((ws) => {
+      location.hash = "#/";
+      history.replaceState(null, "", `#/w/${ws}/s/x`);
+    }, workspace);
+    await page.getByRole("heading", { name: "Workspaces" }).waitFor({ timeout: 10_000 });
+    await page.goto(`${gw.url}/#/`);
+  });
+
   test("on a phone: responsive layout and the key toolbar with a sticky Ctrl", async () => {
     const c = await browser.newContext({ viewport: { width: 390, height: 760 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
     const p = await c.newPage();
