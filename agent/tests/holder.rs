@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -23,26 +22,8 @@ impl Holder {
     }
 
     fn start_logging(ws: &Path, args: &[&str], log: &str, stderr: Stdio) -> Holder {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"))
-            .arg("--hold")
-            .arg("--workspace")
-            .arg(ws)
-            .args(args)
-            .env("DISPATCH_AGENT_TOKEN", TOKEN)
-            .env("RUST_LOG", log)
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("DISPATCH_AGENT_LISTENING ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let args: Vec<&str> = ["--hold"].into_iter().chain(args.iter().copied()).collect();
+        let (child, addr) = spawn_listening(ws, &args, log, stderr);
         Holder { child, addr }
     }
 

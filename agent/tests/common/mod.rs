@@ -38,25 +38,7 @@ impl Agent {
 
     /// Starts the agent on `workspace` (kept by the caller).
     pub fn start_in(workspace: &Path, args: &[&str]) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"))
-            .arg("--workspace")
-            .arg(workspace)
-            .args(args)
-            .env("DISPATCH_AGENT_TOKEN", TOKEN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("DISPATCH_AGENT_LISTENING ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, addr) = spawn_listening(workspace, args, "warn", Stdio::inherit());
         Agent {
             child,
             addr,
@@ -86,6 +68,37 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// Spawns `dispatch-agent --workspace <workspace> <args>` with the test
+/// token and `RUST_LOG=<log>`; returns it once it printed the address it
+/// listens on, with that address.
+pub fn spawn_listening(
+    workspace: &Path,
+    args: &[&str],
+    log: &str,
+    stderr: Stdio,
+) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"))
+        .arg("--workspace")
+        .arg(workspace)
+        .args(args)
+        .env("DISPATCH_AGENT_TOKEN", TOKEN)
+        .env("RUST_LOG", log)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("DISPATCH_AGENT_LISTENING ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, addr)
 }
 
 /// Runs the agent on `workspace` expecting it to refuse to start: returns
