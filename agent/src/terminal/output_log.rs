@@ -268,9 +268,11 @@ impl OutputLog {
             return Ok(false);
         }
         let start = self.index.push_segment();
+        // Readable too: the newest output is read back through it.
         let f = OpenOptions::new()
             .create(true)
             .truncate(true)
+            .read(true)
             .write(true)
             .open(segment_path(&self.dir, start))?;
         self.current = Some(f);
@@ -297,7 +299,22 @@ impl OutputLog {
 
     /// Reads under whatever lock guards `self` (for callers that hold it anyway).
     pub fn read(&self, from: u64, max: usize, out: &mut Vec<u8>) -> io::Result<LogRead> {
-        read_located(&self.dir, self.locate(from), max, out)
+        let loc = self.locate(from);
+        // The segment being written is open already: reading back the newest
+        // output, as every arrival of output does, opens no file.
+        if let (
+            Located::At {
+                segment,
+                pos,
+                avail,
+            },
+            Some(f),
+        ) = (&loc, &self.current)
+            && self.index.segments().last().map(|s| s.start) == Some(*segment)
+        {
+            return read_at(f, *pos, *avail, max, out);
+        }
+        read_located(&self.dir, loc, max, out)
     }
 }
 
@@ -318,7 +335,6 @@ pub fn read_located(
             avail,
         } => (segment, pos, avail),
     };
-    let want = (avail as usize).min(max);
     let f = match File::open(segment_path(dir, segment)) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -328,6 +344,12 @@ pub fn read_located(
         }
         Err(e) => return Err(e),
     };
+    read_at(&f, pos, avail, max, out)
+}
+
+/// Reads up to `max` of the `avail` bytes at `pos` in `f`, a segment's file.
+fn read_at(f: &File, pos: u64, avail: u64, max: usize, out: &mut Vec<u8>) -> io::Result<LogRead> {
+    let want = (avail as usize).min(max);
     let old_len = out.len();
     out.resize(old_len + want, 0);
     let mut got = 0;
@@ -395,6 +417,21 @@ mod tests {
         assert_eq!((reopened.oldest(), reopened.end()), (oldest, log.end()));
         let (bytes, _) = read_all(&reopened, oldest);
         assert_eq!(bytes, &all[oldest as usize..]);
+    }
+
+    #[test]
+    fn the_newest_output_is_read_through_the_open_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("s");
+        let mut log = OutputLog::create(&dir, 200 * 1024).unwrap();
+        log.append(b"first ").unwrap();
+        log.append(b"second").unwrap();
+        // With its name gone, only the open descriptor still reaches the
+        // segment: a read that opened the file by name would find it gone.
+        std::fs::remove_file(segment_path(&dir, 0)).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(log.read(6, 100, &mut out).unwrap(), LogRead::Bytes(6));
+        assert_eq!(out, b"second");
     }
 
     #[test]
