@@ -130,6 +130,61 @@ fn pty_echo(rounds: usize) -> Vec<Duration> {
     out
 }
 
+/// What one wake-up costs on this machine, the unit the echo figures are made
+/// of: a byte's round trip between two threads over two pipes (each trip
+/// wakes the other thread once and this one once), both threads on `cpus.0`
+/// and `cpus.1`. A pause before each trip lets the other CPU go idle, as it is
+/// between keystrokes. `None` when the threads cannot be placed there.
+fn wake_round_trip(rounds: usize, cpus: (usize, usize)) -> Option<Vec<Duration>> {
+    fn pin(cpu: usize) -> bool {
+        // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+        // sched_setaffinity get a pointer to it and its size.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        }
+    }
+    let (to_r, mut to_w) = std::io::pipe().ok()?;
+    let (mut back_r, back_w) = std::io::pipe().ok()?;
+    let echo = std::thread::spawn(move || {
+        let (mut r, mut w) = (to_r, back_w);
+        if !pin(cpus.1) {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        while r.read_exact(&mut b).is_ok() {
+            if w.write_all(&b).is_err() {
+                break;
+            }
+        }
+        true
+    });
+    let placed = std::thread::scope(|s| {
+        s.spawn(|| {
+            if !pin(cpus.0) {
+                return None;
+            }
+            let mut out = Vec::with_capacity(rounds);
+            let mut b = [0u8; 1];
+            for _ in 0..rounds {
+                std::thread::sleep(Duration::from_micros(200));
+                let t = Instant::now();
+                to_w.write_all(b"x").ok()?;
+                back_r.read_exact(&mut b).ok()?;
+                out.push(t.elapsed());
+            }
+            Some(out)
+        })
+        .join()
+        .ok()
+        .flatten()
+    });
+    drop(to_w);
+    let echoed = echo.join().unwrap_or(false);
+    placed.filter(|_| echoed)
+}
+
 /// `yes` in a PTY of its own, drained by a plain reader thread: the same
 /// flood as the agent's, with nothing of the agent in its way.
 struct PtyFlood {
@@ -535,6 +590,8 @@ async fn main() {
     let (mut flood_same, flood_same_bytes) = agent_echo_counting(&mut ws, &id, a.rounds).await;
     let t_same = t_same.elapsed();
 
+    let wakes = [(0, 0), (0, 1)].map(|cpus| wake_round_trip(a.rounds, cpus));
+
     let (raw50, raw99) = (pct(&mut raw, 0.5), pct(&mut raw, 0.99));
     let (rf50, rf99) = (pct(&mut raw_flood, 0.5), pct(&mut raw_flood, 0.99));
     let (i50, i99) = (pct(&mut idle, 0.5), pct(&mut idle, 0.99));
@@ -602,6 +659,19 @@ async fn main() {
         us(o50) - us(rf50),
         us(o99) - us(rf99)
     );
+    println!("this machine's wake-ups (what the figures above are made of)");
+    for (what, w) in ["one CPU  ", "two CPUs "].iter().zip(wakes) {
+        match w {
+            Some(mut w) => println!(
+                "  thread round trip, {what}  p50 {:7.1} us  p99 {:7.1} us   (two wake-ups over pipes, the other CPU idle before each)",
+                us(pct(&mut w, 0.5)),
+                us(pct(&mut w, 0.99))
+            ),
+            None => println!(
+                "  thread round trip, {what}  (not measured: the threads cannot be placed on those CPUs)"
+            ),
+        }
+    }
     println!("memory and start");
     println!(
         "  idle RSS, no session        {:7.1} MiB  (target <= 15 MiB)",
