@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -80,16 +79,8 @@ fn start_agent(
     env: &[(String, String)],
     args: &[&str],
 ) -> ClaudeAgent {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"));
-    cmd.arg("--workspace")
-        .arg(workspace)
-        .arg("--claude-bin")
-        .arg(bin)
-        .args(args)
-        .env("DISPATCH_AGENT_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    let mut cmd = common::agent_command(workspace, args, "warn");
+    cmd.arg("--claude-bin").arg(bin).stderr(Stdio::inherit());
     for k in [
         "ANTHROPIC_API_KEY",
         "ANTHROPIC_AUTH_TOKEN",
@@ -101,15 +92,7 @@ fn start_agent(
     }
     cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("DISPATCH_AGENT_LISTENING ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let addr = common::listening_address(&mut child);
     ClaudeAgent {
         child,
         addr,

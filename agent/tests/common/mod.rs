@@ -70,47 +70,52 @@ impl Agent {
     }
 }
 
-/// Spawns `dispatch-agent --workspace <workspace> <args>` with the test
-/// token and `RUST_LOG=<log>`; returns it once it printed the address it
-/// listens on, with that address.
+/// `dispatch-agent --workspace <workspace> <args>` with the test token and
+/// `RUST_LOG=<log>`, its stdout piped (the LISTENING line comes there).
+pub fn agent_command(workspace: &Path, args: &[&str], log: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"));
+    cmd.arg("--workspace")
+        .arg(workspace)
+        .args(args)
+        .env("DISPATCH_AGENT_TOKEN", TOKEN)
+        .env("RUST_LOG", log)
+        .stdout(Stdio::piped());
+    cmd
+}
+
+/// The address an agent just spawned by [`agent_command`] listens on (its
+/// first line); panics on any other first line.
+pub fn listening_address(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim()
+        .strip_prefix("DISPATCH_AGENT_LISTENING ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned()
+}
+
+/// Spawns the agent (see [`agent_command`]); returns it once it printed the
+/// address it listens on, with that address.
 pub fn spawn_listening(
     workspace: &Path,
     args: &[&str],
     log: &str,
     stderr: Stdio,
 ) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"))
-        .arg("--workspace")
-        .arg(workspace)
-        .args(args)
-        .env("DISPATCH_AGENT_TOKEN", TOKEN)
-        .env("RUST_LOG", log)
-        .stdout(Stdio::piped())
+    let mut child = agent_command(workspace, args, log)
         .stderr(stderr)
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("DISPATCH_AGENT_LISTENING ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let addr = listening_address(&mut child);
     (child, addr)
 }
 
 /// Runs the agent on `workspace` expecting it to refuse to start: returns
 /// what it said on stderr. Panics if it starts listening instead.
 pub fn start_refused(workspace: &Path, args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dispatch-agent"))
-        .arg("--workspace")
-        .arg(workspace)
-        .args(args)
-        .env("DISPATCH_AGENT_TOKEN", TOKEN)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
+    let mut child = agent_command(workspace, args, "warn")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
