@@ -365,6 +365,17 @@ pub struct VolumeStatus {
     pub replaced_in_generation: Option<i64>,
 }
 
+impl Workspace {
+    /// `namespace/name`: how logs, metrics and the operator's own maps name it.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.metadata.namespace.as_deref().unwrap_or_default(),
+            self.metadata.name.as_deref().unwrap_or_default()
+        )
+    }
+}
+
 /// Where a Workspace stands.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WorkspacePhase {

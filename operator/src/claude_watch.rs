@@ -19,7 +19,7 @@ use kube::runtime::reflector::Store;
 use tokio::task::JoinHandle;
 
 use crate::claude_status::{self, Write};
-use crate::context::{Context, key};
+use crate::context::Context;
 
 /// How often the running workspaces are looked at (the cache: no request).
 const TICK: Duration = Duration::from_secs(2);
@@ -53,7 +53,7 @@ pub async fn run(ctx: Arc<Context>, workspaces: Store<Workspace>) {
             let Some((endpoint, token)) = target(&ws, &ctx) else {
                 continue;
             };
-            let k = key(&ws);
+            let k = ws.key();
             live.insert(k.clone());
             let want = (endpoint, token);
             if let Some(w) = watches.get(&k)
@@ -103,7 +103,7 @@ fn target(ws: &Workspace, ctx: &Context) -> Option<(String, String)> {
 }
 
 async fn watch_one(ctx: Arc<Context>, ws: Arc<Workspace>, (endpoint, token): (String, String)) {
-    let k = key(&ws);
+    let k = ws.key();
     let api: Api<Workspace> =
         Api::namespaced(ctx.client.clone(), &ws.namespace().unwrap_or_default());
     let name = ws.name_any();

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dispatch_api::crd::{Workspace, names};
+use dispatch_api::crd::names;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
 
 use crate::config::WorkspaceDefaults;
 use crate::idle::ActivityClient;
@@ -66,11 +66,6 @@ impl Context {
         }
         self.recent.forget_workspace(key, &children);
     }
-}
-
-/// `ns/name` of a Workspace.
-pub fn key(ws: &Workspace) -> String {
-    format!("{}/{}", ws.namespace().unwrap_or_default(), ws.name_any())
 }
 
 /// Failures back off exponentially per Workspace: 0.5 s, 1 s, 2 s ... 5 min.

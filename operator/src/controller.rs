@@ -20,7 +20,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 pub use crate::applier::MANAGER;
 use crate::children::{self, LAST_APPLIED};
 use crate::config::WorkspaceDefaults;
-pub use crate::context::{Context, backoff, key};
+pub use crate::context::{Context, backoff};
 use crate::idle::ActivityClient;
 use crate::metrics::Metrics;
 use crate::recent::Recent;
@@ -155,7 +155,7 @@ pub async fn run(
         .default_backoff()
         .inspect_ok(move |ev| {
             if let watcher::Event::Delete(ws) = ev {
-                gone.forget(&key(ws));
+                gone.forget(&ws.key());
             }
         })
         .modify(|w| {
@@ -166,7 +166,7 @@ pub async fn run(
         .touched_objects()
         .predicate_filter(
             move |ws: &Workspace| {
-                watch_filter::worth_a_reconcile(ws, statuses.status_digest(&key(ws)))
+                watch_filter::worth_a_reconcile(ws, statuses.status_digest(&ws.key()))
             },
             Default::default(),
         );
@@ -216,8 +216,8 @@ fn error_policy(
     ctx: Arc<Context>,
 ) -> kube::runtime::controller::Action {
     ctx.metrics.failed(err.label());
-    let delay = backoff(&ctx, &key(&ws));
-    tracing::warn!(workspace = %key(&ws), error = %err, retry_in = ?delay, "reconcile failed");
+    let delay = backoff(&ctx, &ws.key());
+    tracing::warn!(workspace = %ws.key(), error = %err, retry_in = ?delay, "reconcile failed");
     kube::runtime::controller::Action::requeue(delay)
 }
 

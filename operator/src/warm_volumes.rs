@@ -113,16 +113,14 @@ impl Warm {
         }
     }
 
-    /// Takes an unused, bound claim shaped like `want` for `ws` (`key` is its
-    /// `ns/name`): its labels and owners become `want`'s. `None` when there is
-    /// none to take (or every try lost a race: another replica's take, a
-    /// deletion).
+    /// Takes an unused, bound claim shaped like `want` for `ws`: its labels and
+    /// owners become `want`'s. `None` when there is none to take (or every
+    /// try lost a race: another replica's take, a deletion).
     pub async fn take(
         &self,
         client: &Client,
         metrics: &Metrics,
         ws: &Workspace,
-        key: &str,
         want: &PersistentVolumeClaim,
     ) -> Option<String> {
         let ns = ws.namespace().unwrap_or_default();
@@ -155,10 +153,10 @@ impl Warm {
             match api.patch(&name, &pp, &Patch::Merge(&patch)).await {
                 Ok(_) => {
                     if let Ok(mut t) = self.taken.lock() {
-                        t.insert(key.to_string(), name.clone());
+                        t.insert(ws.key(), name.clone());
                     }
                     metrics.warm_taken();
-                    tracing::info!(workspace = %key, claim = %name, "took a warm volume");
+                    tracing::info!(workspace = %ws.key(), claim = %name, "took a warm volume");
                     return Some(name);
                 }
                 Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => continue,

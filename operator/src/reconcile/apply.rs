@@ -12,7 +12,7 @@ use kube::{Resource, ResourceExt};
 use crate::applier::{Applier, ChildError, MANAGER, OnInvalid, delete_exact};
 use crate::children::cached;
 use crate::children::{slim_pod, token_of};
-use crate::context::{Context, key};
+use crate::context::Context;
 use crate::desired::{self, Children, applied_hash, pod_token_digest};
 use crate::reconcile::FULL_APPLY_EVERY;
 use crate::status;
@@ -27,7 +27,7 @@ pub struct Token {
 
 /// The token the Secret holds, or a new one to create it with.
 pub fn token(ws: &Workspace, ctx: &Context) -> Token {
-    let k = key(ws);
+    let k = ws.key();
     let ns = ws.namespace().unwrap_or_default();
     let from_cache = cached(&ctx.secrets, &ns, &names::token_secret(&ws.name_any()))
         .filter(|s| s.metadata.deletion_timestamp.is_none())
@@ -76,7 +76,7 @@ impl Applied {
 }
 
 pub async fn children(ws: &Workspace, ctx: &Context, c: &Children, token: &Token) -> Applied {
-    let k = key(ws);
+    let k = ws.key();
     let ns = ws.namespace().unwrap_or_default();
     let name = ws.name_any();
     let full = ctx
@@ -214,7 +214,7 @@ async fn pod(
         let pods = pods.clone();
         let object = object.clone();
         async move {
-            tracing::info!(workspace = %key(ws), why, "removing the Pod");
+            tracing::info!(workspace = %ws.key(), why, "removing the Pod");
             delete_exact(&pods, &pod.name_any(), pod.meta().uid.clone())
                 .await
                 .map_err(|source| ChildError::Kube { object, source })

@@ -8,7 +8,7 @@ use dispatch_api::crd::{LABEL_WORKSPACE, Workspace, names};
 use kube::ResourceExt;
 
 use crate::children::cached;
-use crate::context::{Context, key};
+use crate::context::Context;
 use crate::desired;
 use crate::warm_volumes::WARM_LABEL;
 
@@ -20,7 +20,7 @@ pub fn existing(ws: &Workspace, ctx: &Context) -> Option<String> {
     if cached(&ctx.pvcs, &ns, &own).is_some() {
         return Some(own);
     }
-    let k = key(ws);
+    let k = ws.key();
     let named = ctx
         .warm
         .as_ref()
@@ -61,10 +61,7 @@ pub async fn resolve(ws: &Workspace, ctx: &Context) -> String {
     let own = names::pvc(&ws.name_any());
     if let Some(warm) = &ctx.warm {
         let want = desired::claim(ws, &ctx.defaults, &own);
-        if let Some(taken) = warm
-            .take(&ctx.client, &ctx.metrics, ws, &key(ws), &want)
-            .await
-        {
+        if let Some(taken) = warm.take(&ctx.client, &ctx.metrics, ws, &want).await {
             return taken;
         }
     }

@@ -13,7 +13,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::applier::json_patch;
 use crate::children::cached;
-use crate::context::{Context, key};
+use crate::context::Context;
 use crate::reconcile::{Error, claim};
 
 fn has_finalizer(ws: &Workspace) -> bool {
@@ -64,9 +64,9 @@ pub async fn on_deletion(ws: &Workspace, ctx: &Context) -> Result<Action, Error>
             release_claim(ws, ctx).await?;
         }
         remove(ws, ctx).await?;
-        tracing::info!(workspace = %key(ws), retain_volume = retains_claim(ws), "workspace deleted");
+        tracing::info!(workspace = %ws.key(), retain_volume = retains_claim(ws), "workspace deleted");
     }
-    ctx.forget(&key(ws));
+    ctx.forget(&ws.key());
     Ok(Action::await_change())
 }
 

@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
-use crate::context::{Context, key};
+use crate::context::Context;
 use crate::desired::Validated;
 use crate::idle::{self, ActivityError, Verdict};
 use crate::reconcile::apply::Token;
@@ -39,7 +39,7 @@ pub async fn check(
     ) else {
         return Ok(Action::requeue(RESYNC));
     };
-    let k = key(ws);
+    let k = ws.key();
     let Some(timeout) = validated.idle_timeout else {
         return Ok(Action::requeue(RESYNC));
     };
@@ -91,7 +91,7 @@ pub async fn token_refused(ws: &Workspace, ctx: &Context, seen: &mut Seen, token
     ) else {
         return false;
     };
-    let k = key(ws);
+    let k = ws.key();
     // Asked again when the Pod or the token changes.
     let uid = format!("{uid}/{}", crate::desired::token_digest(&token.value));
     if ctx.recent.token_checked(&k, &uid) {
@@ -134,7 +134,7 @@ async fn suspend(ws: &Workspace, ctx: &Context, timeout: Duration) -> Result<(),
     )
     .await
     .map_err(Error::Idle)?;
-    tracing::info!(workspace = %key(ws), ?timeout, "suspended for idleness");
+    tracing::info!(workspace = %ws.key(), ?timeout, "suspended for idleness");
     let ev = Event {
         type_: EventType::Normal,
         reason: "IdleSuspended".into(),

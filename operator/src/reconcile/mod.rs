@@ -21,7 +21,7 @@ use std::time::Instant;
 use dispatch_api::crd::Workspace;
 use kube::runtime::controller::Action;
 
-use crate::context::{Context, backoff, key};
+use crate::context::{Context, backoff};
 use crate::desired;
 use crate::recent::CACHE_LAG;
 
@@ -70,7 +70,7 @@ pub fn agent_token(ws: &Workspace, ctx: &Context) -> Option<String> {
 /// Runs the pipeline for one Workspace.
 pub async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let k = key(&ws);
+    let k = ws.key();
     let result = pipeline(&ws, &ctx).await;
     ctx.metrics.reconciled(started.elapsed());
     tracing::debug!(workspace = %k, took = ?started.elapsed(), ok = result.is_ok(), "reconciled");
@@ -80,7 +80,7 @@ pub async fn reconcile(ws: Arc<Workspace>, ctx: Arc<Context>) -> Result<Action, 
 /// Nothing is wrong: the next failure backs off from the start.
 fn healthy(ctx: &Context, ws: &Workspace) {
     if let Ok(mut f) = ctx.failures.lock() {
-        f.remove(&key(ws));
+        f.remove(&ws.key());
     }
 }
 
@@ -105,7 +105,7 @@ async fn pipeline(ws: &Workspace, ctx: &Context) -> Result<Action, Error> {
         report::status(ws, ctx, &seen).await?;
     }
 
-    let k = key(ws);
+    let k = ws.key();
     if !applied.failures.is_empty() {
         let summary = applied
             .failures

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType};
 
 use crate::children::cached;
-use crate::context::{Context, key};
+use crate::context::Context;
 use crate::desired::applied_hash;
 use crate::reconcile::apply::Applied;
 use crate::status::{APPLY_FAILED, Problem, VOLUME_DELETING, VOLUME_REPLACED};
@@ -35,7 +35,7 @@ pub async fn observe(
 ) -> Seen {
     let ns = ws.namespace().unwrap_or_default();
     let name = ws.name_any();
-    let k = key(ws);
+    let k = ws.key();
     let pod = applied
         .pod
         .clone()
@@ -162,7 +162,7 @@ fn claim_size(claim: &PersistentVolumeClaim) -> Option<String> {
 
 /// A Warning Event on the Workspace.
 pub async fn warn(ws: &Workspace, ctx: &Context, reason: &str, message: &str) {
-    tracing::warn!(workspace = %key(ws), reason, message, "workspace degraded");
+    tracing::warn!(workspace = %ws.key(), reason, message, "workspace degraded");
     let ev = Event {
         type_: EventType::Warning,
         reason: reason.into(),

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 
-use crate::context::{Context, key};
+use crate::context::Context;
 use crate::desired::Invalid;
 use crate::reconcile::Error;
 use crate::reconcile::observe::{Seen, warn};
@@ -42,7 +42,7 @@ pub async fn status(ws: &Workspace, ctx: &Context, seen: &Seen) -> Result<(), Er
         warn(ws, ctx, first.reason, &first.message).await;
     }
     write(ws, ctx, &next).await?;
-    ctx.metrics.set_phase(&key(ws), next.phase);
+    ctx.metrics.set_phase(&ws.key(), next.phase);
     Ok(())
 }
 
@@ -64,7 +64,7 @@ pub async fn refuse(ws: &Workspace, ctx: &Context, invalid: &Invalid) -> Result<
     };
     let next = status::compute(&obs, ws.status.as_ref(), Timestamp::now());
     write(ws, ctx, &next).await?;
-    ctx.metrics.set_phase(&key(ws), next.phase);
+    ctx.metrics.set_phase(&ws.key(), next.phase);
     Ok(Action::await_change())
 }
 
@@ -80,7 +80,7 @@ fn already_degraded(ws: &Workspace, reason: &str) -> bool {
 }
 
 async fn write(ws: &Workspace, ctx: &Context, next: &WorkspaceStatus) -> Result<(), Error> {
-    let k = key(ws);
+    let k = ws.key();
     let current = ws.status.as_ref();
     // The cache may lag our last write; a status someone else wrote is never trusted.
     let ours = current.is_none_or(|cur| ctx.recent.wrote_status(&k, cur));
